@@ -1,0 +1,23 @@
+"""User-facing errors.
+
+Every problem caused by the user's input (a missing column, a bad file, an
+inconsistent space group, ...) is raised as :class:`InputError`.  The command
+line catches it and prints its one-line message without a traceback.
+"""
+
+
+class InputError(ValueError):
+    """A problem with user input, reported as one line naming the culprit.
+
+    Parameters
+    ----------
+    message : str
+        What is wrong, phrased for a crystallographer.
+    path : str, optional
+        The file the problem was found in; prefixed to the message.
+    """
+
+    def __init__(self, message, path=None):
+        self.path = None if path is None else str(path)
+        text = message if self.path is None else f"{self.path}: {message}"
+        super().__init__(text.replace("\n", " "))
