@@ -1,0 +1,51 @@
+"""Helpers shared by every command-line entry point."""
+
+import functools
+import os
+import sys
+
+from careless_online.errors import InputError
+
+
+def quiet_tensorflow():
+    """Silence TensorFlow's C++ start-up chatter unless the user asked for it."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+def user_errors_exit(func):
+    """Decorate a ``main(argv)`` so that user errors end in one line, exit code 2.
+
+    :class:`~careless_online.errors.InputError` (bad file, bad column, bad flag
+    value) and :class:`FileNotFoundError` print ``<prog>: error: <message>`` on
+    stderr and exit with status 2, without a traceback.  Programming errors
+    still raise normally.
+
+    Parameters
+    ----------
+    func : callable
+        The ``main(argv=None)`` function of a command.
+
+    Returns
+    -------
+    callable
+        The wrapped function; it returns ``func``'s return value (or 0).
+    """
+
+    @functools.wraps(func)
+    def wrapper(argv=None):
+        prog = os.path.basename(sys.argv[0]) if argv is None else func.__module__.split(".")[-1]
+        try:
+            result = func(argv)
+        except InputError as err:
+            print(f"{prog}: error: {err}", file=sys.stderr)
+            raise SystemExit(2)
+        except FileNotFoundError as err:
+            name = err.filename if err.filename else str(err)
+            print(f"{prog}: error: {name}: no such file", file=sys.stderr)
+            raise SystemExit(2)
+        except KeyboardInterrupt:
+            print(f"{prog}: interrupted", file=sys.stderr)
+            raise SystemExit(130)
+        return 0 if result is None else result
+
+    return wrapper
