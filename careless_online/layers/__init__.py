@@ -1,0 +1,16 @@
+"""Keras layers of the careless_online model."""
+
+from careless_online.layers.encoder import ImageEncoder, segment_softmax
+from careless_online.layers.resnet import FeedForward, ResNet, resnet_initializer
+from careless_online.layers.scale_head import ScaleHead, scale_distribution, scale_kl
+
+__all__ = [
+    "FeedForward",
+    "ImageEncoder",
+    "ResNet",
+    "ScaleHead",
+    "resnet_initializer",
+    "scale_distribution",
+    "scale_kl",
+    "segment_softmax",
+]

@@ -1,0 +1,59 @@
+"""Simulated serial-crystallography (XFEL still-image) data with known truth.
+
+Model
+-----
+Crystal.  Atoms j (random C/N/O plus ``n_anomalous`` atoms of an anomalous
+element per asymmetric unit, or a coordinate file), expanded to the unit cell
+by the space group's operations.  For every h of the reciprocal ASU and -h:
+
+    F(h) = Σ_j occ_j (f0_j(s) + f'_j + i f''_j) exp(-B_j s²/4) exp(2πi h·x_j)
+
+with s = 1/d, f0 from the IT92 coefficients, f' and f'' given or from
+Cromer-Liberman at the wavelength.  f'' ≠ 0 breaks Friedel's law for
+acentric reflections (|F(h)| ≠ |F(-h)|); centric ones keep it.
+
+Image i.  Uniform random orientation U_i; cell lengths jittered (relative rms
+``cell_jitter``, crystal-system constraints kept) giving the reciprocal basis
+B_i (columns a*, b*, c*).  Beam along +z, s0 = (0, 0, 1/λ):
+
+    q = U_i B_i h,   s1 = s0 + q,   e = |s1| - 1/λ          (Ewald offset)
+    σ(q)² = r² + (η|q|)² + (δλ/λ · λ|q|²/2)²               (profile width)
+    p = exp(-e²/(2σ²))                                      (partiality, ≤ 1)
+
+A reflection is recorded when p ≥ ``partiality_min``, d ≥ dmin and s1 hits
+the flat detector at distance D (XDET = nx/2 + D s1x/s1z / pixel, same for y).
+With image scale K_i = exp(N(-σ_K²/2, σ_K)), image B-factor B_i ~ N(0, σ_B),
+polarization factor P = 1 - f u_x² - (1-f) u_y² (u = s1/|s1|):
+
+    S = mean_counts · K_i · |F(h)|²/<|F|²> · exp(-B_i s²/2) · p · P
+    C ~ Poisson(S + bg),   b = Poisson(r·bg)/r
+    I = C - b,   SIGI = sqrt(C + b/r)
+
+Images recording fewer than ``min_reflections`` are redrawn.  Image i draws
+from its own generator seeded with (seed, i).
+
+Outputs: a CrystFEL stream (reads with ``rs.read_crystfel``), an unmerged MTZ,
+the truth ``<base>_truth.mtz`` and ``<base>_images.csv``.
+"""
+
+from careless_online.simulate.api import (
+    FORMATS,
+    Crystal,
+    SimulatedData,
+    make_crystal,
+    simulate,
+    simulate_to_files,
+    write,
+)
+from careless_online.simulate.config import SimulationConfig
+
+__all__ = [
+    "FORMATS",
+    "Crystal",
+    "SimulatedData",
+    "SimulationConfig",
+    "make_crystal",
+    "simulate",
+    "simulate_to_files",
+    "write",
+]

@@ -1,0 +1,33 @@
+"""``careless_online.ccpred``: CC between observed and predicted intensities."""
+
+from careless_online.cli.common import user_errors_exit
+from careless_online.cli.stats_args import about, add_method, emit, stats_parser
+from careless_online.stats.inputs import read_mtz
+from careless_online.stats.plots import shell_figure
+from careless_online.stats.predictions import PREDICTION_COLUMNS, ccpred_table
+
+#: What the input file is called in error messages.
+PREDICTIONS_FILE = "predictions MTZ file (<base>_predictions_<i>.mtz)"
+
+
+def build_parser():
+    """The command's argument parser."""
+    parser = stats_parser(
+        "careless_online.ccpred",
+        "CCpred per resolution shell: correlation between observed (Iobs) and predicted "
+        "(Ipred) intensities, separately for training (test=0) and held-out (test=1) images.",
+        overall="print only the overall CCpred")
+    parser.add_argument("predictions", help="predictions file, <base>_predictions_<i>.mtz")
+    add_method(parser, default="pearson", both=False)
+    return parser
+
+
+@user_errors_exit
+def main(argv=None):
+    """Run ``careless_online.ccpred``."""
+    args = build_parser().parse_args(argv)
+    predictions = read_mtz(args.predictions, required=PREDICTION_COLUMNS, what=PREDICTIONS_FILE)
+    with about(args.predictions):
+        table = ccpred_table(predictions, bins=args.bins, method=args.method)
+    emit(table, args, figure=lambda t: shell_figure(t, ["CCpred_train", "CCpred_test"], "CCpred",
+                                                    title=args.predictions))

@@ -1,0 +1,135 @@
+"""Arguments and output shared by the statistics commands (cchalf, ccpred, ...)."""
+
+import argparse
+import contextlib
+import sys
+
+from careless_online.errors import InputError
+from careless_online.stats.binning import DEFAULT_SHELLS, OVERALL, SHELLS_HELP
+from careless_online.stats.plots import save_figure
+
+
+def positive_int(text):
+    """Parse a positive integer for argparse.
+
+    Parameters
+    ----------
+    text : str
+
+    Returns
+    -------
+    int
+    """
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} is not a positive integer")
+    return value
+
+
+def stats_parser(prog, description, shells=True, overall=None):
+    """An argument parser with the options every statistics command shares.
+
+    Adds ``-o/--output`` (CSV), ``-i/--image`` (figure) and, optionally,
+    ``-b/--bins`` and ``--overall``.
+
+    Parameters
+    ----------
+    prog : str
+        Command name.
+    description : str
+    shells : bool, optional
+        Whether the command reports resolution shells (adds ``-b/--bins``).
+    overall : str, optional
+        Help text of ``--overall``; without it the flag is not added.
+
+    Returns
+    -------
+    argparse.ArgumentParser
+    """
+    parser = argparse.ArgumentParser(prog=prog, description=description,
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser.add_argument("-o", "--output", metavar="FILE.csv", default=None,
+                        help="also write the table to this CSV file")
+    parser.add_argument("-i", "--image", metavar="FILE.png", default=None,
+                        help="write a figure to this image file (format from its extension)")
+    if shells:
+        parser.add_argument("-b", "--bins", type=positive_int, default=DEFAULT_SHELLS,
+                            help=f"number of resolution shells; {SHELLS_HELP}")
+    if overall:
+        parser.add_argument("--overall", action="store_true", default=False, help=overall)
+    return parser
+
+
+def add_method(parser, default, both=True):
+    """Add ``--method`` (pearson, spearman and, optionally, both).
+
+    Parameters
+    ----------
+    parser : argparse.ArgumentParser
+    default : str
+    both : bool, optional
+        Whether ``both`` is allowed.
+    """
+    choices = ["pearson", "spearman"] + (["both"] if both else [])
+    parser.add_argument("--method", choices=choices, default=default,
+                        help="correlation coefficient")
+
+
+def methods(choice):
+    """The correlation methods selected by a ``--method`` value.
+
+    Parameters
+    ----------
+    choice : str
+
+    Returns
+    -------
+    tuple of str
+    """
+    return ("pearson", "spearman") if choice == "both" else (choice,)
+
+
+@contextlib.contextmanager
+def about(path):
+    """Report problems found while computing statistics of ``path`` as input errors.
+
+    Parameters
+    ----------
+    path : str
+        The file the statistics are computed from.
+    """
+    try:
+        yield
+    except ValueError as err:
+        if isinstance(err, InputError):
+            raise
+        raise InputError(str(err), path=path) from None
+
+
+def emit(table, args, figure=None, stream=None):
+    """Print a table as CSV, and write the CSV file and figure if requested.
+
+    Parameters
+    ----------
+    table : pandas.DataFrame
+        The table; with ``args.overall`` only its ``overall`` row is printed.
+    args : argparse.Namespace
+        Parsed arguments (``output``, ``image`` and possibly ``overall``).
+    figure : callable, optional
+        ``figure(table) -> matplotlib.figure.Figure``, called with the full
+        table when ``args.image`` is set.
+    stream : file-like, optional
+        Where to print; standard output by default.
+    """
+    stream = sys.stdout if stream is None else stream
+    overall_only = getattr(args, "overall", False) and OVERALL in table.index
+    shown = table.loc[[OVERALL]] if overall_only else table
+    index = shown.index.name is not None
+    shown.to_csv(stream, float_format="%.4g", index=index)
+    if args.output:
+        shown.to_csv(args.output, float_format="%.6g", index=index)
+    if args.image and figure is not None:
+        save_figure(figure(table), args.image)

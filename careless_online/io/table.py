@@ -1,0 +1,296 @@
+"""From raw reflections to the observation table the model learns from.
+
+One row per observation with the columns
+
+========================  ==========================================================
+``image_id``              global image number (int32), over all input files
+``file_id``               index of the input file (int32)
+``Hobs, Kobs, Lobs``      Miller indices as indexed (int32)
+``H, K, L``               indices mapped to the reciprocal ASU (int32)
+``plus``                  1 for the Friedel-plus member, 0 for minus (int8)
+``refl_id``               id of the unique reflection (int32, see ReflectionIndex)
+``centric``, ``epsilon``  of that reflection
+``dHKL``                  resolution (Angstrom)
+``I``, ``SigI``           intensity and its uncertainty (float32)
+any other column          candidate metadata (float32), e.g. XDET, ewald_offset
+========================  ==========================================================
+"""
+
+from dataclasses import dataclass, field
+
+import gemmi
+import numpy as np
+import pandas as pd
+import reciprocalspaceship as rs
+
+from careless_online.errors import InputError
+from careless_online.io.reflections import ReflectionIndex, map_to_asu
+
+
+@dataclass
+class TableOptions:
+    """How raw reflections become observations.
+
+    Attributes
+    ----------
+    spacegroup : str or None
+        Space group override (else the file's).
+    cell : sequence of 6 floats or None
+        Unit cell override (else the file's).
+    anomalous : bool
+        Keep Friedel mates apart.
+    dmin : float or None
+        Resolution cut in Angstrom (else the data's own limit).
+    isigi_cutoff : float or None
+        Drop observations with I/SigI below this.
+    cell_tolerance : float
+        Images whose cell lengths deviate by more than this fraction (or
+        whose angles deviate by more than 100 times this, in degrees) from
+        the reference cell are dropped.
+    drop_invalid : bool
+        Drop observations with NaN intensity or non-positive/NaN SigI instead
+        of refusing the file.
+    """
+
+    spacegroup: object = None
+    cell: object = None
+    anomalous: bool = False
+    dmin: object = None
+    isigi_cutoff: object = None
+    cell_tolerance: float = 0.05
+    drop_invalid: bool = False
+
+    def to_dict(self):
+        """JSON-serializable copy."""
+        return {
+            "spacegroup": None if self.spacegroup is None else str(self.spacegroup),
+            "cell": None if self.cell is None else [float(x) for x in self.cell],
+            "anomalous": bool(self.anomalous),
+            "dmin": None if self.dmin is None else float(self.dmin),
+            "isigi_cutoff": None if self.isigi_cutoff is None else float(self.isigi_cutoff),
+            "cell_tolerance": float(self.cell_tolerance),
+            "drop_invalid": bool(self.drop_invalid),
+        }
+
+
+@dataclass
+class LoadReport:
+    """Counts of what was read, kept and dropped, and why."""
+
+    read: int = 0
+    kept: int = 0
+    images_read: int = 0
+    images_dropped_cell: int = 0
+    dropped: dict = field(default_factory=dict)
+
+    def drop(self, reason, count):
+        """Record ``count`` observations dropped for ``reason``."""
+        if count:
+            self.dropped[reason] = self.dropped.get(reason, 0) + int(count)
+
+    def merge(self, other):
+        """Add the counts of another report to this one."""
+        self.read += other.read
+        self.kept += other.kept
+        self.images_read += other.images_read
+        self.images_dropped_cell += other.images_dropped_cell
+        for reason, count in other.dropped.items():
+            self.drop(reason, count)
+
+    def summary(self):
+        """One line for the log."""
+        parts = [f"{self.kept} of {self.read} observations kept from {self.images_read} images"]
+        if self.images_dropped_cell:
+            parts.append(f"{self.images_dropped_cell} images dropped for their cell")
+        parts += [f"{n} dropped ({why})" for why, n in sorted(self.dropped.items())]
+        return "; ".join(parts)
+
+
+def parse_spacegroup(text, path=None):
+    """A gemmi.SpaceGroup from a name or number; InputError if unknown."""
+    if isinstance(text, gemmi.SpaceGroup):
+        return text
+    try:
+        sg = gemmi.SpaceGroup(int(text)) if str(text).strip().isdigit() else gemmi.SpaceGroup(str(text))
+    except (ValueError, RuntimeError):
+        raise InputError(f"unknown space group '{text}'", path) from None
+    return sg
+
+
+def parse_cell(values, path=None):
+    """A gemmi.UnitCell from 6 numbers (or a comma/space separated string)."""
+    if isinstance(values, gemmi.UnitCell):
+        return values
+    if isinstance(values, str):
+        values = values.replace(",", " ").split()
+    try:
+        params = [float(v) for v in values]
+    except (TypeError, ValueError):
+        raise InputError(f"bad unit cell '{values}' (need a, b, c, alpha, beta, gamma)", path) from None
+    if len(params) != 6 or min(params) <= 0 or max(params[3:]) >= 180:
+        raise InputError(f"bad unit cell '{values}' (need a, b, c > 0 and angles in (0, 180))", path)
+    return gemmi.UnitCell(*params)
+
+
+def resolve_symmetry(raw, options):
+    """Decide the reference cell and space group for a file.
+
+    Parameters
+    ----------
+    raw : RawReflections
+    options : TableOptions
+
+    Returns
+    -------
+    (gemmi.UnitCell, gemmi.SpaceGroup)
+
+    Raises
+    ------
+    InputError
+        If either is unknown, or the cell is incompatible with the space group.
+    """
+    sg = parse_spacegroup(options.spacegroup, raw.path) if options.spacegroup is not None else raw.spacegroup
+    if sg is None:
+        raise InputError("the file does not give a space group; pass --spacegroups", raw.path)
+    cell = parse_cell(options.cell, raw.path) if options.cell is not None else raw.cell
+    if cell is None:
+        raise InputError("the file does not give a unit cell; pass --cell", raw.path)
+    if not cell.is_compatible_with_spacegroup(sg):
+        raise InputError(
+            f"unit cell {tuple(round(p, 2) for p in cell.parameters)} is incompatible with space group {sg.xhm()}",
+            raw.path,
+        )
+    return cell, sg
+
+
+def default_dmin(raw, cell):
+    """The data's own resolution limit (smallest d of the observations)."""
+    hkl = raw.data[["H", "K", "L"]].to_numpy()
+    hkl = hkl[np.any(hkl != 0, axis=1)]
+    if len(hkl) == 0:
+        raise InputError("no observations with nonzero Miller indices", raw.path)
+    return float(np.min(cell.calculate_d_array(hkl)))
+
+
+def _bad_cell_images(raw, cell, tolerance):
+    if not raw.image_cells:
+        return np.zeros(0, dtype=np.int64)
+    images = np.fromiter(raw.image_cells.keys(), dtype=np.int64)
+    params = np.asarray(list(raw.image_cells.values()), dtype=float)
+    ref = np.asarray(cell.parameters, dtype=float)
+    length_dev = np.abs(params[:, :3] / ref[:3] - 1.0).max(axis=1)
+    angle_dev = np.abs(params[:, 3:] - ref[3:]).max(axis=1)
+    bad = (length_dev > tolerance) | (angle_dev > 100.0 * tolerance)
+    return images[bad]
+
+
+def _check_absences(hkl, isigi, sg, path):
+    """Refuse a space group whose systematic absences are strongly observed."""
+    absent = rs.utils.is_absent(hkl, sg) if len(hkl) else np.zeros(0, bool)
+    absent = np.asarray(absent, dtype=bool)
+    n_absent = int(absent.sum())
+    if n_absent >= 20:
+        median_absent = float(np.median(isigi[absent]))
+        if median_absent > 3.0:
+            raise InputError(
+                f"space group {sg.xhm()} contradicts the data: {n_absent} observations at systematically "
+                f"absent positions have median I/SigI {median_absent:.1f}",
+                path,
+            )
+    return absent
+
+
+def make_observations(raw, index, file_id, image_offset, options):
+    """Turn one file's (or block's) raw reflections into observation rows.
+
+    Parameters
+    ----------
+    raw : RawReflections
+    index : ReflectionIndex
+        The unique reflections of the merge (fixes ASU, dmin and Friedel handling).
+    file_id : int
+    image_offset : int
+        Added to the file's image numbers to give global ``image_id``.
+    options : TableOptions
+
+    Returns
+    -------
+    table : pandas.DataFrame
+        Columns as in the module docstring.
+    report : LoadReport
+    """
+    data = raw.data
+    report = LoadReport(read=len(data), images_read=int(data["image"].nunique()) if len(data) else 0)
+    if len(data) == 0:
+        return pd.DataFrame(), report
+    intensity = data["I"].to_numpy(np.float32)
+    sigma = data["SigI"].to_numpy(np.float32)
+    invalid = ~np.isfinite(intensity) | ~np.isfinite(sigma) | (sigma <= 0)
+    if invalid.any() and not options.drop_invalid:
+        n_nan = int((~np.isfinite(intensity)).sum())
+        n_sig = int((~np.isfinite(sigma) | (sigma <= 0)).sum())
+        raise InputError(
+            f"{n_nan} observations have a NaN/inf intensity and {n_sig} a NaN or non-positive sigma "
+            "(use --drop-invalid to discard them)",
+            raw.path,
+        )
+    keep = ~invalid
+    report.drop("invalid I or SigI", invalid.sum())
+
+    bad_images = _bad_cell_images(raw, index.cell, options.cell_tolerance)
+    if len(bad_images):
+        in_bad = np.isin(data["image"].to_numpy(), bad_images)
+        report.images_dropped_cell += len(bad_images)
+        report.drop("image cell off reference", (in_bad & keep).sum())
+        keep &= ~in_bad
+
+    hkl = data[["H", "K", "L"]].to_numpy(np.int32)
+    isigi = np.where(sigma > 0, intensity / np.where(sigma > 0, sigma, 1), 0)
+    absent = _check_absences(hkl[keep], isigi[keep], index.spacegroup, raw.path)
+    absent_all = np.zeros(len(keep), dtype=bool)
+    absent_all[np.flatnonzero(keep)] = absent
+    report.drop("systematic absence", absent_all.sum())
+    keep &= ~absent_all
+
+    if options.isigi_cutoff is not None:
+        low = keep & (isigi < options.isigi_cutoff)
+        report.drop("I/SigI cutoff", low.sum())
+        keep &= ~low
+
+    d = index.cell.calculate_d_array(hkl).astype(np.float32)
+    high = keep & (d < index.dmin)
+    report.drop("beyond dmin", high.sum())
+    keep &= ~high
+
+    rows = np.flatnonzero(keep)
+    asu, plus = map_to_asu(hkl[rows], index.spacegroup)
+    refl_id = index.lookup(asu, plus)
+    missing = refl_id < 0
+    report.drop("not in the reflection index", missing.sum())
+    rows, asu, plus, refl_id = rows[~missing], asu[~missing], plus[~missing], refl_id[~missing]
+
+    table = pd.DataFrame({
+        "image_id": (data["image"].to_numpy(np.int64)[rows] + image_offset).astype(np.int32),
+        "file_id": np.full(len(rows), file_id, dtype=np.int32),
+        "Hobs": hkl[rows, 0], "Kobs": hkl[rows, 1], "Lobs": hkl[rows, 2],
+        "H": asu[:, 0], "K": asu[:, 1], "L": asu[:, 2],
+        "plus": plus.astype(np.int8),
+        "refl_id": refl_id,
+        "dHKL": d[rows],
+        "I": intensity[rows],
+        "SigI": sigma[rows],
+    })
+    for name in data.columns:
+        if name not in table and name not in ("H", "K", "L", "image"):
+            table[name] = data[name].to_numpy(np.float32)[rows]
+    report.kept = len(table)
+    return table, report
+
+
+def build_index(raw, options):
+    """The ReflectionIndex implied by the first file and the options."""
+    cell, sg = resolve_symmetry(raw, options)
+    dmin = float(options.dmin) if options.dmin is not None else default_dmin(raw, cell)
+    if dmin <= 0:
+        raise InputError(f"--dmin must be positive (got {dmin})", raw.path)
+    return ReflectionIndex.from_cell(cell, sg, dmin, options.anomalous)

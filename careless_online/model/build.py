@@ -1,0 +1,81 @@
+"""Construct, load and check merging models."""
+
+import os
+import zipfile
+
+import keras
+import numpy as np
+
+from careless_online.errors import InputError
+from careless_online.io.reflections import ReflectionIndex
+from careless_online.model.merging import MergingModel
+
+
+def intensity_scale(manifest, index):
+    """``k0``: the factor that gives scaled intensities the prior's mean ``<epsilon>``.
+
+    Parameters
+    ----------
+    manifest : careless_online.io.cache.Manifest
+    index : ReflectionIndex
+
+    Returns
+    -------
+    float
+    """
+    mean_i, _ = manifest.column_stats("I")
+    eps = float(np.mean(index.epsilon)) if len(index) else 1.0
+    if not np.isfinite(mean_i) or mean_i <= 0:
+        raise InputError("the mean intensity is not positive; cannot scale the data", manifest.files()[0])
+    return eps / mean_i
+
+
+def new_model(manifest, standardizer, **options):
+    """A fresh :class:`MergingModel` for the data of a cache.
+
+    Parameters
+    ----------
+    manifest : careless_online.io.cache.Manifest
+    standardizer : careless_online.io.pipeline.Standardizer
+    **options
+        Passed to :class:`MergingModel` (``d_model``, ``encoder_layers``, ...).
+
+    Returns
+    -------
+    MergingModel
+    """
+    index = manifest.index
+    return MergingModel(
+        len(index), len(standardizer.keys), centric=index.centric, epsilon=index.epsilon,
+        intensity_scale=intensity_scale(manifest, index), index_config=index.to_config(),
+        standardizer_config=standardizer.get_config(), **options,
+    )
+
+
+def load_model(path):
+    """Load a saved model (``.keras``), refusing corrupt or foreign files with one line.
+
+    Parameters
+    ----------
+    path : str
+
+    Returns
+    -------
+    MergingModel
+    """
+    if not os.path.exists(path):
+        raise InputError("no such model file", path)
+    if not zipfile.is_zipfile(path):
+        raise InputError("not a .keras model file (corrupt or truncated)", path)
+    try:
+        model = keras.models.load_model(path, compile=True)
+    except Exception as err:
+        raise InputError(f"cannot load the model ({type(err).__name__}: {str(err).splitlines()[0][:200]})", path) from None
+    if not isinstance(model, MergingModel):
+        raise InputError("not a careless_online model", path)
+    return model
+
+
+def model_index(model):
+    """The :class:`ReflectionIndex` a model was built for."""
+    return ReflectionIndex.from_config(model.index_config)

@@ -1,0 +1,222 @@
+"""The merging model: structure factors, scales and the ELBO of one batch of images.
+
+For an observation ``i`` of unique reflection ``h(i)`` on image ``b(i)``:
+
+- ``q(F_h) = TruncatedNormal(loc_h, scale_h, 0, inf)``, prior Wilson (acentric
+  or centric, with the reflection's epsilon factor, ``Sigma = 1``);
+- ``q(Sigma_i) = LogNormal(mu_i, s_i)`` with ``(mu_i, s_i) = ScaleHead(z_b, m_i)``,
+  prior ``LogNormal(0, 1)``; ``z_b`` is the image vector that the
+  :class:`~careless_online.layers.ImageEncoder` pools from the image's own
+  observations ``(E[F_h], k I_i, k SigI_i, m_i)``;
+- likelihood ``k I_i ~ Normal(Sigma_i F_h^2, k SigI_i)`` (or Student-t), where
+  ``k = k0 softplus(kappa)`` is a learned positive constant and ``k0`` puts the
+  intensities on the unit scale of the Wilson prior at the start.
+
+The loss of a batch is minus its share of the ELBO::
+
+    loss = - sum_i E_q[log p(k I_i | Sigma_i, F_h)]
+           + w_Sigma sum_i KL(q(Sigma_i) || p(Sigma))
+           + w_F     sum_i KL(q(F_h) || p(F_h)) / n_h
+
+where ``n_h`` counts the training observations of reflection ``h``: summed
+over an epoch the F term is each reflection's KL once, so the per-step losses
+add up to the full-data ELBO.  Expectations use reparameterized samples; the
+scale KL is analytic.
+"""
+
+import json
+import math
+
+import keras
+import numpy as np
+import tensorflow as tf
+import tensorflow_probability as tfp
+
+from careless_online.distributions import StructureFactorPosterior
+from careless_online.layers import ImageEncoder, ScaleHead
+from careless_online.layers.scale_head import scale_distribution, scale_kl
+
+tfd = tfp.distributions
+
+#: Number of encoder input features besides the metadata.
+_N_OBS_FEATURES = 3
+
+
+def _softplus_inverse(y):
+    return y + math.log(-math.expm1(-y))
+
+
+@keras.saving.register_keras_serializable(package="careless_online")
+class MergingModel(keras.Model):
+    """Structure factors, scale network and likelihood of a merge.
+
+    Parameters
+    ----------
+    n_reflections : int
+        Unique reflections (the size of the reflection index).
+    n_meta : int
+        Number of metadata columns.
+    centric, epsilon : array-like, optional
+        Per-reflection centric flags and epsilon factors (saved as weights).
+    d_model : int
+        Width of the encoder and scale networks.
+    d_ff : int, optional
+        Hidden width of the feed-forward blocks (default ``2 * d_model``).
+    encoder_layers, scale_layers : int
+        ResNet blocks in the image encoder and the scale head.
+    activation : str
+        Keras activation of the blocks.
+    studentt_dof : float, optional
+        Degrees of freedom of a Student-t likelihood (None: Normal).
+    mc_samples : int
+        Samples of F and Sigma per observation and step.
+    kl_weight, scale_kl_weight : float
+        ``w_F`` and ``w_Sigma``.
+    intensity_scale : float
+        ``k0``: initial factor putting the intensities on the prior's scale.
+    index_config, standardizer_config : dict
+        The reflection index and metadata standardization (saved with the model).
+    """
+
+    def __init__(self, n_reflections, n_meta, centric=None, epsilon=None, d_model=32, d_ff=None,
+                 encoder_layers=2, scale_layers=2, activation="relu", studentt_dof=None, mc_samples=1,
+                 kl_weight=1.0, scale_kl_weight=1.0, intensity_scale=1.0, index_config=None,
+                 standardizer_config=None, **kwargs):
+        super().__init__(**kwargs)
+        self.n_reflections = int(n_reflections)
+        self.n_meta = int(n_meta)
+        self.d_model = int(d_model)
+        self.d_ff = int(d_ff) if d_ff else 2 * self.d_model
+        self.encoder_layers = int(encoder_layers)
+        self.scale_layers = int(scale_layers)
+        self.activation = activation
+        self.studentt_dof = None if studentt_dof is None else float(studentt_dof)
+        self.mc_samples = int(mc_samples)
+        self.kl_weight = float(kl_weight)
+        self.scale_kl_weight = float(scale_kl_weight)
+        self.intensity_scale = float(intensity_scale)
+        self.index_config = index_config
+        self.standardizer_config = standardizer_config
+        self.structure_factors = StructureFactorPosterior(
+            self.n_reflections, centric=centric, epsilon=epsilon, name="structure_factors")
+        self.encoder = ImageEncoder(self.d_model, self.d_ff, self.encoder_layers, activation,
+                                    n_features=_N_OBS_FEATURES + self.n_meta, name="encoder")
+        self.scale_head = ScaleHead(self.d_model, self.d_ff, self.scale_layers, activation,
+                                    d_image=self.d_model, n_meta=self.n_meta, name="scale_head")
+        self.kappa = self.add_weight(name="kappa", shape=(), trainable=True,
+                                     initializer=keras.initializers.Constant(_softplus_inverse(1.0)))
+        self.kl_inverse_counts = self.add_weight(name="kl_inverse_counts", shape=(self.n_reflections,),
+                                                 initializer="ones", trainable=False)
+        self.built = True
+
+    # ------------------------------------------------------------------ set-up
+    def set_reflection_counts(self, counts):
+        """Set ``n_h``, the training observations of each reflection (for the F KL weight)."""
+        counts = np.asarray(counts, dtype=np.float64)
+        self.kl_inverse_counts.assign(np.where(counts > 0, 1.0 / np.maximum(counts, 1), 0.0).astype(np.float32))
+
+    def build_from_config(self, config):
+        """All weights exist after ``__init__``; nothing to build."""
+
+    @property
+    def k(self):
+        """The positive intensity scale ``k``."""
+        return self.intensity_scale * tf.nn.softplus(self.kappa)
+
+    # ------------------------------------------------------------------ pieces
+    def scale_parameters(self, batch):
+        """(loc, scale) of ``q(Sigma)`` for each observation of a batch."""
+        k = self.k
+        f_mean = tf.stop_gradient(self.structure_factors.distribution(batch["refl_id"]).mean())
+        features = tf.concat([
+            tf.stack([f_mean, k * batch["I"], k * batch["SigI"]], axis=-1),
+            batch["meta"],
+        ], axis=-1)
+        image_vectors = self.encoder(features, batch["image"], batch["n_images"])
+        return self.scale_head(image_vectors, batch["image"], batch["meta"])
+
+    def _likelihood(self, loc, sigma):
+        if self.studentt_dof is None:
+            return tfd.Normal(loc, sigma)
+        return tfd.StudentT(self.studentt_dof, loc, sigma)
+
+    def loss_terms(self, batch, training=True):
+        """The pieces of minus the ELBO of one batch.
+
+        Parameters
+        ----------
+        batch : dict of tf.Tensor
+            As produced by :class:`careless_online.io.pipeline.ImageBatches`.
+
+        Returns
+        -------
+        dict of scalar tf.Tensor
+            ``loss``, ``NLL`` (summed expected negative log-likelihood),
+            ``KL_F`` (weighted), ``KL_Sigma`` and ``n_obs``.
+        """
+        ids = batch["refl_id"]
+        F, kl_f = self.structure_factors(ids, mc_samples=self.mc_samples)
+        loc, scale = self.scale_parameters(batch)
+        sigma = scale_distribution(loc, scale).sample(self.mc_samples)
+        k = self.k
+        prediction = sigma * tf.square(F)
+        nll = -tf.reduce_mean(self._likelihood(prediction, k * batch["SigI"]).log_prob(k * batch["I"]), axis=0)
+        kl_sigma = scale_kl(loc, scale)
+        kl_f = kl_f * tf.gather(self.kl_inverse_counts, ids)
+        terms = {
+            "NLL": tf.reduce_sum(nll),
+            "KL_F": tf.reduce_sum(kl_f),
+            "KL_Sigma": tf.reduce_sum(kl_sigma),
+            "n_obs": tf.cast(tf.size(ids), tf.float32),
+        }
+        terms["loss"] = terms["NLL"] + self.kl_weight * terms["KL_F"] + self.scale_kl_weight * terms["KL_Sigma"]
+        return terms
+
+    def predict_intensities(self, batch, samples=16):
+        """Posterior predictive mean and std of each observation's intensity (in input units).
+
+        Returns
+        -------
+        (tf.Tensor, tf.Tensor)
+            ``Ipred`` and ``SigIpred``, float32 ``[n]``.
+        """
+        loc, scale = self.scale_parameters(batch)
+        sigma = scale_distribution(loc, scale).sample(samples)
+        F = self.structure_factors.sample(batch["refl_id"], samples)
+        value = sigma * tf.square(F) / self.k
+        mean = tf.reduce_mean(value, axis=0)
+        std = tf.math.reduce_std(value, axis=0)
+        return mean, std
+
+    def nll_per_observation(self, batch):
+        """Expected negative log-likelihood of each observation (held-out scoring)."""
+        ids = batch["refl_id"]
+        F = self.structure_factors.sample(ids, self.mc_samples)
+        loc, scale = self.scale_parameters(batch)
+        sigma = scale_distribution(loc, scale).sample(self.mc_samples)
+        k = self.k
+        log_p = self._likelihood(sigma * tf.square(F), k * batch["SigI"]).log_prob(k * batch["I"])
+        return -tf.reduce_mean(log_p, axis=0)
+
+    def call(self, batch):
+        """Predicted intensities of a batch (see :meth:`predict_intensities`)."""
+        return self.predict_intensities(batch)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            n_reflections=self.n_reflections, n_meta=self.n_meta, d_model=self.d_model, d_ff=self.d_ff,
+            encoder_layers=self.encoder_layers, scale_layers=self.scale_layers, activation=self.activation,
+            studentt_dof=self.studentt_dof, mc_samples=self.mc_samples, kl_weight=self.kl_weight,
+            scale_kl_weight=self.scale_kl_weight, intensity_scale=self.intensity_scale,
+            index_config=json.dumps(self.index_config), standardizer_config=json.dumps(self.standardizer_config),
+        )
+        return config
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        for key in ("index_config", "standardizer_config"):
+            if isinstance(config.get(key), str):
+                config[key] = json.loads(config[key])
+        return cls(**config)

@@ -1,0 +1,206 @@
+"""Parameters of a simulation, their defaults and their validation."""
+
+import dataclasses
+import os
+from dataclasses import dataclass
+
+import gemmi
+
+from careless_online.errors import InputError
+
+#: Default crystal: lysozyme-like, a space group with screw axes and centric zones.
+DEFAULT_CELL = (79.1, 79.1, 38.0, 90.0, 90.0, 90.0)
+DEFAULT_SPACEGROUP = "P 43 21 2"
+
+
+@dataclass(frozen=True)
+class SimulationConfig:
+    """Every parameter of a simulated serial (still-image) experiment.
+
+    Lengths are in Å, reciprocal lengths in Å⁻¹, angles in degrees, detector
+    distances in mm, intensities in photons.  See :mod:`careless_online.simulate`
+    for the equations these parameters enter.
+
+    Parameters
+    ----------
+    cell : tuple of 6 float or None
+        Unit cell a, b, c, alpha, beta, gamma.  None: the PDB model's cell, or
+        :data:`DEFAULT_CELL` (79.1 79.1 38.0 90 90 90) without a model.
+    spacegroup : str or None
+        Space-group symbol.  None: the PDB model's, or ``P 43 21 2``.
+    dmin : float
+        High-resolution limit of the structure factors and of the images.
+    pdb : str or None
+        Coordinate file (PDB/mmCIF) giving the atoms; None: random atoms.
+    n_atoms : int
+        Random model: light atoms (C, N, O in protein-like proportions) per
+        asymmetric unit.
+    atom_b : float
+        Random model: isotropic B-factor of every atom (Å²).
+    anomalous_element : str or None
+        Element given f' and f''.  None: Se for the random model; for a PDB
+        model Se if it has any, otherwise S.
+    n_anomalous : int
+        Random model: anomalous atoms per asymmetric unit.
+    fprime, fpp : float or None
+        f' and f'' (electrons) of ``anomalous_element``.  None: the
+        Cromer-Liberman values at ``wavelength`` (gemmi).  ``fpp=0`` removes the
+        anomalous signal.
+    wavelength : float
+        X-ray wavelength (Å).  The default 0.97 Å lies above the Se K edge.
+    bandwidth : float
+        Relative rms spread of the wavelength (dλ/λ).
+    mosaicity : float
+        Rms mosaic spread (degrees).
+    profile_radius : float
+        Rms radius of a reciprocal-lattice point from the finite domain size (Å⁻¹).
+    cell_jitter : float
+        Relative rms variation of the cell lengths from image to image (the
+        crystal system's constraints are kept).
+    partiality_min : float
+        Reflections whose partiality is below this are not recorded.
+    detector_distance : float
+        Sample-to-detector distance (mm); the detector is flat, normal to the beam.
+    pixel_size : float
+        Pixel edge (mm).
+    detector_pixels : tuple of 2 int
+        Detector size (fast, slow) in pixels; the beam hits its centre.
+    polarization : float
+        Fraction of the beam polarized along the laboratory x axis.
+    mean_counts : float
+        Expected photons of a full reflection with the mean |F|², image scale 1,
+        image B 0 and polarization factor 1.
+    scale_spread : float
+        Standard deviation of the natural log of the image scale (mean scale 1).
+    image_b_sd : float
+        Standard deviation of the per-image B-factor (Å², mean 0).
+    background : float
+        Mean background photons under a spot.
+    background_ratio : float
+        Background area sampled for the background estimate, relative to the spot.
+    min_reflections : int
+        Images with fewer recorded reflections are redrawn (a new orientation),
+        like images that fail indexing.
+    seed : int
+        Random seed; image ``i`` uses the generator seeded with ``(seed, i)``, so
+        the data do not depend on how the images are blocked.
+    """
+
+    cell: tuple = None
+    spacegroup: str = None
+    dmin: float = 3.0
+    pdb: str = None
+    n_atoms: int = 800
+    atom_b: float = 20.0
+    anomalous_element: str = None
+    n_anomalous: int = 4
+    fprime: float = None
+    fpp: float = None
+    wavelength: float = 0.97
+    bandwidth: float = 0.002
+    mosaicity: float = 0.1
+    profile_radius: float = 5e-4
+    cell_jitter: float = 0.002
+    partiality_min: float = 0.05
+    detector_distance: float = 100.0
+    pixel_size: float = 0.1
+    detector_pixels: tuple = (2000, 2000)
+    polarization: float = 0.99
+    mean_counts: float = 100.0
+    scale_spread: float = 0.5
+    image_b_sd: float = 5.0
+    background: float = 20.0
+    background_ratio: float = 4.0
+    min_reflections: int = 10
+    seed: int = 0
+
+    def replace(self, **changes):
+        """Return a copy with some parameters changed (and validated)."""
+        return dataclasses.replace(self, **changes).validated()
+
+    def validated(self):
+        """Check every parameter, raising InputError for the first bad one.
+
+        Returns
+        -------
+        SimulationConfig
+            ``self``, for chaining.
+        """
+        positive = ("dmin", "wavelength", "detector_distance", "pixel_size",
+                    "mean_counts", "background_ratio", "atom_b")
+        non_negative = ("bandwidth", "mosaicity", "profile_radius", "cell_jitter",
+                        "scale_spread", "image_b_sd", "background")
+        for name in positive:
+            if not getattr(self, name) > 0:
+                raise InputError(f"--{_flag(name)} must be > 0, got {getattr(self, name)}")
+        for name in non_negative:
+            if not getattr(self, name) >= 0:
+                raise InputError(f"--{_flag(name)} must be >= 0, got {getattr(self, name)}")
+        if self.bandwidth == self.mosaicity == self.profile_radius == 0:
+            raise InputError("--profile-radius, --mosaicity and --bandwidth cannot all be 0")
+        if not 0 < self.partiality_min < 1:
+            raise InputError(f"--partiality-min must lie in (0, 1), got {self.partiality_min}")
+        if not 0 <= self.polarization <= 1:
+            raise InputError(f"--polarization must lie in [0, 1], got {self.polarization}")
+        if self.fpp is not None and self.fpp < 0:
+            raise InputError(f"--fpp must be >= 0, got {self.fpp}")
+        for name in ("n_atoms", "n_anomalous", "min_reflections"):
+            if int(getattr(self, name)) != getattr(self, name) or getattr(self, name) < 0:
+                raise InputError(f"--{_flag(name)} must be a whole number >= 0")
+        if self.pdb is None and self.n_atoms + self.n_anomalous == 0:
+            raise InputError("--n-atoms and --n-anomalous cannot both be 0")
+        if len(self.detector_pixels) != 2 or min(self.detector_pixels) < 1:
+            raise InputError(f"--detector-pixels needs two sizes >= 1, got {self.detector_pixels}")
+        if self.pdb is not None and not os.path.isfile(self.pdb):
+            raise InputError("no such coordinate file", path=self.pdb)
+        if self.anomalous_element is not None:
+            element(self.anomalous_element)
+        if self.cell is not None or self.spacegroup is not None:
+            resolve_cell(self.cell or DEFAULT_CELL, self.spacegroup or DEFAULT_SPACEGROUP)
+        return self
+
+
+def _flag(name):
+    return name.replace("_", "-")
+
+
+def element(symbol):
+    """Return the gemmi.Element of ``symbol``, or raise InputError."""
+    el = gemmi.Element(str(symbol))
+    if el.atomic_number == 0 or el.it92 is None:
+        raise InputError(f"unknown element {symbol!r}")
+    return el
+
+
+def spacegroup(symbol):
+    """Return the gemmi.SpaceGroup named ``symbol`` (name or number), or raise InputError."""
+    try:
+        return gemmi.SpaceGroup(str(symbol).strip())
+    except (ValueError, RuntimeError):
+        raise InputError(f"unknown space group {symbol!r}") from None
+
+
+def resolve_cell(cell, symbol):
+    """Build and check a gemmi cell and space group.
+
+    Parameters
+    ----------
+    cell : sequence of 6 float
+        a, b, c (Å), alpha, beta, gamma (degrees).
+    symbol : str or gemmi.SpaceGroup
+        Space group.
+
+    Returns
+    -------
+    tuple of (gemmi.UnitCell, gemmi.SpaceGroup)
+    """
+    sg = symbol if isinstance(symbol, gemmi.SpaceGroup) else spacegroup(symbol)
+    values = [float(v) for v in cell]
+    if len(values) != 6 or min(values[:3]) <= 0 or not all(0 < v < 180 for v in values[3:]):
+        raise InputError(f"bad unit cell {tuple(cell)}: give a b c > 0 and angles in (0, 180)")
+    uc = gemmi.UnitCell(*values)
+    if not uc.volume > 0:
+        raise InputError(f"unit cell {tuple(cell)} has no volume")
+    if not uc.is_compatible_with_spacegroup(sg):
+        raise InputError(f"unit cell {tuple(values)} does not fit space group {sg.hm} (give --cell)")
+    return uc, sg

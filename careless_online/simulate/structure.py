@@ -1,0 +1,271 @@
+"""Atomic models and their structure factors, with anomalous scattering.
+
+F(h) = sum_j occ_j (f0_j(s) + f'_j + i f''_j) exp(-B_j s²/4) exp(2πi h·x_j),
+summed over every atom of the unit cell (the asymmetric unit expanded by the
+space group's operations), with s = 1/d and f0 from the IT92 coefficients.
+"""
+
+from dataclasses import dataclass
+
+import gemmi
+import numpy as np
+import reciprocalspaceship as rs
+
+from careless_online.errors import InputError
+from careless_online.simulate.config import (
+    DEFAULT_CELL,
+    DEFAULT_SPACEGROUP,
+    element,
+    resolve_cell,
+)
+
+#: Proportions of the light atoms of the random model (protein-like).
+LIGHT_ATOMS = {"C": 0.64, "N": 0.18, "O": 0.18}
+
+#: Largest number of (reflection, atom) terms evaluated at once.
+_CHUNK_TERMS = 2_000_000
+
+
+@dataclass
+class AtomModel:
+    """All atoms of one unit cell.
+
+    Attributes
+    ----------
+    cell : gemmi.UnitCell
+    spacegroup : gemmi.SpaceGroup
+    frac : numpy.ndarray
+        Fractional coordinates, shape (n, 3).
+    elements : numpy.ndarray
+        Element symbol of each atom, shape (n,).
+    b : numpy.ndarray
+        Isotropic B-factors (Å²), shape (n,).
+    occ : numpy.ndarray
+        Occupancies, shape (n,).
+    """
+
+    cell: gemmi.UnitCell
+    spacegroup: gemmi.SpaceGroup
+    frac: np.ndarray
+    elements: np.ndarray
+    b: np.ndarray
+    occ: np.ndarray
+
+
+def expand_to_cell(frac, spacegroup):
+    """Apply every operation of ``spacegroup`` to fractional coordinates.
+
+    Parameters
+    ----------
+    frac : numpy.ndarray
+        Shape (n, 3).
+    spacegroup : gemmi.SpaceGroup
+
+    Returns
+    -------
+    numpy.ndarray
+        Shape (n_ops * n, 3), operation-major, wrapped into [0, 1).
+    """
+    out = []
+    for op in spacegroup.operations():
+        rot = np.array(op.rot, dtype=float) / op.DEN
+        tran = np.array(op.tran, dtype=float) / op.DEN
+        out.append(frac @ rot.T + tran)
+    return np.concatenate(out) % 1.0
+
+
+def random_model(cell, spacegroup, n_atoms, n_anomalous, anomalous_element, b, rng):
+    """Random atoms placed uniformly in the asymmetric unit, expanded by symmetry.
+
+    A uniform point of the unit cell is a uniform point of the asymmetric unit
+    once the space group is applied, so coordinates are drawn in the cell.
+
+    Parameters
+    ----------
+    cell : gemmi.UnitCell
+    spacegroup : gemmi.SpaceGroup
+    n_atoms : int
+        Light atoms per asymmetric unit (C, N, O as :data:`LIGHT_ATOMS`).
+    n_anomalous : int
+        Atoms of ``anomalous_element`` per asymmetric unit.
+    anomalous_element : str
+    b : float
+        B-factor of every atom.
+    rng : numpy.random.Generator
+
+    Returns
+    -------
+    AtomModel
+    """
+    names = list(LIGHT_ATOMS)
+    light = rng.choice(names, size=n_atoms, p=list(LIGHT_ATOMS.values()))
+    elements = np.concatenate([light, np.full(n_anomalous, anomalous_element)])
+    frac = rng.uniform(size=(len(elements), 3))
+    n_ops = len(spacegroup.operations())
+    full = expand_to_cell(frac, spacegroup)
+    return AtomModel(cell, spacegroup, full, np.tile(elements, n_ops),
+                     np.full(len(full), float(b)), np.ones(len(full)))
+
+
+def read_model(path, cell=None, spacegroup=None):
+    """Read the atoms of the first model of a coordinate file, expanded to the cell.
+
+    Parameters
+    ----------
+    path : str
+        PDB or mmCIF file readable by ``gemmi.read_structure``.
+    cell, spacegroup : optional
+        Override the file's cell (6 numbers; the atoms keep their fractional
+        coordinates) and space-group symbol.
+
+    Returns
+    -------
+    AtomModel
+    """
+    try:
+        st = gemmi.read_structure(str(path))
+    except (RuntimeError, ValueError) as err:
+        raise InputError(f"cannot read coordinates ({err})", path=path) from None
+    if len(st) == 0:
+        raise InputError("no model in coordinate file", path=path)
+    symbol = spacegroup or st.spacegroup_hm
+    if not symbol:
+        raise InputError("no space group in coordinate file; give --spacegroup", path=path)
+    params = cell or (st.cell.a, st.cell.b, st.cell.c, st.cell.alpha, st.cell.beta, st.cell.gamma)
+    uc, sg = resolve_cell(params, symbol)
+    atoms = [cra.atom for cra in st[0].all()]
+    if not atoms:
+        raise InputError("no atoms in coordinate file", path=path)
+    frac = np.array([st.cell.fractionalize(a.pos).tolist() for a in atoms])
+    elements = np.array([a.element.name for a in atoms])
+    for name in np.unique(elements):
+        element(name)
+    n_ops = len(sg.operations())
+    return AtomModel(uc, sg, expand_to_cell(frac, sg), np.tile(elements, n_ops),
+                     np.tile([a.b_iso for a in atoms], n_ops).astype(float),
+                     np.tile([a.occ for a in atoms], n_ops).astype(float))
+
+
+def build_model(config, rng):
+    """Build the atom model a :class:`SimulationConfig` asks for.
+
+    Returns
+    -------
+    tuple of (AtomModel, str)
+        The model and the anomalous element actually used.
+    """
+    if config.pdb is not None:
+        model = read_model(config.pdb, config.cell, config.spacegroup)
+        anom = config.anomalous_element
+        if anom is None:
+            anom = "Se" if np.any(model.elements == "Se") else "S"
+        return model, anom
+    cell, sg = resolve_cell(config.cell or DEFAULT_CELL, config.spacegroup or DEFAULT_SPACEGROUP)
+    anom = config.anomalous_element or "Se"
+    model = random_model(cell, sg, config.n_atoms, config.n_anomalous, anom, config.atom_b, rng)
+    return model, anom
+
+
+def anomalous_terms(symbol, wavelength, fprime=None, fpp=None):
+    """f' and f'' of an element: the given values, else Cromer-Liberman at ``wavelength``."""
+    energy = rs.utils.angstroms2ev(float(wavelength))
+    cl_fp, cl_fpp = gemmi.cromer_liberman(z=element(symbol).atomic_number, energy=energy)
+    return (cl_fp if fprime is None else float(fprime), cl_fpp if fpp is None else float(fpp))
+
+
+def form_factor(symbol, s2):
+    """IT92 atomic form factor f0 at s² = 1/d² (Å⁻²)."""
+    coefs = element(symbol).it92.get_coefs()
+    a, b, c = coefs[0:4], coefs[4:8], coefs[8]
+    stol2 = np.asarray(s2)[..., None] / 4.0
+    return (np.asarray(a) * np.exp(-np.asarray(b) * stol2)).sum(-1) + c
+
+
+def structure_factors(model, hkl, anomalous):
+    """Structure factors of ``hkl`` and of ``-hkl``.
+
+    Parameters
+    ----------
+    model : AtomModel
+    hkl : numpy.ndarray
+        Miller indices, shape (n, 3).
+    anomalous : dict
+        ``{element: (f', f'')}``; other elements scatter with f0 only.
+
+    Returns
+    -------
+    tuple of numpy.ndarray (complex)
+        F(h), F(-h), and F_N(h), the structure factor without f'' (which obeys
+        Friedel's law).
+    """
+    hkl = np.asarray(hkl, dtype=float)
+    s2 = 1.0 / np.asarray(model.cell.calculate_d_array(hkl)) ** 2
+    f_plus = np.zeros(len(hkl), complex)
+    f_minus = np.zeros(len(hkl), complex)
+    f_normal = np.zeros(len(hkl), complex)
+    for symbol in np.unique(model.elements):
+        sel = model.elements == symbol
+        fp, fpp = anomalous.get(symbol, (0.0, 0.0))
+        real = form_factor(symbol, s2) + fp
+        total = _atom_sum(hkl, s2, model.frac[sel], model.b[sel], model.occ[sel])
+        f_normal += real * total
+        f_plus += (real + 1j * fpp) * total
+        f_minus += (real + 1j * fpp) * np.conj(total)
+    return f_plus, f_minus, f_normal
+
+
+def _atom_sum(hkl, s2, frac, b, occ):
+    """sum_j occ_j exp(-B_j s²/4) exp(2πi h·x_j) for every h, in chunks."""
+    # einsum rather than BLAS: much faster for these thin products on few cores.
+    out = np.empty(len(hkl), complex)
+    frac_t = np.ascontiguousarray(2.0 * np.pi * frac.T)
+    step = max(1, _CHUNK_TERMS // max(1, len(frac)))
+    for start in range(0, len(hkl), step):
+        sl = slice(start, start + step)
+        phase = np.einsum("ij,jk->ik", hkl[sl], frac_t)
+        if np.ptp(b) == 0:  # one B for all: the Debye-Waller factor comes out of the sum
+            dw = np.exp(-s2[sl] * b[0] / 4.0)
+            out[sl] = dw * (np.einsum("ij,j->i", np.cos(phase), occ)
+                            + 1j * np.einsum("ij,j->i", np.sin(phase), occ))
+        else:
+            weight = occ * np.exp(-np.outer(s2[sl] / 4.0, b))
+            out[sl] = (weight * np.cos(phase)).sum(1) + 1j * (weight * np.sin(phase)).sum(1)
+    return out
+
+
+def truth_table(model, dmin, anomalous):
+    """The true structure factors of the reciprocal asymmetric unit.
+
+    Parameters
+    ----------
+    model : AtomModel
+    dmin : float
+    anomalous : dict
+        ``{element: (f', f'')}``.
+
+    Returns
+    -------
+    rs.DataSet
+        Merged, indexed by H, K, L of the reciprocal ASU (systematic absences
+        excluded), with F(+), PHI(+) = |F(h)|, arg F(h); F(-), PHI(-) = |F(-h)|,
+        -arg F(-h) (rs's convention, so ``ds.stack_anomalous()`` gives F(-h) at
+        -h; centric rows carry F(-) = F(+) and the (+) phase), DANO = F(+) - F(-),
+        and F, PHI of the structure without f''.  Phases in degrees.
+    """
+    hkl = rs.utils.generate_reciprocal_asu(model.cell, model.spacegroup, dmin, anomalous=False)
+    f_plus, f_minus, f_normal = structure_factors(model, hkl, anomalous)
+    ds = rs.DataSet({"H": hkl[:, 0], "K": hkl[:, 1], "L": hkl[:, 2]},
+                    cell=model.cell, spacegroup=model.spacegroup, merged=True)
+    ds = ds.astype({"H": "H", "K": "H", "L": "H"}).set_index(["H", "K", "L"])
+    ds["F"] = rs.DataSeries(np.abs(f_normal), dtype="F", index=ds.index)
+    ds["PHI"] = rs.DataSeries(np.angle(f_normal, deg=True), dtype="P", index=ds.index)
+    ds["F(+)"] = rs.DataSeries(np.abs(f_plus), dtype="G", index=ds.index)
+    ds["PHI(+)"] = rs.DataSeries(np.angle(f_plus, deg=True), dtype="P", index=ds.index)
+    # rs convention (as DataSet.stack_anomalous reads it): PHI(-) = -arg F(-h), so
+    # that PHI(-) == PHI(+) without anomalous scattering; centrics copy the (+) phase.
+    centric = rs.utils.is_centric(hkl, model.spacegroup)
+    phi_minus = np.where(centric, np.angle(f_plus, deg=True), -np.angle(f_minus, deg=True))
+    ds["F(-)"] = rs.DataSeries(np.abs(f_minus), dtype="G", index=ds.index)
+    ds["PHI(-)"] = rs.DataSeries(rs.utils.canonicalize_phases(phi_minus), dtype="P", index=ds.index)
+    ds["DANO"] = rs.DataSeries(np.abs(f_plus) - np.abs(f_minus), dtype="D", index=ds.index)
+    return ds

@@ -1,0 +1,240 @@
+"""The online training loop: one gradient step per batch of images.
+
+The step is a ``tf.function`` with a fixed input signature (flat, ragged
+batches), so it is traced once whatever the number of observations.  Every
+``eval_every`` steps the loop scores a fixed subset of training images and the
+held-out images: negative log-likelihood and the per-image Spearman
+correlation of observed and predicted intensities (CCpred), and appends a row
+to the history CSV.  Checkpoints (a ``.keras`` file holding the model and the
+optimizer state, plus a JSON of the loop state) are written every
+``checkpoint_every`` steps and at the end.
+"""
+
+import csv
+import itertools
+import json
+import os
+import time
+from dataclasses import asdict, dataclass
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from careless_online.io.pipeline import batch_signature
+from careless_online.stats.correlation import spearman_per_group
+
+#: Columns of the history CSV, in order.
+HISTORY_COLUMNS = ["step", "elapsed_s", "loss", "NLL", "KL_F", "KL_Sigma", "grad_norm",
+                   "ccpred_train", "ccpred_test", "NLL_train", "NLL_test", "k"]
+
+
+@dataclass
+class TrainConfig:
+    """Optimizer and loop settings.
+
+    Attributes
+    ----------
+    steps : int
+        Total gradient steps (a resumed run continues up to this number).
+    learning_rate, beta_1, beta_2 : float
+        Adam settings.
+    clipnorm, clipvalue, global_clipnorm : float or None
+        Gradient clipping (as in keras optimizers).
+    eval_every : int
+        Steps between evaluations and history rows.
+    eval_images : int
+        Images of each split scored at an evaluation.
+    checkpoint_every : int or None
+        Steps between checkpoints (None: only at the end).
+    run_eagerly : bool
+        Do not compile the step (debugging).
+    jit_compile : bool
+        Compile the step with XLA.
+    progress : bool
+        Show a progress bar.
+    """
+
+    steps: int = 10000
+    learning_rate: float = 1e-3
+    beta_1: float = 0.9
+    beta_2: float = 0.99
+    clipnorm: float = None
+    clipvalue: float = None
+    global_clipnorm: float = None
+    eval_every: int = 100
+    eval_images: int = 256
+    checkpoint_every: int = None
+    run_eagerly: bool = False
+    jit_compile: bool = False
+    progress: bool = True
+
+
+def make_optimizer(config):
+    """The Adam optimizer described by a :class:`TrainConfig`."""
+    return keras.optimizers.Adam(
+        learning_rate=config.learning_rate, beta_1=config.beta_1, beta_2=config.beta_2,
+        clipnorm=config.clipnorm, clipvalue=config.clipvalue, global_clipnorm=config.global_clipnorm,
+    )
+
+
+class History:
+    """Appends rows to the history CSV (creating it with a header)."""
+
+    def __init__(self, path, append=False):
+        self.path = path
+        if path and not (append and os.path.exists(path)):
+            with open(path, "w", newline="") as handle:
+                csv.writer(handle).writerow(HISTORY_COLUMNS)
+
+    def write(self, row):
+        """Append one row (a dict keyed by :data:`HISTORY_COLUMNS`)."""
+        if not self.path:
+            return
+        with open(self.path, "a", newline="") as handle:
+            csv.writer(handle).writerow([_fmt(row.get(c, float("nan"))) for c in HISTORY_COLUMNS])
+
+
+def _fmt(value):
+    if isinstance(value, (int, np.integer)):
+        return str(int(value))
+    return f"{float(value):.6g}"
+
+
+def save_checkpoint(model, path, state):
+    """Write ``path`` (.keras, model + optimizer) and ``path + '.json'`` (loop state) atomically."""
+    tmp = path + ".tmp.keras"
+    model.save(tmp)
+    os.replace(tmp, path)
+    with open(path + ".json.tmp", "w") as handle:
+        json.dump(state, handle)
+    os.replace(path + ".json.tmp", path + ".json")
+
+
+class Trainer:
+    """Runs the optimization of a :class:`~careless_online.model.MergingModel`.
+
+    Parameters
+    ----------
+    model : MergingModel
+    train : ImageBatches
+        Training images (shuffled).
+    test : ImageBatches or None
+        Held-out images (unshuffled), for cross-validation.
+    config : TrainConfig
+    history_path : str or None
+        History CSV.
+    checkpoint_path : str or None
+        ``.keras`` checkpoint file.
+    monitor : ImageBatches or None
+        A fixed, unshuffled view of the training images for train CCpred.
+    """
+
+    def __init__(self, model, train, test, config, history_path=None, checkpoint_path=None, monitor=None):
+        self.model = model
+        self.train = train
+        self.test = test
+        self.monitor = monitor
+        self.config = config
+        self.history_path = history_path
+        self.checkpoint_path = checkpoint_path
+        if getattr(model, "optimizer", None) is None:
+            model.compile(optimizer=make_optimizer(config))
+        self.optimizer = model.optimizer
+        signature = batch_signature(model.n_meta)
+        if config.run_eagerly:
+            self._step = self._train_step
+            self._predict = self._predict_step
+        else:
+            self._step = tf.function(self._train_step, input_signature=[signature],
+                                     jit_compile=config.jit_compile or None)
+            self._predict = tf.function(self._predict_step, input_signature=[signature])
+        self.elapsed = 0.0
+
+    def _train_step(self, batch):
+        variables = self.model.trainable_variables
+        with tf.GradientTape() as tape:
+            terms = self.model.loss_terms(batch)
+        gradients = tape.gradient(terms["loss"], variables)
+        gradients = [tf.where(tf.math.is_finite(g), g, tf.zeros_like(g)) if g is not None else g
+                     for g in gradients]
+        self.optimizer.apply(gradients, variables)
+        terms["grad_norm"] = tf.linalg.global_norm([g for g in gradients if g is not None])
+        return terms
+
+    def _predict_step(self, batch):
+        ipred, sigipred = self.model.predict_intensities(batch)
+        nll = self.model.nll_per_observation(batch)
+        return ipred, sigipred, nll
+
+    def score(self, batches, max_images):
+        """Mean per-image Spearman CCpred and mean NLL per observation on some images."""
+        if batches is None or batches.n_images == 0:
+            return float("nan"), float("nan")
+        n_batches = max(1, int(np.ceil(max_images / batches.batch_images)))
+        obs, pred, image, nll = [], [], [], []
+        for batch in itertools.islice(batches.epoch(0), n_batches):
+            ipred, _, batch_nll = self._predict(batch)
+            obs.append(batch["I"])
+            pred.append(ipred.numpy())
+            image.append(batch["image_id"])
+            nll.append(batch_nll.numpy())
+        cc = spearman_per_group(np.concatenate(obs), np.concatenate(pred), np.concatenate(image))
+        return float(np.nanmean(cc.to_numpy())) if len(cc) else float("nan"), float(np.mean(np.concatenate(nll)))
+
+    def run(self, start_step=0, elapsed=0.0, log=print):
+        """Train from ``start_step`` to ``config.steps``.
+
+        Returns
+        -------
+        dict
+            The last history row.
+        """
+        config = self.config
+        history = History(self.history_path, append=start_step > 0)
+        dataset = self.train.dataset(start_step=start_step)
+        remaining = max(config.steps - start_step, 0)
+        bar = None
+        if config.progress and remaining:
+            from tqdm import tqdm
+
+            bar = tqdm(total=config.steps, initial=start_step, unit="step", dynamic_ncols=True)
+        self.elapsed = elapsed
+        started = time.perf_counter() - elapsed
+        row = {}
+        sums, count = {}, 0
+        step = start_step
+        for batch in dataset.take(remaining):
+            terms = self._step(batch)
+            step += 1
+            for key in ("loss", "NLL", "KL_F", "KL_Sigma", "grad_norm"):
+                sums[key] = sums.get(key, 0.0) + float(terms[key])
+            count += 1
+            last = step == config.steps
+            if step % config.eval_every == 0 or last:
+                cc_train, nll_train = self.score(self.monitor, config.eval_images)
+                cc_test, nll_test = self.score(self.test, config.eval_images)
+                self.elapsed = time.perf_counter() - started
+                row = {"step": step, "elapsed_s": self.elapsed, "ccpred_train": cc_train, "ccpred_test": cc_test,
+                       "NLL_train": nll_train, "NLL_test": nll_test, "k": float(self.model.k)}
+                row.update({key: value / count for key, value in sums.items()})
+                sums, count = {}, 0
+                history.write(row)
+                if bar is not None:
+                    bar.set_postfix(loss=f"{row['loss']:.4g}", ccpred=f"{cc_train:.3f}/{cc_test:.3f}")
+                if not np.isfinite(row["loss"]):
+                    raise FloatingPointError(f"loss became {row['loss']} at step {step}")
+            if bar is not None:
+                bar.update(1)
+            if self.checkpoint_path and ((config.checkpoint_every and step % config.checkpoint_every == 0) or last):
+                self.elapsed = time.perf_counter() - started
+                self.save(step)
+        if bar is not None:
+            bar.close()
+        self.elapsed = time.perf_counter() - started
+        return row
+
+    def save(self, step):
+        """Checkpoint the model, optimizer and loop state at ``step``."""
+        state = {"step": int(step), "elapsed_s": float(self.elapsed), "config": asdict(self.config)}
+        save_checkpoint(self.model, self.checkpoint_path, state)

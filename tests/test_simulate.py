@@ -1,0 +1,209 @@
+"""Tests of the serial-crystallography simulator against its known truth."""
+
+import gemmi
+import numpy as np
+import pandas as pd
+import pytest
+import reciprocalspaceship as rs
+
+from careless_online.errors import InputError
+from careless_online.simulate import SimulationConfig, make_crystal, simulate, simulate_to_files, write
+from careless_online.simulate.cli import main
+from careless_online.simulate.structure import read_model, structure_factors
+
+SMALL = dict(cell=(40.0, 40.0, 30.0, 90.0, 90.0, 90.0), spacegroup="P 43 21 2", dmin=2.5,
+             n_atoms=150, n_anomalous=3)
+HEXAGONAL = dict(cell=(40.0, 40.0, 50.0, 90.0, 90.0, 120.0), spacegroup="P 63", dmin=2.5,
+                 n_atoms=150, n_anomalous=3)
+
+
+@pytest.fixture(scope="module")
+def small_sim():
+    return simulate(20, seed=3, **SMALL)
+
+
+def _tiny_pdb(path, spacegroup="P 1 21 1", cell=(30.0, 35.0, 40.0, 90.0, 105.0, 90.0)):
+    """A few atoms (with two sulfurs) written as a PDB file with gemmi."""
+    st = gemmi.Structure()
+    st.cell = gemmi.UnitCell(*cell)
+    st.spacegroup_hm = spacegroup
+    model = gemmi.Model("1")
+    chain = gemmi.Chain("A")
+    rng = np.random.default_rng(7)
+    for i, name in enumerate(["C", "N", "O", "C", "S", "C", "O", "S", "N", "C", "C", "O"]):
+        res = gemmi.Residue()
+        res.name, res.seqid = "UNK", gemmi.SeqId(i + 1, " ")
+        atom = gemmi.Atom()
+        atom.name, atom.element = name, gemmi.Element(name)
+        atom.pos = gemmi.Position(*(rng.uniform(0, 1, 3) * cell[:3]))
+        atom.b_iso, atom.occ = 15.0, 1.0
+        res.add_atom(atom)
+        chain.add_residue(res)
+    model.add_chain(chain)
+    st.add_model(model)
+    st.setup_entities()
+    st.write_pdb(str(path))
+    return str(path)
+
+
+@pytest.mark.parametrize("params", [SMALL, HEXAGONAL], ids=["P43212", "P63"])
+def test_stream_reads_back_with_reciprocalspaceship(tmp_path, params):
+    sim = simulate(15, seed=1, **params)
+    paths = write(sim, tmp_path / "sim", formats=["stream"])
+    ds = rs.read_crystfel(paths["stream"], spacegroup=sim.spacegroup, num_cpus=1)
+    obs = sim.observations
+    assert len(ds) == len(obs)
+    np.testing.assert_array_equal(ds.get_hkls(), obs.get_hkls())
+    np.testing.assert_allclose(ds["I"].to_numpy(float), obs["I"].to_numpy(float), atol=0.006)
+    np.testing.assert_allclose(ds["SigI"].to_numpy(float), obs["SIGI"].to_numpy(float), atol=0.006)
+    np.testing.assert_allclose(ds["XDET"].to_numpy(float), obs["XDET"].to_numpy(float), atol=0.06)
+    np.testing.assert_array_equal(ds["BATCH"].to_numpy() + 1, obs["BATCH"].to_numpy())
+    true_offset = obs["ewald_offset"].to_numpy(float)
+    rs_offset = ds["ewald_offset"].to_numpy(float)
+    assert np.corrcoef(true_offset, rs_offset)[0, 1] > 0.9999
+    assert np.abs(rs_offset - true_offset).max() < 0.01 * true_offset.std()
+    assert np.allclose(ds.cell.parameters, sim.cell.parameters, atol=1e-3)
+
+
+def test_unmerged_and_truth_mtz_types(tmp_path, small_sim):
+    paths = write(small_sim, tmp_path / "sim", formats=["mtz"])
+    mtz = rs.read_mtz(paths["mtz"])
+    assert not mtz.merged
+    expected = {"BATCH": "B", "I": "J", "SIGI": "Q", "XDET": "R", "YDET": "R", "ewald_offset": "R"}
+    assert {c: mtz[c].dtype.mtztype for c in expected} == expected
+    assert "PARTIALITY" not in mtz
+    np.testing.assert_array_equal(mtz.get_hkls(), small_sim.observations.get_hkls())
+    np.testing.assert_allclose(mtz["I"], small_sim.observations["I"], rtol=1e-6)
+    assert sorted(mtz["BATCH"].unique()) == list(range(1, 21))
+    truth = rs.read_mtz(paths["truth"])
+    types = {c: truth[c].dtype.mtztype for c in truth}
+    assert types == {"F": "F", "PHI": "P", "F(+)": "G", "PHI(+)": "P", "F(-)": "G",
+                     "PHI(-)": "P", "DANO": "D"}
+    assert rs.utils.in_asu(truth.get_hkls(), truth.spacegroup).all()
+    images = pd.read_csv(paths["images"])
+    assert list(images["BATCH"]) == list(range(1, 21))
+    assert images["n_reflections"].sum() == len(small_sim.observations)
+
+
+def test_anomalous_signal_and_centrics(small_sim):
+    truth = small_sim.truth
+    centric = rs.utils.is_centric(truth.get_hkls(), truth.spacegroup)
+    fp, fm = truth["F(+)"].to_numpy(float), truth["F(-)"].to_numpy(float)
+    assert np.mean(np.abs(fp - fm)[~centric] / fp[~centric]) > 0.01
+    assert centric.sum() > 50
+    np.testing.assert_allclose(fp[centric], fm[centric], rtol=1e-5)
+
+    plain = make_crystal(SimulationConfig(seed=3, fpp=0.0, **SMALL)).truth
+    np.testing.assert_allclose(plain["F(+)"], plain["F(-)"], rtol=1e-5)
+    dphi = (plain["PHI(+)"].to_numpy(float) - plain["PHI(-)"].to_numpy(float) + 180) % 360 - 180
+    assert np.abs(dphi).max() < 1e-2
+    # The same atoms: only f'' differs, so the Friedel-mean structures agree.
+    np.testing.assert_allclose(plain["F"], truth["F"], rtol=1e-5)
+
+
+def test_truth_amplitudes_follow_wilson_statistics():
+    truth = make_crystal(SimulationConfig(cell=(60.0, 60.0, 40.0, 90.0, 90.0, 90.0),
+                                          dmin=2.0, n_atoms=200, seed=5)).truth
+    centric = rs.utils.is_centric(truth.get_hkls(), truth.spacegroup)
+    s2 = 1.0 / truth.compute_dHKL()["dHKL"].to_numpy() ** 2
+    shells = np.digitize(s2, np.quantile(s2, np.linspace(0, 1, 9)[1:-1]))
+    f = truth["F(+)"].to_numpy(float)
+    e = np.empty_like(f)
+    for shell in np.unique(shells):
+        for sel in (centric, ~centric):
+            m = (shells == shell) & sel
+            e[m] = f[m] / np.sqrt(np.mean(f[m] ** 2))
+    assert (~centric).sum() > 3000
+    acentric_ratio = np.mean(e[~centric] ** 2) / np.mean(e[~centric]) ** 2
+    centric_ratio = np.mean(e[centric] ** 2) / np.mean(e[centric]) ** 2
+    assert abs(acentric_ratio - 4 / np.pi) < 0.06
+    assert abs(centric_ratio - np.pi / 2) < 0.15
+
+
+def test_observations_are_physical(small_sim):
+    obs, config = small_sim.observations, small_sim.config
+    part = obs["PARTIALITY"].to_numpy(float)
+    assert np.all((part >= config.partiality_min) & (part <= 1.0))
+    assert np.all(obs.compute_dHKL()["dHKL"] >= config.dmin - 1e-6)
+    x, y = obs["XDET"].to_numpy(float), obs["YDET"].to_numpy(float)
+    assert np.all((x >= 0) & (x < config.detector_pixels[0]) & (y >= 0) & (y < config.detector_pixels[1]))
+    # Poisson noise: I is unbiased with variance S + bg (1 + 1/r), which SIGI² estimates.
+    expected = obs["IEXPECTED"].to_numpy(float)
+    variance = expected + config.background * (1 + 1 / config.background_ratio)
+    z = (obs["I"].to_numpy(float) - expected) / np.sqrt(variance)
+    assert abs(z.mean()) < 0.08
+    assert 0.93 < z.std() < 1.07
+    assert np.mean(obs["SIGI"].to_numpy(float) ** 2) / np.mean(variance) == pytest.approx(1, abs=0.05)
+    # The recorded reflections lie near the Ewald sphere: |s1| = 1/λ + offset.
+    s1 = obs[["s1x", "s1y", "s1z"]].to_numpy(float)
+    np.testing.assert_allclose(np.linalg.norm(s1, axis=1) - 1 / config.wavelength,
+                               obs["ewald_offset"].to_numpy(float), atol=1e-6)
+    assert np.abs(obs["ewald_offset"]).max() < 0.01
+
+
+def test_pdb_model_and_asu_mapping_in_monoclinic(tmp_path):
+    pdb = _tiny_pdb(tmp_path / "tiny.pdb")
+    sim = simulate(10, seed=2, pdb=pdb, dmin=2.5, fpp=2.0, min_reflections=5)
+    assert sim.spacegroup.hm == "P 1 21 1"
+    assert sim.anomalous == {"S": (pytest.approx(sim.anomalous["S"][0]), 2.0)}
+    obs = sim.observations
+    # |F(h)| computed directly for the observed, unmapped indices.
+    model = read_model(pdb)
+    direct, _, _ = structure_factors(model, obs.get_hkls(), sim.anomalous)
+    np.testing.assert_allclose(obs["FTRUE"].to_numpy(float), np.abs(direct), rtol=1e-4)
+    # Friedel mates differ in the truth (the sulfurs are anomalous).
+    assert np.abs(sim.truth["DANO"]).max() > 0.01 * sim.truth["F"].mean()
+
+
+def test_blockwise_stream_equals_in_memory(tmp_path):
+    params = dict(SMALL, n_atoms=60)
+    sim = simulate(9, seed=4, **params)
+    whole = write(sim, tmp_path / "whole", formats=["stream"])
+    blocks = simulate_to_files(tmp_path / "blocks", n_images=9, formats=["stream", "mtz"],
+                               seed=4, block_size=4, truth_columns=True, **params)
+    assert open(whole["stream"]).read() == open(blocks["stream"]).read()
+    mtz = rs.read_mtz(blocks["mtz"])
+    np.testing.assert_allclose(mtz["I"], sim.observations["I"], rtol=1e-6)
+    np.testing.assert_allclose(mtz["PARTIALITY"], sim.observations["PARTIALITY"], rtol=1e-6)
+    pd.testing.assert_frame_equal(pd.read_csv(blocks["images"]), pd.read_csv(whole["images"]))
+
+
+def test_default_parameters_give_a_few_hundred_reflections_per_image():
+    sim = simulate(5, seed=0)
+    counts = sim.images["n_reflections"]
+    assert counts.between(150, 400).all()
+    assert sim.spacegroup.hm == "P 43 21 2"
+
+
+def test_cli_writes_files(tmp_path, capsys):
+    base = tmp_path / "cli"
+    main(["--n-images", "4", "--cell", "40", "40", "30", "90", "90", "90", "--dmin", "3",
+          "--n-atoms", "50", "--seed", "1", str(base)])
+    for suffix in (".stream", ".mtz", "_truth.mtz", "_images.csv"):
+        assert (tmp_path / f"cli{suffix}").is_file()
+    ds = rs.read_crystfel(str(base) + ".stream", num_cpus=1)
+    assert ds["BATCH"].nunique() == 4
+
+
+@pytest.mark.parametrize("argv", [
+    ["--dmin", "-1"],
+    ["--spacegroup", "P 7"],
+    ["--n-images", "many"],
+    ["--format", "stream,hdf5"],
+    ["--spacegroup", "P 63"],
+])
+def test_cli_bad_values_exit_2_with_one_line(tmp_path, capsys, argv):
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv + [str(tmp_path / "bad")])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "error" in err
+
+
+def test_api_rejects_bad_parameters():
+    with pytest.raises(InputError):
+        simulate(2, wavelength=0)
+    with pytest.raises(InputError):
+        simulate(2, no_such_parameter=1)
+    with pytest.raises(InputError):
+        simulate(0)
