@@ -170,10 +170,13 @@ class ImageBatches:
         Shuffle images each epoch (training); otherwise file order.
     shard_window : int
         Number of shards whose images are shuffled together.
+    image_filter : callable, optional
+        Further restricts the images: called with an array of image ids,
+        returns a boolean mask (e.g. one half of a half-dataset merge).
     """
 
     def __init__(self, manifest, standardizer, batch_images=8, test_fraction=0.1, seed=1234,
-                 split="train", shuffle=True, shard_window=4):
+                 split="train", shuffle=True, shard_window=4, image_filter=None):
         if batch_images < 1:
             raise InputError(f"batch size must be at least 1 image (got {batch_images})")
         self.manifest = manifest
@@ -184,21 +187,27 @@ class ImageBatches:
         self.split = split
         self.shuffle = shuffle
         self.shard_window = max(1, int(shard_window))
+        self.image_filter = image_filter
         self.columns = sorted(set(["image_id", "file_id", "refl_id", "I", "SigI"]
                                   + [k for k in standardizer.keys]))
         self.n_images = self._count_images()
 
-    def _select(self, image_ids):
+    def select(self, image_ids):
+        """Boolean mask of the images (by id) this view serves."""
         if self.split == "all":
-            return np.ones(len(image_ids), dtype=bool)
-        test = is_test_image(image_ids, self.test_fraction, self.seed)
-        return test if self.split == "test" else ~test
+            mask = np.ones(len(image_ids), dtype=bool)
+        else:
+            test = is_test_image(image_ids, self.test_fraction, self.seed)
+            mask = test if self.split == "test" else ~test
+        if self.image_filter is not None:
+            mask &= self.image_filter(image_ids)
+        return mask
 
     def _count_images(self):
         n = 0
         for i in range(len(self.manifest.shards)):
             ids = np.unique(self.manifest.load_shard(i, ["image_id"])["image_id"])
-            n += int(self._select(ids).sum())
+            n += int(self.select(ids).sum())
         return n
 
     @property
@@ -211,7 +220,7 @@ class ImageBatches:
         counts = np.zeros(self.manifest.info["index"]["n_reflections"], dtype=np.int64)
         for i in range(len(self.manifest.shards)):
             arrays = self.manifest.load_shard(i, ["image_id", "refl_id"])
-            keep = self._select(arrays["image_id"])
+            keep = self.select(arrays["image_id"])
             counts += np.bincount(arrays["refl_id"][keep], minlength=len(counts))
         return counts
 
@@ -249,7 +258,7 @@ class ImageBatches:
                 loaded.insert(0, carry)
             arrays = {k: np.concatenate([a[k] for a in loaded]) for k in self.columns}
             starts, ends = _image_ranges(arrays["image_id"])
-            keep = self._select(arrays["image_id"][starts])
+            keep = self.select(arrays["image_id"][starts])
             starts, ends = starts[keep], ends[keep]
             if self.shuffle:
                 perm = rng.permutation(len(starts))

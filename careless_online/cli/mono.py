@@ -1,0 +1,215 @@
+"""``careless_online mono``: merge monochromatic serial data, careless-style.
+
+Positional arguments as in careless: the comma-separated metadata keys, one
+or more input files, and the output prefix.  Flags keep careless's names
+where they mean the same; online-specific flags (batch size, checkpoints,
+live mode, caching) follow the same style.
+"""
+
+import argparse
+import os
+
+from careless_online.errors import InputError
+
+
+class _Formatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
+    pass
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):
+        raise InputError(message)
+
+
+def _positive_int(text):
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1: {text}")
+    return value
+
+
+def _fraction(text):
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not 0.0 <= value < 1.0:
+        raise argparse.ArgumentTypeError(f"must be in [0, 1): {text}")
+    return value
+
+
+def add_arguments(parser):
+    """Add the ``mono`` arguments, grouped by concern, to ``parser``."""
+    parser.add_argument("metadata_keys", help="comma-separated metadata keys, e.g. "
+                        "'dHKL,XDET,YDET,ewald_offset' (dHKL is used as 1/d^2; also image_id, file_id, "
+                        "Hobs,Kobs,Lobs and any column of the inputs)")
+    parser.add_argument("inputs", nargs="+", help="unmerged .mtz, CrystFEL .stream, or DIALS .expt/.refl files")
+    parser.add_argument("out", help="output prefix, e.g. merge/hewl (writes merge/hewl_0.mtz ...)")
+
+    g = parser.add_argument_group("interpretation")
+    g.add_argument("--anomalous", action="store_true", help="keep Friedel mates as separate reflections")
+    g.add_argument("--spacegroups", default=None,
+                   help="space group for all files, or one per file separated by commas (streams need it)")
+    g.add_argument("--cell", default=None, help="unit cell override 'a,b,c,alpha,beta,gamma'")
+    g.add_argument("--separate-files", action="store_true", help="merge each input file on its own")
+    g.add_argument("--intensity-key", default=None, help="MTZ intensity column (default: I/IMEAN/IOBS)")
+    g.add_argument("--uncertainty-key", default=None, help="MTZ sigma column (default: SIGI/SigI/SIGIMEAN)")
+    g.add_argument("--image-key", default=None, help="MTZ image column (default: BATCH)")
+
+    g = parser.add_argument_group("filtration")
+    g.add_argument("-d", "--dmin", type=float, default=None, help="high-resolution cut in Angstrom (default: the data's)")
+    g.add_argument("-c", "--isigi-cutoff", type=float, default=None, help="drop observations with I/SigI below this")
+    g.add_argument("--cell-tolerance", type=float, default=0.05,
+                   help="drop images whose cell lengths deviate by more than this fraction")
+    g.add_argument("--drop-invalid", action="store_true",
+                   help="drop observations with NaN intensity or non-positive sigma instead of refusing the file")
+
+    g = parser.add_argument_group("optimizer")
+    g.add_argument("--iterations", type=_positive_int, default=10000, help="gradient steps (one batch of images each)")
+    g.add_argument("--learning-rate", type=float, default=1e-3, help="Adam learning rate")
+    g.add_argument("--beta-1", type=float, default=0.9, help="Adam beta_1")
+    g.add_argument("--beta-2", type=float, default=0.99, help="Adam beta_2")
+    g.add_argument("--clipnorm", type=float, default=None, help="clip each gradient's norm")
+    g.add_argument("--clipvalue", type=float, default=None, help="clip gradient values")
+    g.add_argument("--global-clipnorm", type=float, default=None, help="clip the global gradient norm")
+
+    g = parser.add_argument_group("online training")
+    g.add_argument("--batch-size", type=_positive_int, default=8, help="images per gradient step")
+    g.add_argument("--checkpoint-interval", type=_positive_int, default=1000,
+                   help="steps between checkpoints (<out>_<i>.keras and its .json)")
+    g.add_argument("--resume", action="store_true", help="continue a stopped run from its checkpoint")
+    g.add_argument("--model-in", default=None, help="start from a saved model (.keras), e.g. to merge new data")
+    g.add_argument("--cache-dir", default=None, help="folder of converted data (default: <out dir>/.careless_online_cache)")
+    g.add_argument("--no-predictions", action="store_true", help="do not write <out>_predictions_<i>.mtz")
+    g.add_argument("--naive", action="store_true",
+                   help="baseline: per-image scale factors and a weighted average (no model)")
+
+    g = parser.add_argument_group("model")
+    g.add_argument("--mlp-width", "--d-model", dest="d_model", type=_positive_int, default=32,
+                   help="width of the encoder and scale networks (d_model)")
+    g.add_argument("--d-ff", type=_positive_int, default=None, help="hidden width of the ResNet blocks (default 2*d_model)")
+    g.add_argument("--mlp-layers", type=int, default=2, help="ResNet blocks of the scale head")
+    g.add_argument("--image-layers", type=int, default=2, help="ResNet blocks of the image encoder")
+    g.add_argument("--activation", default="relu", help="activation of the ResNet blocks (any keras name)")
+    g.add_argument("--disable-metadata-standardization", action="store_true", help="use metadata as is")
+
+    g = parser.add_argument_group("likelihood and priors")
+    g.add_argument("--studentt-likelihood-dof", type=float, default=None, help="Student-t likelihood dof (default: Normal)")
+    g.add_argument("--kl-weight", type=float, default=1.0, help="weight w_F of the structure factor KL")
+    g.add_argument("--scale-kl-weight", type=float, default=1.0, help="weight w_Sigma of the scale KL")
+    g.add_argument("--mc-samples", type=_positive_int, default=1, help="Monte Carlo samples per step")
+
+    g = parser.add_argument_group("cross-validation")
+    g.add_argument("--test-fraction", type=_fraction, default=0.1, help="fraction of images held out")
+    g.add_argument("--merge-half-datasets", action="store_true", help="also merge random image halves (<out>_xval_<i>.mtz)")
+    g.add_argument("--half-dataset-repeats", type=_positive_int, default=1, help="number of half-dataset splits")
+    g.add_argument("--validation-frequency", type=_positive_int, default=100,
+                   help="steps between evaluations (history rows)")
+    g.add_argument("--validation-images", type=_positive_int, default=256, help="images scored per split at an evaluation")
+
+    g = parser.add_argument_group("TensorFlow")
+    g.add_argument("--seed", type=int, default=1234, help="random seed")
+    g.add_argument("--disable-gpu", action="store_true", help="run on the CPU even if a GPU is present")
+    g.add_argument("--run-eagerly", action="store_true", help="do not compile the training step (debugging)")
+    g.add_argument("--jit-compile", action="store_true", help="compile the training step with XLA")
+    g.add_argument("--disable-progress-bar", action="store_true", help="no progress bar")
+    return parser
+
+
+def build_parser(prog="careless_online mono"):
+    """The argparse parser of ``careless_online mono``."""
+    parser = _Parser(prog=prog, formatter_class=_Formatter, description=__doc__.split("\n\n")[0])
+    return add_arguments(parser)
+
+
+def _spacegroups(text, n_files):
+    if text is None:
+        return [None] * n_files
+    groups = [s.strip() for s in text.split(",") if s.strip()]
+    if len(groups) == 1:
+        return groups * n_files
+    if len(groups) != n_files:
+        raise InputError(f"--spacegroups gives {len(groups)} space groups for {n_files} input files")
+    return groups
+
+
+def settings_from_args(args):
+    """Translate parsed arguments into (file groups, MergeSettings)."""
+    from careless_online.io.cache import input_groups
+    from careless_online.io.table import TableOptions, parse_cell
+    from careless_online.training.loop import TrainConfig
+    from careless_online.training.merge import MergeSettings
+
+    keys = [k.strip() for k in args.metadata_keys.split(",") if k.strip()]
+    if not keys:
+        raise InputError("no metadata keys given (e.g. 'dHKL,XDET,YDET')")
+    for path in args.inputs:
+        if not os.path.exists(path):
+            raise InputError("no such file", path)
+    files = input_groups(args.inputs)
+    groups = _spacegroups(args.spacegroups, len(files))
+    if not args.separate_files and len(set(groups)) > 1:
+        raise InputError("different space groups per file need --separate-files")
+    cell = None if args.cell is None else list(parse_cell(args.cell).parameters)
+    train = TrainConfig(
+        steps=args.iterations, learning_rate=args.learning_rate, beta_1=args.beta_1, beta_2=args.beta_2,
+        clipnorm=args.clipnorm, clipvalue=args.clipvalue, global_clipnorm=args.global_clipnorm,
+        eval_every=args.validation_frequency, eval_images=args.validation_images,
+        checkpoint_every=args.checkpoint_interval, run_eagerly=args.run_eagerly,
+        jit_compile=args.jit_compile, progress=not args.disable_progress_bar,
+    )
+    model_options = dict(d_model=args.d_model, d_ff=args.d_ff, encoder_layers=args.image_layers,
+                         scale_layers=args.mlp_layers, activation=args.activation,
+                         studentt_dof=args.studentt_likelihood_dof, mc_samples=args.mc_samples,
+                         kl_weight=args.kl_weight, scale_kl_weight=args.scale_kl_weight)
+    jobs = []
+    file_sets = [[f] for f in files] if args.separate_files else [files]
+    group_sets = [[g] for g in groups] if args.separate_files else [groups[:1]]
+    for file_set, group in zip(file_sets, group_sets):
+        options = TableOptions(spacegroup=group[0], cell=cell, anomalous=args.anomalous, dmin=args.dmin,
+                               isigi_cutoff=args.isigi_cutoff, cell_tolerance=args.cell_tolerance,
+                               drop_invalid=args.drop_invalid)
+        jobs.append((file_set, options))
+    settings = MergeSettings(
+        base=args.out, metadata_keys=keys, table_options=None, train=train, model_options=model_options,
+        batch_images=args.batch_size, test_fraction=args.test_fraction, seed=args.seed,
+        standardize=not args.disable_metadata_standardization, half_datasets=args.merge_half_datasets,
+        half_repeats=args.half_dataset_repeats, naive=args.naive, resume=args.resume, model_in=args.model_in,
+        cache_dir=args.cache_dir, predictions=not args.no_predictions,
+    )
+    return jobs, settings
+
+
+def configure_tensorflow(args):
+    """Apply device and seed settings before any model is built."""
+    if args.disable_gpu:
+        os.environ["CUDA_VISIBLE_DEVICES"] = "-1"
+    import keras
+    import tensorflow as tf
+
+    if args.disable_gpu:
+        tf.config.set_visible_devices([], "GPU")
+    else:
+        for gpu in tf.config.list_physical_devices("GPU"):
+            tf.config.experimental.set_memory_growth(gpu, True)
+    keras.utils.set_random_seed(args.seed)
+
+
+def run(args):
+    """Run ``mono`` for parsed arguments; returns the paths written."""
+    from dataclasses import replace
+
+    from careless_online.training.merge import run_merge
+
+    jobs, settings = settings_from_args(args)
+    configure_tensorflow(args)
+    written = []
+    for output_id, (files, options) in enumerate(jobs):
+        written.append(run_merge(files, replace(settings, table_options=options), output_id=output_id))
+    for paths in written:
+        for kind, path in paths.items():
+            print(f"wrote {kind}: {path}")
+    return written
