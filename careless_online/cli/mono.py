@@ -69,7 +69,7 @@ def add_arguments(parser):
 
     g = parser.add_argument_group("optimizer")
     g.add_argument("--iterations", type=_positive_int, default=10000, help="gradient steps (one batch of images each)")
-    g.add_argument("--learning-rate", type=float, default=1e-3, help="Adam learning rate")
+    g.add_argument("--learning-rate", type=float, default=1e-2, help="Adam learning rate")
     g.add_argument("--beta-1", type=float, default=0.9, help="Adam beta_1")
     g.add_argument("--beta-2", type=float, default=0.99, help="Adam beta_2")
     g.add_argument("--clipnorm", type=float, default=None, help="clip each gradient's norm")

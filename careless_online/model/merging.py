@@ -140,13 +140,17 @@ class MergingModel(keras.Model):
             return tfd.Normal(loc, sigma)
         return tfd.StudentT(self.studentt_dof, loc, sigma)
 
-    def loss_terms(self, batch, training=True):
+    def loss_terms(self, batch, seed=None):
         """The pieces of minus the ELBO of one batch.
 
         Parameters
         ----------
         batch : dict of tf.Tensor
             As produced by :class:`careless_online.io.pipeline.ImageBatches`.
+        seed : tf.Tensor, optional
+            int32 ``[2]`` stateless seed of the Monte Carlo samples (the
+            training loop derives it from the run seed and the step, so a
+            resumed run draws exactly the samples an uninterrupted one would).
 
         Returns
         -------
@@ -155,9 +159,11 @@ class MergingModel(keras.Model):
             ``KL_F`` (weighted), ``KL_Sigma`` and ``n_obs``.
         """
         ids = batch["refl_id"]
-        F, kl_f = self.structure_factors(ids, mc_samples=self.mc_samples)
+        seed_f, seed_sigma = tfp.random.split_seed(seed, 2) if seed is not None else (None, None)
+        F = self.structure_factors.sample(ids, self.mc_samples, seed=seed_f)
+        kl_f = self.structure_factors.kl_to_prior(ids, F)
         loc, scale = self.scale_parameters(batch)
-        sigma = scale_distribution(loc, scale).sample(self.mc_samples)
+        sigma = scale_distribution(loc, scale).sample(self.mc_samples, seed=seed_sigma)
         k = self.k
         prediction = sigma * tf.square(F)
         nll = -tf.reduce_mean(self._likelihood(prediction, k * batch["SigI"]).log_prob(k * batch["I"]), axis=0)
@@ -172,7 +178,7 @@ class MergingModel(keras.Model):
         terms["loss"] = terms["NLL"] + self.kl_weight * terms["KL_F"] + self.scale_kl_weight * terms["KL_Sigma"]
         return terms
 
-    def predict_intensities(self, batch, samples=16):
+    def predict_intensities(self, batch, samples=16, seed=None):
         """Posterior predictive mean and std of each observation's intensity (in input units).
 
         Returns
@@ -180,20 +186,22 @@ class MergingModel(keras.Model):
         (tf.Tensor, tf.Tensor)
             ``Ipred`` and ``SigIpred``, float32 ``[n]``.
         """
+        seed_f, seed_sigma = tfp.random.split_seed(seed, 2) if seed is not None else (None, None)
         loc, scale = self.scale_parameters(batch)
-        sigma = scale_distribution(loc, scale).sample(samples)
-        F = self.structure_factors.sample(batch["refl_id"], samples)
+        sigma = scale_distribution(loc, scale).sample(samples, seed=seed_sigma)
+        F = self.structure_factors.sample(batch["refl_id"], samples, seed=seed_f)
         value = sigma * tf.square(F) / self.k
         mean = tf.reduce_mean(value, axis=0)
         std = tf.math.reduce_std(value, axis=0)
         return mean, std
 
-    def nll_per_observation(self, batch):
+    def nll_per_observation(self, batch, seed=None):
         """Expected negative log-likelihood of each observation (held-out scoring)."""
+        seed_f, seed_sigma = tfp.random.split_seed(seed, 2) if seed is not None else (None, None)
         ids = batch["refl_id"]
-        F = self.structure_factors.sample(ids, self.mc_samples)
+        F = self.structure_factors.sample(ids, self.mc_samples, seed=seed_f)
         loc, scale = self.scale_parameters(batch)
-        sigma = scale_distribution(loc, scale).sample(self.mc_samples)
+        sigma = scale_distribution(loc, scale).sample(self.mc_samples, seed=seed_sigma)
         k = self.k
         log_p = self._likelihood(sigma * tf.square(F), k * batch["SigI"]).log_prob(k * batch["I"])
         return -tf.reduce_mean(log_p, axis=0)

@@ -56,7 +56,7 @@ class TrainConfig:
     """
 
     steps: int = 10000
-    learning_rate: float = 1e-3
+    learning_rate: float = 1e-2
     beta_1: float = 0.9
     beta_2: float = 0.99
     clipnorm: float = None
@@ -130,12 +130,14 @@ class Trainer:
         A fixed, unshuffled view of the training images for train CCpred.
     """
 
-    def __init__(self, model, train, test, config, history_path=None, checkpoint_path=None, monitor=None):
+    def __init__(self, model, train, test, config, history_path=None, checkpoint_path=None, monitor=None,
+                 seed=1234):
         self.model = model
         self.train = train
         self.test = test
         self.monitor = monitor
         self.config = config
+        self.seed = int(seed)
         self.history_path = history_path
         self.checkpoint_path = checkpoint_path
         if getattr(model, "optimizer", None) is None:
@@ -146,15 +148,20 @@ class Trainer:
             self._step = self._train_step
             self._predict = self._predict_step
         else:
-            self._step = tf.function(self._train_step, input_signature=[signature],
+            seed_spec = tf.TensorSpec([2], tf.int32)
+            self._step = tf.function(self._train_step, input_signature=[signature, seed_spec],
                                      jit_compile=config.jit_compile or None)
-            self._predict = tf.function(self._predict_step, input_signature=[signature])
+            self._predict = tf.function(self._predict_step, input_signature=[signature, seed_spec])
         self.elapsed = 0.0
 
-    def _train_step(self, batch):
+    def step_seed(self, step, stream=0):
+        """Stateless seed of a step: the same step of the same run always samples alike."""
+        return tf.constant([self.seed % (2**31), (step * 4 + stream) % (2**31)], dtype=tf.int32)
+
+    def _train_step(self, batch, seed):
         variables = self.model.trainable_variables
         with tf.GradientTape() as tape:
-            terms = self.model.loss_terms(batch)
+            terms = self.model.loss_terms(batch, seed)
         gradients = tape.gradient(terms["loss"], variables)
         gradients = [tf.where(tf.math.is_finite(g), g, tf.zeros_like(g)) if g is not None else g
                      for g in gradients]
@@ -162,10 +169,15 @@ class Trainer:
         terms["grad_norm"] = tf.linalg.global_norm([g for g in gradients if g is not None])
         return terms
 
-    def _predict_step(self, batch):
-        ipred, sigipred = self.model.predict_intensities(batch)
-        nll = self.model.nll_per_observation(batch)
+    def _predict_step(self, batch, seed):
+        seed_pred, seed_nll = tf.unstack(tf.random.experimental.stateless_split(seed, 2))
+        ipred, sigipred = self.model.predict_intensities(batch, seed=seed_pred)
+        nll = self.model.nll_per_observation(batch, seed=seed_nll)
         return ipred, sigipred, nll
+
+    def predict(self, batch, index=0):
+        """Predicted intensities, their std and NLL of a batch (reproducible per ``index``)."""
+        return self._predict(batch, self.step_seed(index, stream=1))
 
     def score(self, batches, max_images):
         """Mean per-image Spearman CCpred and mean NLL per observation on some images."""
@@ -173,8 +185,8 @@ class Trainer:
             return float("nan"), float("nan")
         n_batches = max(1, int(np.ceil(max_images / batches.batch_images)))
         obs, pred, image, nll = [], [], [], []
-        for batch in itertools.islice(batches.epoch(0), n_batches):
-            ipred, _, batch_nll = self._predict(batch)
+        for number, batch in enumerate(itertools.islice(batches.epoch(0), n_batches)):
+            ipred, _, batch_nll = self.predict(batch, number)
             obs.append(batch["I"])
             pred.append(ipred.numpy())
             image.append(batch["image_id"])
@@ -205,7 +217,7 @@ class Trainer:
         sums, count = {}, 0
         step = start_step
         for batch in dataset.take(remaining):
-            terms = self._step(batch)
+            terms = self._step(batch, self.step_seed(step))
             step += 1
             for key in ("loss", "NLL", "KL_F", "KL_Sigma", "grad_norm"):
                 sums[key] = sums.get(key, 0.0) + float(terms[key])

@@ -98,7 +98,8 @@ def _train_model(manifest, standardizer, settings, history_path, checkpoint_path
         else:
             model = new_model(manifest, standardizer, **settings.model_options)
     model.set_reflection_counts(train.reflection_counts())
-    trainer = Trainer(model, train, test, settings.train, history_path, checkpoint_path, monitor=monitor)
+    trainer = Trainer(model, train, test, settings.train, history_path, checkpoint_path, monitor=monitor,
+                      seed=settings.seed)
     trainer.run(start_step=start_step, elapsed=elapsed)
     return model, trainer
 
@@ -117,8 +118,8 @@ def _predictions(trainer, manifest, standardizer, settings):
     batches = ImageBatches(manifest, standardizer, batch_images=max(settings.batch_images, 32),
                            split="all", shuffle=False, seed=settings.seed)
     parts = {k: [] for k in ("refl_id", "image_id", "file_id", "Iobs", "SigIobs", "Ipred", "SigIpred")}
-    for batch in batches.epoch(0):
-        ipred, sigipred, _ = trainer._predict(batch)
+    for number, batch in enumerate(batches.epoch(0)):
+        ipred, sigipred, _ = trainer.predict(batch, number)
         parts["refl_id"].append(batch["refl_id"])
         parts["image_id"].append(batch["image_id"])
         parts["file_id"].append(batch["file_id"])

@@ -1,0 +1,174 @@
+"""End-to-end merges through ``careless_online mono`` on simulated and real data."""
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import reciprocalspaceship as rs
+
+from careless_online.cli.main import main
+from careless_online.simulate import simulate_to_files
+from careless_online.simulate.api import SimulationConfig, make_crystal
+from careless_online.simulate.images import ImageSimulator
+from careless_online.simulate.stream import StreamWriter
+from careless_online.stats.reference import cc_to_reference
+
+SHARED = Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
+KEYS = "dHKL,XDET,YDET,ewald_offset"
+SG = "P 43 21 2"
+
+
+def mono(*args):
+    """Run ``careless_online mono`` quietly; returns the exit code."""
+    return main(["mono", "--disable-progress-bar", *map(str, args)])
+
+
+@pytest.fixture(scope="module")
+def simulated(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("sim")
+    paths = simulate_to_files(str(folder / "sim"), n_images=160, seed=11, formats=("stream",))
+    return folder, paths
+
+
+@pytest.fixture(scope="module")
+def merged(simulated):
+    """A learned merge and the naive baseline of the same data."""
+    folder, paths = simulated
+    out = folder / "out"
+    common = ["--anomalous", "--spacegroups", SG, "--cache-dir", folder / "cache"]
+    assert mono(*common, "--iterations", 900, "--validation-frequency", 300, KEYS, paths["stream"], out / "m") == 0
+    assert mono(*common, "--naive", KEYS, paths["stream"], out / "naive") == 0
+    return out, paths
+
+
+def test_outputs_have_careless_columns(merged):
+    out, _ = merged
+    ds = rs.read_mtz(str(out / "m_0.mtz"))
+    assert ds.merged and ds.spacegroup.xhm() == SG
+    for column, dtype in {"F": "SFAmplitude", "SIGF": "Stddev", "F(+)": "FriedelSFAmplitude",
+                          "SIGF(+)": "StddevFriedelSF", "F(-)": "FriedelSFAmplitude", "N": "MTZInt"}.items():
+        assert ds.dtypes[column].name == dtype, column
+    assert (ds["N"] > 0).all()
+    assert np.isfinite(ds["F"]).all() and (ds["F"] > 0).all() and (ds["SIGF"] > 0).all()
+    centric = ds.label_centrics()["CENTRIC"]
+    np.testing.assert_allclose(ds.loc[centric, "F(+)"], ds.loc[centric, "F(-)"])
+    predictions = rs.read_mtz(str(out / "m_predictions_0.mtz"))
+    assert {"Iobs", "SigIobs", "Ipred", "SigIpred", "image_id", "test"} <= set(predictions.columns)
+    assert 0.02 < predictions["test"].mean() < 0.25
+    history = pd.read_csv(out / "m_history.csv")
+    assert list(history["step"]) == [300, 600, 900]
+    assert history["ccpred_test"].iloc[-1] > history["ccpred_test"].iloc[0]
+    assert history["loss"].iloc[-1] < history["loss"].iloc[0]
+
+
+def test_learned_merge_beats_naive_baseline(merged):
+    out, paths = merged
+    learned = cc_to_reference(str(out / "m_0.mtz"), paths["truth"], "F", anomalous=True)
+    naive = cc_to_reference(str(out / "naive_0.mtz"), paths["truth"], "F", anomalous=True)
+    assert learned.loc["overall", "CC"] > naive.loc["overall", "CC"]
+    assert learned.loc["overall", "CC"] > 0.9
+    assert learned.loc["overall", "CCanom"] > naive.loc["overall", "CCanom"]
+
+
+def test_resume_continues_where_it_stopped(simulated, tmp_path):
+    folder, paths = simulated
+    common = ["--spacegroups", SG, "--cache-dir", folder / "cache", "--validation-frequency", 10,
+              "--checkpoint-interval", 10, "--no-predictions"]
+    assert mono(*common, "--iterations", 20, KEYS, paths["stream"], tmp_path / "a") == 0
+    assert mono(*common, "--iterations", 40, "--resume", KEYS, paths["stream"], tmp_path / "a") == 0
+    assert mono(*common, "--iterations", 40, KEYS, paths["stream"], tmp_path / "b") == 0
+    state = json.loads((tmp_path / "a_0.keras.json").read_text())
+    assert state["step"] == 40
+    resumed = pd.read_csv(tmp_path / "a_history.csv")
+    straight = pd.read_csv(tmp_path / "b_history.csv")
+    assert list(resumed["step"]) == [10, 20, 30, 40]
+    # stateless sampling and a resumable data order: the resumed run is the uninterrupted one
+    np.testing.assert_allclose(resumed["loss"], straight["loss"], rtol=1e-3)
+    a = rs.read_mtz(str(tmp_path / "a_0.mtz"))
+    b = rs.read_mtz(str(tmp_path / "b_0.mtz"))
+    np.testing.assert_allclose(a["F"].to_numpy(), b["F"].to_numpy(), rtol=1e-3)
+
+
+def _more_images(path, first, last, seed=11):
+    """Images ``first..last-1`` of the same simulated crystal, as a new stream."""
+    config = SimulationConfig(seed=seed)
+    crystal = make_crystal(config)
+    writer = StreamWriter(str(path), crystal.cell, crystal.spacegroup, config)
+    writer.write_block(ImageSimulator(crystal.truth, config).block(first, last))
+    writer.close()
+    return {"stream": str(path)}
+
+
+def test_model_in_merges_new_data(simulated, tmp_path):
+    folder, paths = simulated
+    more = _more_images(tmp_path / "more.stream", 160, 200)
+    common = ["--spacegroups", SG, "--no-predictions", "--validation-frequency", 10]
+    assert mono(*common, "--iterations", 20, KEYS, paths["stream"], tmp_path / "first") == 0
+    assert mono(*common, "--iterations", 10, "--model-in", tmp_path / "first_0.keras", KEYS, more["stream"],
+                tmp_path / "second") == 0
+    first = rs.read_mtz(str(tmp_path / "first_0.mtz"))
+    second = rs.read_mtz(str(tmp_path / "second_0.mtz"))
+    assert len(second) > 0
+    # the new merge starts from the trained posterior: the shared reflections stay correlated
+    common_hkl = first.index.intersection(second.index)
+    assert len(common_hkl) > 100
+    cc = np.corrcoef(first.loc[common_hkl, "F"], second.loc[common_hkl, "F"])[0, 1]
+    assert cc > 0.8
+
+
+def test_half_datasets_and_separate_files(simulated, tmp_path):
+    folder, paths = simulated
+    other = simulate_to_files(str(tmp_path / "other"), n_images=30, seed=5, formats=("stream",))
+    assert mono("--spacegroups", SG, "--iterations", 10, "--separate-files", "--merge-half-datasets",
+                "--no-predictions", "--validation-frequency", 10, KEYS, paths["stream"], other["stream"],
+                tmp_path / "sep") == 0
+    for i in (0, 1):
+        assert (tmp_path / f"sep_{i}.mtz").exists()
+        xval = rs.read_mtz(str(tmp_path / f"sep_xval_{i}.mtz"))
+        assert set(np.unique(xval["half"])) == {0, 1}
+
+
+@pytest.mark.parametrize("files, extra", [
+    (["lysozyme_pal.stream"], ["--spacegroups", "P 43 21 2"]),
+    (["stills.expt", "stills.refl"], []),
+    (["hewl_rotation_unmerged.mtz"], []),
+    (["hewl_unmerged_1000.mtz"], ["--anomalous"]),
+    (["pyp_laue_off_small.mtz"], []),
+])
+def test_real_files_merge(files, extra, tmp_path):
+    keys = "dHKL,XDET,YDET" if files[0] != "pyp_laue_off_small.mtz" else "dHKL,X,Y,Wavelength"
+    assert mono(*extra, "--iterations", 6, "--batch-size", 2, "--validation-frequency", 3, "--test-fraction", 0,
+                "--cache-dir", tmp_path / "cache", keys, *[SHARED / f for f in files], tmp_path / "real") == 0
+    ds = rs.read_mtz(str(tmp_path / "real_0.mtz"))
+    assert len(ds) > 50 and np.isfinite(ds["F"]).all()
+    predictions = rs.read_mtz(str(tmp_path / "real_predictions_0.mtz"))
+    assert np.isfinite(predictions["Ipred"]).all()
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--spacegroups", SG, "dHKL,NOPE", "STREAM", "OUT"], "NOPE"),
+    (["dHKL", "STREAM", "OUT"], "space group"),
+    (["--spacegroups", "P 43 21 2,P 1", "dHKL", "STREAM", "OUT"], "space groups"),
+    (["--spacegroups", SG, "--test-fraction", "1.5", "dHKL", "STREAM", "OUT"], "test-fraction"),
+    (["--spacegroups", SG, "dHKL", "missing.stream", "OUT"], "missing.stream"),
+])
+def test_user_errors_are_one_line(simulated, tmp_path, capsys, args, message):
+    _, paths = simulated
+    args = [paths["stream"] if a == "STREAM" else (tmp_path / "o" if a == "OUT" else a) for a in args]
+    with pytest.raises(SystemExit) as exit_info:
+        mono(*args)
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and message in err[0] and "Traceback" not in err[0]
+    assert not any(p.name.startswith("o_") for p in tmp_path.iterdir())
+
+
+def test_version_and_devices(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--version"])
+    assert exit_info.value.code == 0
+    assert main(["--list-devices"]) == 0
+    assert "CPU" in capsys.readouterr().out
