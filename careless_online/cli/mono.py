@@ -87,6 +87,14 @@ def add_arguments(parser):
     g.add_argument("--naive", action="store_true",
                    help="baseline: per-image scale factors and a weighted average (no model)")
 
+    g = parser.add_argument_group("live mode")
+    g.add_argument("--live", action="store_true",
+                   help="follow the input streams while they are written; needs --dmin")
+    g.add_argument("--live-timeout", type=float, default=60.0,
+                   help="seconds without new chunks after which a live merge finishes")
+    g.add_argument("--live-poll", type=float, default=2.0, help="seconds between looks at idle streams")
+    g.add_argument("--live-steps", type=_positive_int, default=100, help="gradient steps between looks at the streams")
+
     g = parser.add_argument_group("model")
     g.add_argument("--mlp-width", "--d-model", dest="d_model", type=_positive_int, default=32,
                    help="width of the encoder and scale networks (d_model)")
@@ -146,9 +154,15 @@ def settings_from_args(args):
     keys = [k.strip() for k in args.metadata_keys.split(",") if k.strip()]
     if not keys:
         raise InputError("no metadata keys given (e.g. 'dHKL,XDET,YDET')")
-    for path in args.inputs:
-        if not os.path.exists(path):
-            raise InputError("no such file", path)
+    if args.live:
+        if args.separate_files or args.merge_half_datasets or args.naive or args.resume:
+            raise InputError("--live cannot be combined with --separate-files, --merge-half-datasets, --naive or --resume")
+        if args.dmin is None and args.model_in is None:
+            raise InputError("--live needs --dmin: the reflections to estimate are fixed before data arrive")
+    else:
+        for path in args.inputs:
+            if not os.path.exists(path):
+                raise InputError("no such file", path)
     files = input_groups(args.inputs)
     groups = _spacegroups(args.spacegroups, len(files))
     if not args.separate_files and len(set(groups)) > 1:
@@ -206,6 +220,15 @@ def run(args):
 
     jobs, settings = settings_from_args(args)
     configure_tensorflow(args)
+    if args.live:
+        from careless_online.training.live import LiveSettings, run_live
+
+        live = LiveSettings(timeout=args.live_timeout, poll=args.live_poll, steps_per_round=args.live_steps)
+        files, options = jobs[0]
+        paths = run_live(files, replace(settings, table_options=options), live)
+        for kind, path in paths.items():
+            print(f"wrote {kind}: {path}")
+        return [paths]
     written = []
     for output_id, (files, options) in enumerate(jobs):
         written.append(run_merge(files, replace(settings, table_options=options), output_id=output_id))
