@@ -172,3 +172,18 @@ def test_version_and_devices(capsys):
     assert exit_info.value.code == 0
     assert main(["--list-devices"]) == 0
     assert "CPU" in capsys.readouterr().out
+
+
+def test_mtz_column_overrides(tmp_path, capsys):
+    mtz = SHARED / "hewl_rotation_unmerged.mtz"
+    common = ["--iterations", 4, "--batch-size", 1, "--test-fraction", 0, "--no-predictions",
+              "--validation-frequency", 2, "--cache-dir", tmp_path / "cache"]
+    assert mono(*common, "--intensity-key", "IPR", "--uncertainty-key", "SIGIPR", "dHKL", mtz, tmp_path / "ipr") == 0
+    from careless_online.io.cache import load_manifest
+
+    folders = [p for p in (tmp_path / "cache").iterdir() if p.is_dir()]
+    stored = np.concatenate([load_manifest(str(f)).load_shard(0, ["I"])["I"] for f in folders])
+    np.testing.assert_allclose(np.sort(stored), np.sort(rs.read_mtz(str(mtz))["IPR"].to_numpy()), rtol=1e-6)
+    with pytest.raises(SystemExit):
+        mono(*common, "--intensity-key", "NOPE", "dHKL", mtz, tmp_path / "nope")
+    assert "NOPE" in capsys.readouterr().err

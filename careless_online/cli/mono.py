@@ -185,7 +185,8 @@ def settings_from_args(args):
     for file_set, group in zip(file_sets, group_sets):
         options = TableOptions(spacegroup=group[0], cell=cell, anomalous=args.anomalous, dmin=args.dmin,
                                isigi_cutoff=args.isigi_cutoff, cell_tolerance=args.cell_tolerance,
-                               drop_invalid=args.drop_invalid)
+                               drop_invalid=args.drop_invalid, intensity_key=args.intensity_key,
+                               uncertainty_key=args.uncertainty_key, image_key=args.image_key)
         jobs.append((file_set, options))
     settings = MergeSettings(
         base=args.out, metadata_keys=keys, table_options=None, train=train, model_options=model_options,

@@ -13,6 +13,7 @@ standardization) and the number of observations of each unique reflection.
 import hashlib
 import json
 import os
+import shutil
 from dataclasses import dataclass
 
 import numpy as np
@@ -129,11 +130,11 @@ def input_groups(paths):
     return groups
 
 
-def _iter_raw(path, block_images):
+def _iter_raw(path, block_images, options):
     if readers.file_format(path) == "stream":
         yield from readers.iter_stream_blocks(path, chunks_per_block=block_images)
     else:
-        yield readers.read_file(path)
+        yield readers.read_file(path, options.intensity_key, options.uncertainty_key, options.image_key)
 
 
 class _ShardWriter:
@@ -171,12 +172,20 @@ class _ShardWriter:
         table = pd.concat(self.pending, ignore_index=True)
         table = table.sort_values("image_id", kind="stable")
         self.pending, self.pending_images = [], 0
-        name = f"shard_{len(self.shards):05d}.npz"
         arrays = {c: table[c].to_numpy() for c in self.columns}
+        image_id = arrays["image_id"]
+        starts = np.flatnonzero(np.r_[True, image_id[1:] != image_id[:-1]])
+        bounds = np.r_[starts[::self.shard_images], len(image_id)]
+        for begin, end in zip(bounds[:-1], bounds[1:]):
+            self._write({c: v[begin:end] for c, v in arrays.items()})
+
+    def _write(self, arrays):
+        """Write one shard (whole images, sorted by image id) and update the sums."""
+        name = f"shard_{len(self.shards):05d}.npz"
         np.savez(os.path.join(self.folder, name), **arrays)
         images = arrays["image_id"]
         self.shards.append({
-            "file": name, "n_obs": int(len(table)), "n_images": int(len(np.unique(images))),
+            "file": name, "n_obs": int(len(images)), "n_images": int(len(np.unique(images))),
             "first_image": int(images.min()), "last_image": int(images.max()),
         })
         for c in self.columns:
@@ -186,6 +195,47 @@ class _ShardWriter:
             n, s, ss = self.stats.get(c, (0, 0.0, 0.0))
             self.stats[c] = (n + len(values), s + float(values.sum()), ss + float((values * values).sum()))
         self.counts += np.bincount(arrays["refl_id"], minlength=len(self.counts))
+
+
+def _convert(groups, options, index, folder, key, shard_images, log):
+    """Read every input into shards under ``folder``; returns the manifest dict."""
+    report = LoadReport()
+    writer = None
+    inputs = []
+    image_offset = 0
+    for file_id, path in enumerate(groups):
+        n_file_images = 0
+        file_report = LoadReport()
+        for raw in _iter_raw(path, shard_images, options):
+            if index is None:
+                index = build_index(raw, options)
+            elif raw.spacegroup is not None and options.spacegroup is None:
+                if raw.spacegroup.xhm() != index.spacegroup.xhm():
+                    raise InputError(
+                        f"space group {raw.spacegroup.xhm()} differs from {index.spacegroup.xhm()} of the merge; "
+                        "use --separate-files or --spacegroups", path)
+            if writer is None:
+                writer = _ShardWriter(folder, len(index), shard_images)
+            table, block_report = make_observations(raw, index, file_id, image_offset, options)
+            n_file_images = max(n_file_images, int(raw.data["image"].max()) + 1 if len(raw.data) else 0)
+            file_report.merge(block_report)
+            writer.add(table)
+        if file_report.kept == 0:
+            raise InputError(f"no usable observations ({file_report.summary()})", path)
+        log(f"{path}: {file_report.summary()}")
+        report.merge(file_report)
+        stat = os.stat(path)
+        inputs.append({"path": os.path.abspath(path), "size": stat.st_size, "file_id": file_id,
+                       "image_offset": image_offset, "n_images": n_file_images})
+        image_offset += n_file_images
+    writer.flush()
+    np.save(os.path.join(folder, "counts.npy"), writer.counts)
+    return {
+        "version": CACHE_VERSION, "key": key, "inputs": inputs, "options": options.to_dict(),
+        "index": index.to_config(), "columns": writer.columns, "shards": writer.shards,
+        "n_images": int(image_offset), "n_obs": int(sum(s["n_obs"] for s in writer.shards)),
+        "stats": writer.stats, "report": {"summary": report.summary(), "dropped": report.dropped},
+    }
 
 
 def build_cache(paths, options, cache_dir, shard_images=2000, index=None, log=None):
@@ -225,43 +275,11 @@ def build_cache(paths, options, cache_dir, shard_images=2000, index=None, log=No
             log(f"reusing cache {folder}")
             return Manifest(folder, json.load(handle))
     os.makedirs(folder, exist_ok=True)
-    report = LoadReport()
-    writer = None
-    inputs = []
-    image_offset = 0
-    for file_id, path in enumerate(groups):
-        n_file_images = 0
-        file_report = LoadReport()
-        for raw in _iter_raw(path, shard_images):
-            if index is None:
-                index = build_index(raw, options)
-            elif raw.spacegroup is not None and options.spacegroup is None:
-                if raw.spacegroup.xhm() != index.spacegroup.xhm():
-                    raise InputError(
-                        f"space group {raw.spacegroup.xhm()} differs from {index.spacegroup.xhm()} of the merge; "
-                        "use --separate-files or --spacegroups", path)
-            if writer is None:
-                writer = _ShardWriter(folder, len(index), shard_images)
-            table, block_report = make_observations(raw, index, file_id, image_offset, options)
-            n_file_images = max(n_file_images, int(raw.data["image"].max()) + 1 if len(raw.data) else 0)
-            file_report.merge(block_report)
-            writer.add(table)
-        if file_report.kept == 0:
-            raise InputError(f"no usable observations ({file_report.summary()})", path)
-        log(f"{path}: {file_report.summary()}")
-        report.merge(file_report)
-        stat = os.stat(path)
-        inputs.append({"path": os.path.abspath(path), "size": stat.st_size, "file_id": file_id,
-                       "image_offset": image_offset, "n_images": n_file_images})
-        image_offset += n_file_images
-    writer.flush()
-    np.save(os.path.join(folder, "counts.npy"), writer.counts)
-    info = {
-        "version": CACHE_VERSION, "key": key, "inputs": inputs, "options": options.to_dict(),
-        "index": index.to_config(), "columns": writer.columns, "shards": writer.shards,
-        "n_images": int(image_offset), "n_obs": int(sum(s["n_obs"] for s in writer.shards)),
-        "stats": writer.stats, "report": {"summary": report.summary(), "dropped": report.dropped},
-    }
+    try:
+        info = _convert(groups, options, index, folder, key, shard_images, log)
+    except BaseException:
+        shutil.rmtree(folder, ignore_errors=True)  # leave no half-built cache behind
+        raise
     with open(manifest_path + ".tmp", "w") as handle:
         json.dump(info, handle)
     os.replace(manifest_path + ".tmp", manifest_path)

@@ -50,6 +50,8 @@ class TableOptions:
     drop_invalid : bool
         Drop observations with NaN intensity or non-positive/NaN SigI instead
         of refusing the file.
+    intensity_key, uncertainty_key, image_key : str or None
+        MTZ column overrides for I, SigI and the image number.
     """
 
     spacegroup: object = None
@@ -59,6 +61,9 @@ class TableOptions:
     isigi_cutoff: object = None
     cell_tolerance: float = 0.05
     drop_invalid: bool = False
+    intensity_key: object = None
+    uncertainty_key: object = None
+    image_key: object = None
 
     def to_dict(self):
         """JSON-serializable copy."""
@@ -70,6 +75,9 @@ class TableOptions:
             "isigi_cutoff": None if self.isigi_cutoff is None else float(self.isigi_cutoff),
             "cell_tolerance": float(self.cell_tolerance),
             "drop_invalid": bool(self.drop_invalid),
+            "intensity_key": self.intensity_key,
+            "uncertainty_key": self.uncertainty_key,
+            "image_key": self.image_key,
         }
 
 
@@ -184,17 +192,26 @@ def _bad_cell_images(raw, cell, tolerance):
     return images[bad]
 
 
+#: Fewest observations at absent positions from which a space group can be refused.
+MIN_ABSENT_OBSERVATIONS = 20
+#: Fraction of those that must be strong (I/SigI > 3) to refuse the group.  At
+#: truly absent positions I/SigI is noise, so strong ones are rare outliers
+#: (0.1 % for Gaussian noise, a few % in poor data); in a wrong group they are
+#: ordinary reflections, of which typically half or more are strong.
+STRONG_ABSENT_FRACTION = 0.25
+
+
 def _check_absences(hkl, isigi, sg, path):
     """Refuse a space group whose systematic absences are strongly observed."""
     absent = rs.utils.is_absent(hkl, sg) if len(hkl) else np.zeros(0, bool)
     absent = np.asarray(absent, dtype=bool)
     n_absent = int(absent.sum())
-    if n_absent >= 20:
-        median_absent = float(np.median(isigi[absent]))
-        if median_absent > 3.0:
+    if n_absent >= MIN_ABSENT_OBSERVATIONS:
+        n_strong = int((isigi[absent] > 3.0).sum())
+        if n_strong >= STRONG_ABSENT_FRACTION * n_absent:
             raise InputError(
-                f"space group {sg.xhm()} contradicts the data: {n_absent} observations at systematically "
-                f"absent positions have median I/SigI {median_absent:.1f}",
+                f"space group {sg.xhm()} contradicts the data: {n_strong} of {n_absent} observations at "
+                "systematically absent positions have I/SigI > 3",
                 path,
             )
     return absent

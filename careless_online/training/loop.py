@@ -143,6 +143,9 @@ class Trainer:
         if getattr(model, "optimizer", None) is None:
             model.compile(optimizer=make_optimizer(config))
         self.optimizer = model.optimizer
+        if not self.optimizer.built:
+            # build the slots now: creating variables inside the traced step would force a retrace
+            self.optimizer.build(model.trainable_variables)
         signature = batch_signature(model.n_meta)
         if config.run_eagerly:
             self._step = self._train_step

@@ -1,0 +1,127 @@
+"""The merging model, its training step, saving, and what the scale network learns."""
+
+import numpy as np
+import pandas as pd
+import pytest
+import reciprocalspaceship as rs
+import scipy.stats
+import tensorflow as tf
+
+from careless_online.cli.main import main
+from careless_online.errors import InputError
+from careless_online.io.cache import build_cache
+from careless_online.io.pipeline import ImageBatches, Standardizer
+from careless_online.io.reflections import map_to_asu
+from careless_online.io.table import TableOptions
+from careless_online.model.build import load_model, new_model
+from careless_online.model.naive import naive_merge
+from careless_online.simulate import simulate_to_files
+from careless_online.training.loop import Trainer, TrainConfig
+
+KEYS = ["dHKL", "XDET", "YDET", "ewald_offset"]
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("model")
+    paths = simulate_to_files(str(folder / "s"), n_images=60, seed=21, formats=("mtz",), truth_columns=True)
+    manifest = build_cache([paths["mtz"]], TableOptions(anomalous=True), str(folder / "cache"), shard_images=25)
+    standardizer = Standardizer.fit(manifest, KEYS)
+    return folder, paths, manifest, standardizer
+
+
+def _trainer(manifest, standardizer, steps, path=None, batch_images=4):
+    train = ImageBatches(manifest, standardizer, batch_images=batch_images, test_fraction=0.0)
+    model = new_model(manifest, standardizer, d_model=16)
+    model.set_reflection_counts(train.reflection_counts())
+    config = TrainConfig(steps=steps, eval_every=steps, eval_images=16, progress=False)
+    return Trainer(model, train, None, config, checkpoint_path=path, monitor=train), model, train
+
+
+def test_step_is_traced_once_for_all_batch_shapes(data):
+    _, _, manifest, standardizer = data
+    trainer, _, train = _trainer(manifest, standardizer, steps=12)
+    sizes = set()
+    for step, batch in zip(range(12), train.batches(0)):
+        sizes.add(len(batch["I"]))
+        terms = trainer._step(batch, trainer.step_seed(step))
+        assert np.isfinite(float(terms["loss"]))
+    assert len(sizes) > 3
+    assert trainer._step.experimental_get_tracing_count() == 1
+
+
+def test_loss_terms_and_kl_weights(data):
+    _, _, manifest, standardizer = data
+    _, model, train = _trainer(manifest, standardizer, steps=1)
+    counts = train.reflection_counts()
+    weights = model.kl_inverse_counts.numpy()
+    np.testing.assert_allclose(weights[counts > 0] * counts[counts > 0], 1.0, rtol=1e-6)
+    assert (weights[counts == 0] == 0).all()
+    batch = next(train.epoch(0))
+    terms = model.loss_terms(batch, seed=tf.constant([1, 2]))
+    again = model.loss_terms(batch, seed=tf.constant([1, 2]))
+    assert float(terms["loss"]) == float(again["loss"])  # stateless sampling
+    expected = terms["NLL"] + model.kl_weight * terms["KL_F"] + model.scale_kl_weight * terms["KL_Sigma"]
+    np.testing.assert_allclose(float(terms["loss"]), float(expected), rtol=1e-6)
+    assert float(terms["KL_Sigma"]) > 0 and float(terms["n_obs"]) == len(batch["I"])
+
+
+def test_save_and_load_round_trip(data, tmp_path):
+    _, _, manifest, standardizer = data
+    path = str(tmp_path / "m.keras")
+    trainer, model, train = _trainer(manifest, standardizer, steps=15, path=path)
+    trainer.run()
+    loaded = load_model(path)
+    np.testing.assert_allclose(loaded.structure_factors.mean().numpy(), model.structure_factors.mean().numpy())
+    assert int(loaded.optimizer.iterations.numpy()) == 15
+    assert loaded.index_config == model.index_config
+    assert Standardizer.from_config(loaded.standardizer_config).keys == KEYS
+    batch = next(train.epoch(0))
+    a = model.scale_parameters(batch)
+    b = loaded.scale_parameters(batch)
+    np.testing.assert_allclose(a[0].numpy(), b[0].numpy(), rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("damage", ["truncate", "garbage"])
+def test_corrupt_checkpoint_is_a_clear_error(data, tmp_path, damage):
+    _, _, manifest, standardizer = data
+    path = str(tmp_path / "m.keras")
+    trainer, _, _ = _trainer(manifest, standardizer, steps=2, path=path)
+    trainer.run()
+    blob = open(path, "rb").read()
+    open(path, "wb").write(blob[: len(blob) // 2] if damage == "truncate" else b"not a model" * 10)
+    with pytest.raises(InputError, match="m.keras"):
+        load_model(path)
+
+
+def test_naive_scales_follow_the_true_image_scales(data):
+    _, paths, manifest, standardizer = data
+    batches = ImageBatches(manifest, standardizer, split="all", shuffle=False)
+    _, _, scales = naive_merge(batches, len(manifest.index), manifest.n_images)
+    truth = pd.read_csv(paths["images"])
+    rho = scipy.stats.spearmanr(scales[truth["image"]], truth["scale"])[0]
+    assert rho > 0.8
+
+
+def test_scale_network_learns_scale_and_partiality(tmp_path):
+    """The learned Sigma of each observation tracks the simulator's true scale x partiality x ...."""
+    paths = simulate_to_files(str(tmp_path / "s"), n_images=120, seed=11, formats=("mtz",), truth_columns=True)
+    assert main(["mono", "--disable-progress-bar", "--anomalous", "--iterations", "700", "--validation-frequency",
+                 "350", "dHKL,XDET,YDET,ewald_offset", paths["mtz"], str(tmp_path / "out" / "m")]) == 0
+    obs = rs.read_mtz(paths["mtz"]).reset_index()
+    asu, plus = map_to_asu(obs[["H", "K", "L"]].to_numpy(), obs.spacegroup)
+    truth = pd.DataFrame({"image_id": obs["BATCH"].to_numpy().astype(int) - 1, "H": asu[:, 0], "K": asu[:, 1],
+                          "L": asu[:, 2], "plus": plus.astype(int),
+                          "sigma_true": (obs["IEXPECTED"] / obs["FTRUE"] ** 2).to_numpy(),
+                          "partiality": obs["PARTIALITY"].to_numpy()})
+    pred = rs.read_mtz(str(tmp_path / "out" / "m_predictions_0.mtz")).reset_index()
+    merged = rs.read_mtz(str(tmp_path / "out" / "m_0.mtz")).reset_index()
+    table = pred.merge(truth, on=["image_id", "H", "K", "L", "plus"]).merge(
+        merged[["H", "K", "L", "F(+)", "SIGF(+)", "F(-)", "SIGF(-)"]], on=["H", "K", "L"])
+    assert len(table) > 0.9 * len(pred)
+    plus_mate = table["plus"] == 1
+    f = np.where(plus_mate, table["F(+)"], table["F(-)"])
+    sigf = np.where(plus_mate, table["SIGF(+)"], table["SIGF(-)"])
+    sigma_learned = table["Ipred"] / (f * f + sigf * sigf)
+    assert scipy.stats.spearmanr(sigma_learned, table["sigma_true"])[0] > 0.85
+    assert scipy.stats.spearmanr(sigma_learned, table["partiality"])[0] > 0.6
