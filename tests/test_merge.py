@@ -183,7 +183,10 @@ def test_mtz_column_overrides(tmp_path, capsys):
 
     folders = [p for p in (tmp_path / "cache").iterdir() if p.is_dir()]
     stored = np.concatenate([load_manifest(str(f)).load_shard(0, ["I"])["I"] for f in folders])
-    np.testing.assert_allclose(np.sort(stored), np.sort(rs.read_mtz(str(mtz))["IPR"].to_numpy()), rtol=1e-6)
+    source = rs.read_mtz(str(mtz))
+    assert len(stored) >= len(source) - 5  # a few systematic absences are dropped
+    assert np.isin(stored, source["IPR"].to_numpy()).all()
+    assert not np.isin(stored, source["I"].to_numpy()).all()
     with pytest.raises(SystemExit):
         mono(*common, "--intensity-key", "NOPE", "dHKL", mtz, tmp_path / "nope")
     assert "NOPE" in capsys.readouterr().err
