@@ -74,7 +74,9 @@ def add_arguments(parser):
     g.add_argument("--beta-2", type=float, default=0.99, help="Adam beta_2")
     g.add_argument("--clipnorm", type=float, default=None, help="clip each gradient's norm")
     g.add_argument("--clipvalue", type=float, default=None, help="clip gradient values")
-    g.add_argument("--global-clipnorm", type=float, default=None, help="clip the global gradient norm")
+    g.add_argument("--global-clipnorm", type=float, default=1000.0,
+                   help="clip the global gradient norm (guards Adam against the huge first gradients of "
+                        "very precise data; 0 disables)")
 
     g = parser.add_argument_group("online training")
     g.add_argument("--batch-size", type=_positive_int, default=8, help="images per gradient step")
@@ -170,7 +172,7 @@ def settings_from_args(args):
     cell = None if args.cell is None else list(parse_cell(args.cell).parameters)
     train = TrainConfig(
         steps=args.iterations, learning_rate=args.learning_rate, beta_1=args.beta_1, beta_2=args.beta_2,
-        clipnorm=args.clipnorm, clipvalue=args.clipvalue, global_clipnorm=args.global_clipnorm,
+        clipnorm=args.clipnorm, clipvalue=args.clipvalue, global_clipnorm=args.global_clipnorm or None,
         eval_every=args.validation_frequency, eval_images=args.validation_images,
         checkpoint_every=args.checkpoint_interval, run_eagerly=args.run_eagerly,
         jit_compile=args.jit_compile, progress=not args.disable_progress_bar,

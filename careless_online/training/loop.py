@@ -61,7 +61,7 @@ class TrainConfig:
     beta_2: float = 0.99
     clipnorm: float = None
     clipvalue: float = None
-    global_clipnorm: float = None
+    global_clipnorm: float = 1000.0
     eval_every: int = 100
     eval_images: int = 256
     checkpoint_every: int = None
