@@ -178,20 +178,23 @@ def _gpus():
 
 
 def machine_info():
-    """Description of this machine: CPU model and count, memory, GPUs, Python, host.
+    """Description of this machine: CPU model and count, memory, GPUs, Python, load average.
 
     Returns
     -------
     dict
     """
     return {"cpu": _cpu_model(), "cpu_count": os.cpu_count(), "memory_gb": _memory_gb(),
-            "gpus": _gpus(), "python": sys.version.split()[0], "platform": platform.platform()}
+            "gpus": _gpus(), "python": sys.version.split()[0], "platform": platform.platform(),
+            "load_average": [round(x, 2) for x in os.getloadavg()]}
 
 
 def machine_line(info):
     """One-line summary of :func:`machine_info`."""
     gpus = ", ".join(info["gpus"]) or "no GPU"
-    return f"{info['cpu_count']} CPU cores ({info['cpu']}), {info['memory_gb']} GB RAM, {gpus}"
+    load = info.get("load_average")
+    busy = f", load average {load[0]:.1f}/{load[1]:.1f}/{load[2]:.1f} (1/5/15 min) when written" if load else ""
+    return f"{info['cpu_count']} CPU cores ({info['cpu']}), {info['memory_gb']} GB RAM, {gpus}{busy}"
 
 
 def write_results(name, payload, results_dir=None):

@@ -1,0 +1,71 @@
+"""Quality of a merged MTZ against the simulator's truth, with careless_online's stats."""
+
+import numpy as np
+import reciprocalspaceship as rs
+
+from careless_online.stats import binning
+from careless_online.stats.reference import cc_to_reference
+
+
+def with_mean_amplitude(ds):
+    """Add ``F`` = mean of ``F(+)`` and ``F(-)`` (the one measured, if only one is) when missing.
+
+    abismal and careless write only Friedel-mate columns when merging anomalously.
+
+    Parameters
+    ----------
+    ds : reciprocalspaceship.DataSet
+
+    Returns
+    -------
+    reciprocalspaceship.DataSet
+    """
+    if "F" in ds.columns:
+        return ds
+    mates = np.stack([ds["F(+)"].to_numpy(dtype=float), ds["F(-)"].to_numpy(dtype=float)])
+    with np.errstate(invalid="ignore"), np.testing.suppress_warnings() as sup:
+        sup.filter(RuntimeWarning)
+        mean = np.nanmean(mates, axis=0)
+    out = ds.copy()
+    out["F"] = rs.DataSeries(mean, index=ds.index, dtype="SFAmplitude")
+    return out
+
+
+def truth_shell_edges(truth, shells=10):
+    """Equal-count resolution shell edges (Å) of the truth, shared by all tools."""
+    _, edges = binning.assign_shells(truth, shells)
+    return edges
+
+
+def merged_quality(merged_path, truth_path, shells=10):
+    """CC of F and of F(+)-F(-) with the truth, overall and in the highest-resolution shell.
+
+    Parameters
+    ----------
+    merged_path : str
+        Merged MTZ with ``F(+)``/``F(-)`` (and ``F``, else their mean is used).
+    truth_path : str
+        ``<base>_truth.mtz`` of the simulator.
+    shells : int
+        Equal-count shells of the truth.
+
+    Returns
+    -------
+    dict
+        ``cc_F``, ``cc_F_high``, ``cc_anom``, ``cc_anom_high``, ``n_F``,
+        ``n_anom``, ``high_shell`` (d range of the last shell, Å) and
+        ``shell_table`` (list of dict rows).
+    """
+    merged = with_mean_amplitude(rs.read_mtz(str(merged_path)))
+    truth = rs.read_mtz(str(truth_path))
+    edges = truth_shell_edges(truth, shells)
+    table = cc_to_reference(merged, truth, column="F", anomalous=True, bins=edges)
+    last = binning.shell_labels(len(edges) - 1)[-2]
+    overall = binning.OVERALL
+    return {
+        "cc_F": float(table.loc[overall, "CC"]), "cc_F_high": float(table.loc[last, "CC"]),
+        "cc_anom": float(table.loc[overall, "CCanom"]), "cc_anom_high": float(table.loc[last, "CCanom"]),
+        "n_F": int(table.loc[overall, "n"]), "n_anom": int(table.loc[overall, "n_anom"]),
+        "high_shell": f"{table.loc[last, 'd_max']:.2f}-{table.loc[last, 'd_min']:.2f}",
+        "shell_table": table.reset_index().to_dict(orient="records"),
+    }
