@@ -19,5 +19,10 @@ class InputError(ValueError):
 
     def __init__(self, message, path=None):
         self.path = None if path is None else str(path)
+        self.message = message
         text = message if self.path is None else f"{self.path}: {message}"
         super().__init__(text.replace("\n", " "))
+
+    def __reduce__(self):
+        # keep message and path apart when raised in a worker process
+        return (type(self), (self.message, self.path))

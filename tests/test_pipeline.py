@@ -77,6 +77,30 @@ def test_cache_reuse_and_invalidation(sim_files, tmp_path):
     assert sorted(os.listdir(tmp_path)) == sorted([os.path.basename(first.path), os.path.basename(other.path)])
 
 
+def test_parallel_stream_parsing_gives_the_same_cache(sim_files, tmp_path, monkeypatch):
+    from careless_online.io import cache
+
+    monkeypatch.setattr(cache, "PARALLEL_MIN_BYTES", 0)
+    monkeypatch.setattr(cache, "STREAM_BLOCK_CHUNKS", 7)  # many blocks, uneven against shards
+    options = TableOptions(spacegroup=SIM_SPACEGROUP, anomalous=True)
+    serial = build_cache([sim_files["stream"]], options, str(tmp_path / "serial"), shard_images=16, workers=1)
+    copy = tmp_path / "copy.stream"
+    copy.write_bytes(open(sim_files["stream"], "rb").read())
+    parallel = build_cache([sim_files["stream"], str(copy)], options, str(tmp_path / "parallel"),
+                           shard_images=16, workers=2)
+    assert parallel.n_images == 2 * serial.n_images and parallel.n_obs == 2 * serial.n_obs
+    columns = serial.columns
+    a, b = _all_arrays(serial, columns), _all_arrays(parallel, columns)
+    half = serial.n_obs
+    for c in columns:
+        if c == "image_id":
+            assert np.array_equal(b[c][:half], a[c]) and np.array_equal(b[c][half:], a[c] + serial.n_images)
+        elif c == "file_id":
+            assert set(b[c][half:]) == {1}
+        else:
+            assert np.array_equal(b[c][:half], a[c]) and np.array_equal(b[c][half:], a[c]), c
+
+
 @pytest.fixture(scope="module")
 def standardizer(sim_manifest):
     return Standardizer.fit(sim_manifest, KEYS)

@@ -12,8 +12,12 @@ standardization) and the number of observations of each unique reflection.
 
 import hashlib
 import json
+import multiprocessing
 import os
 import shutil
+from collections import deque
+from concurrent.futures import ProcessPoolExecutor
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 
 import numpy as np
@@ -23,7 +27,12 @@ from careless_online.io import readers
 from careless_online.io.reflections import ReflectionIndex
 from careless_online.io.table import LoadReport, TableOptions, build_index, make_observations
 
-CACHE_VERSION = 1
+CACHE_VERSION = 2
+#: Stream chunks parsed per block (one task of a worker process).
+STREAM_BLOCK_CHUNKS = 250
+#: Streams smaller than this (bytes, all inputs together) are parsed in this process.
+PARALLEL_MIN_BYTES = 64 * 2**20
+_THREAD_VARIABLES = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
 #: Columns every shard has; every other shard column is candidate metadata.
 CORE_COLUMNS = ("image_id", "file_id", "Hobs", "Kobs", "Lobs", "H", "K", "L", "plus", "refl_id", "I", "SigI")
 
@@ -130,11 +139,114 @@ def input_groups(paths):
     return groups
 
 
-def _iter_raw(path, block_images, options):
-    if readers.file_format(path) == "stream":
-        yield from readers.iter_stream_blocks(path, chunks_per_block=block_images)
-    else:
-        yield readers.read_file(path, options.intensity_key, options.uncertainty_key, options.image_key)
+def _stream_block_observations(path, spans, index_config, options_dict, file_id):
+    """Parse one stream block and make its observation rows (a worker's job).
+
+    Image ids count from 0 at the block's first crystal; the caller shifts them.
+
+    Returns
+    -------
+    table : pandas.DataFrame
+    report : LoadReport
+    n_images : int
+        Crystals in the block.
+    """
+    raw = readers.read_stream_block(path, spans)
+    index = ReflectionIndex.from_config(index_config)
+    table, report = make_observations(raw, index, file_id, 0, TableOptions(**options_dict))
+    return table, report, raw.next_image
+
+
+def _ordered_results(pool, function, tasks, ahead):
+    """``function(*task)`` for each task, in order, at most ``ahead`` running at once."""
+    if pool is None:
+        for task in tasks:
+            yield function(*task)
+        return
+    pending = deque()
+    for task in tasks:
+        pending.append(pool.submit(function, *task))
+        if len(pending) >= ahead:
+            yield pending.popleft().result()
+    while pending:
+        yield pending.popleft().result()
+
+
+def _file_observations(path, file_id, options, index, block_chunks, pool):
+    """Observation tables of one input file, block by block.
+
+    Yields
+    ------
+    index : ReflectionIndex
+        That given, or the one built from the file's first block.
+    table : pandas.DataFrame
+        Image ids count from 0 at the block's first image.
+    report : LoadReport
+    n_images : int
+        Images (crystals) the block spans.
+    """
+    if readers.file_format(path) != "stream":
+        raw = readers.read_file(path, options.intensity_key, options.uncertainty_key, options.image_key)
+        if index is None:
+            index = build_index(raw, options)
+        elif raw.spacegroup is not None and options.spacegroup is None:
+            if raw.spacegroup.xhm() != index.spacegroup.xhm():
+                raise InputError(
+                    f"space group {raw.spacegroup.xhm()} differs from {index.spacegroup.xhm()} of the merge; "
+                    "use --separate-files or --spacegroups", path)
+        table, report = make_observations(raw, index, file_id, 0, options)
+        yield index, table, report, int(raw.data["image"].max()) + 1 if len(raw.data) else 0
+        return
+    blocks = readers.stream_blocks(path, block_chunks)
+    if index is None:
+        raw = readers.read_stream_block(path, blocks.pop(0))
+        index = build_index(raw, options)
+        table, report = make_observations(raw, index, file_id, 0, options)
+        yield index, table, report, raw.next_image
+    tasks = [(path, spans, index.to_config(), options.to_dict(), file_id) for spans in blocks]
+    ahead = 2 * pool._max_workers if pool is not None else 1
+    for table, report, n_images in _ordered_results(pool, _stream_block_observations, tasks, ahead):
+        yield index, table, report, n_images
+
+
+def _worker_pool(groups, workers):
+    """A process pool for parsing streams, or None where one would not pay."""
+    workers = default_workers() if workers is None else int(workers)
+    if workers < 2:
+        return None
+    streams = [p for p in groups if readers.file_format(p) == "stream"]
+    if sum(os.path.getsize(p) for p in streams) < PARALLEL_MIN_BYTES:
+        return None
+    return ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"))
+
+
+@contextmanager
+def _single_threaded_children():
+    """Make processes started inside the block use one BLAS/OpenMP thread each.
+
+    Worker processes that each spin a full set of BLAS threads on a small
+    machine run no faster together than one alone.
+    """
+    saved = {name: os.environ.get(name) for name in _THREAD_VARIABLES}
+    for name in _THREAD_VARIABLES:
+        os.environ.setdefault(name, "1")
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+def default_workers():
+    """Processes used to parse streams: the usable CPU cores, at most 8."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:
+        cores = os.cpu_count() or 1
+    return max(1, min(8, cores))
 
 
 class _ShardWriter:
@@ -197,37 +309,38 @@ class _ShardWriter:
         self.counts += np.bincount(arrays["refl_id"], minlength=len(self.counts))
 
 
-def _convert(groups, options, index, folder, key, shard_images, log):
+def _convert(groups, options, index, folder, key, shard_images, workers, log):
     """Read every input into shards under ``folder``; returns the manifest dict."""
     report = LoadReport()
     writer = None
     inputs = []
     image_offset = 0
-    for file_id, path in enumerate(groups):
-        n_file_images = 0
-        file_report = LoadReport()
-        for raw in _iter_raw(path, shard_images, options):
-            if index is None:
-                index = build_index(raw, options)
-            elif raw.spacegroup is not None and options.spacegroup is None:
-                if raw.spacegroup.xhm() != index.spacegroup.xhm():
-                    raise InputError(
-                        f"space group {raw.spacegroup.xhm()} differs from {index.spacegroup.xhm()} of the merge; "
-                        "use --separate-files or --spacegroups", path)
-            if writer is None:
-                writer = _ShardWriter(folder, len(index), shard_images)
-            table, block_report = make_observations(raw, index, file_id, image_offset, options)
-            n_file_images = max(n_file_images, int(raw.data["image"].max()) + 1 if len(raw.data) else 0)
-            file_report.merge(block_report)
-            writer.add(table)
-        if file_report.kept == 0:
-            raise InputError(f"no usable observations ({file_report.summary()})", path)
-        log(f"{path}: {file_report.summary()}")
-        report.merge(file_report)
-        stat = os.stat(path)
-        inputs.append({"path": os.path.abspath(path), "size": stat.st_size, "file_id": file_id,
-                       "image_offset": image_offset, "n_images": n_file_images})
-        image_offset += n_file_images
+    block_chunks = max(1, min(STREAM_BLOCK_CHUNKS, shard_images))
+    pool = _worker_pool(groups, workers)
+    with ExitStack() as stack:
+        if pool is not None:
+            stack.enter_context(_single_threaded_children())
+            stack.callback(pool.shutdown, cancel_futures=True)
+        for file_id, path in enumerate(groups):
+            n_file_images = 0
+            file_report = LoadReport()
+            for index, table, block_report, n_images in _file_observations(
+                    path, file_id, options, index, block_chunks, pool):
+                if writer is None:
+                    writer = _ShardWriter(folder, len(index), shard_images)
+                if len(table):
+                    table["image_id"] += np.int32(image_offset + n_file_images)
+                n_file_images += n_images
+                file_report.merge(block_report)
+                writer.add(table)
+            if file_report.kept == 0:
+                raise InputError(f"no usable observations ({file_report.summary()})", path)
+            log(f"{path}: {file_report.summary()}")
+            report.merge(file_report)
+            stat = os.stat(path)
+            inputs.append({"path": os.path.abspath(path), "size": stat.st_size, "file_id": file_id,
+                           "image_offset": image_offset, "n_images": n_file_images})
+            image_offset += n_file_images
     writer.flush()
     np.save(os.path.join(folder, "counts.npy"), writer.counts)
     return {
@@ -238,7 +351,7 @@ def _convert(groups, options, index, folder, key, shard_images, log):
     }
 
 
-def build_cache(paths, options, cache_dir, shard_images=2000, index=None, log=None):
+def build_cache(paths, options, cache_dir, shard_images=500, index=None, log=None, workers=None):
     """Convert input files into an on-disk cache (or reuse a matching one).
 
     Parameters
@@ -250,12 +363,17 @@ def build_cache(paths, options, cache_dir, shard_images=2000, index=None, log=No
         Parent folder; the cache goes in a sub-folder named by a fingerprint of
         the inputs and options.
     shard_images : int
-        Images per shard (and stream chunks parsed per block).
+        Images per shard (streams are parsed in blocks of at most
+        ``STREAM_BLOCK_CHUNKS`` chunks).
     index : ReflectionIndex, optional
         Use this reflection index (e.g. that of a trained model) instead of
         deriving one from the first file.
     log : callable, optional
         Called with progress messages.
+    workers : int, optional
+        Processes that parse stream blocks in parallel (default
+        :func:`default_workers`; 1 parses in this process).  Only streams
+        larger than ``PARALLEL_MIN_BYTES`` in all are parsed in parallel.
 
     Returns
     -------
@@ -276,7 +394,7 @@ def build_cache(paths, options, cache_dir, shard_images=2000, index=None, log=No
             return Manifest(folder, json.load(handle))
     os.makedirs(folder, exist_ok=True)
     try:
-        info = _convert(groups, options, index, folder, key, shard_images, log)
+        info = _convert(groups, options, index, folder, key, shard_images, workers, log)
     except BaseException:
         shutil.rmtree(folder, ignore_errors=True)  # leave no half-built cache behind
         raise

@@ -280,19 +280,62 @@ def iter_stream_blocks(path, chunks_per_block=2000, wavelength=None, start_chunk
         One per block; ``image_cells`` holds the per-crystal cells and the
         attribute ``n_chunks`` counts the chunks the block read.
     """
+    image = first_image
+    for block in stream_blocks(path, chunks_per_block, start_chunk):
+        raw = read_stream_block(path, block, wavelength, image)
+        image = raw.next_image
+        yield raw
+
+
+def stream_blocks(path, chunks_per_block=2000, start_chunk=0):
+    """Split a CrystFEL stream into blocks of complete chunks.
+
+    Parameters
+    ----------
+    path : str
+    chunks_per_block : int
+    start_chunk : int
+        Skip this many complete chunks.
+
+    Returns
+    -------
+    list of list of (int, int)
+        Byte spans of the chunks of each block, in file order; each block can
+        be parsed on its own (by :func:`read_stream_block`, also in another
+        process).
+    """
     path = str(path)
-    loader = _stream_loader(path)
-    cell = _stream_reference_cell(loader)
-    spans = _chunk_spans(loader)[start_chunk:]
+    spans = _chunk_spans(_stream_loader(path))[start_chunk:]
     if not spans and start_chunk == 0:
         raise InputError("the stream holds no complete chunk (empty or truncated)", path)
-    image = first_image
-    for first in range(0, len(spans), chunks_per_block):
-        block = spans[first:first + chunks_per_block]
-        data, cells, image = _parse_block(loader, block, wavelength, image, path)
-        raw = RawReflections(data, cell, None, cells, path)
-        raw.n_chunks = len(block)
-        yield raw
+    return [spans[first:first + chunks_per_block] for first in range(0, len(spans), chunks_per_block)]
+
+
+def read_stream_block(path, spans, wavelength=None, first_image=0):
+    """Parse one block of a stream (see :func:`stream_blocks`).
+
+    Parameters
+    ----------
+    path : str
+    spans : list of (int, int)
+        Byte spans of the block's chunks.
+    wavelength : float, optional
+    first_image : int
+        Number given to the block's first crystal.
+
+    Returns
+    -------
+    RawReflections
+        With the attributes ``n_chunks`` (chunks read) and ``next_image``
+        (number of the crystal after the block's last).
+    """
+    path = str(path)
+    loader = _stream_loader(path)
+    data, cells, next_image = _parse_block(loader, spans, wavelength, first_image, path)
+    raw = RawReflections(data, _stream_reference_cell(loader), None, cells, path)
+    raw.n_chunks = len(spans)
+    raw.next_image = next_image
+    return raw
 
 
 def read_stream(path, wavelength=None):

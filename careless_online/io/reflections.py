@@ -152,20 +152,27 @@ class ReflectionIndex:
         numpy.ndarray of int32, shape (n,)
         """
         asu_hkl = np.asarray(asu_hkl).reshape(-1, 3)
-        if self.anomalous:
-            centric = rs.utils.is_centric(asu_hkl, self.spacegroup) if len(asu_hkl) else np.zeros(0, bool)
-            plus = np.asarray(plus, dtype=bool) | np.asarray(centric, dtype=bool)
-        else:
-            plus = np.ones(len(asu_hkl), dtype=bool)
+        if len(self.hkl) == 0:
+            return np.full(len(asu_hkl), -1, dtype=np.int32)
         keys = pack_hkl(self.hkl, self.plus)
         order = np.argsort(keys)
         sorted_keys = keys[order]
-        query = pack_hkl(asu_hkl, plus)
-        pos = np.clip(np.searchsorted(sorted_keys, query), 0, max(len(keys) - 1, 0))
-        if len(keys) == 0:
-            return np.full(len(query), -1, dtype=np.int32)
-        found = sorted_keys[pos] == query
-        return np.where(found, order[pos], -1).astype(np.int32)
+
+        def find(hkl, plus_flags):
+            query = pack_hkl(hkl, plus_flags)
+            pos = np.clip(np.searchsorted(sorted_keys, query), 0, len(keys) - 1)
+            return np.where(sorted_keys[pos] == query, order[pos], -1).astype(np.int32)
+
+        if not self.anomalous:
+            return find(asu_hkl, np.ones(len(asu_hkl), dtype=bool))
+        ids = find(asu_hkl, plus)
+        # A centric reflection has only its plus member in the index.
+        retry = np.flatnonzero(ids < 0)
+        if len(retry):
+            again = find(asu_hkl[retry], np.ones(len(retry), dtype=bool))
+            centric = self.centric
+            ids[retry] = np.where((again >= 0) & centric[np.maximum(again, 0)], again, -1)
+        return ids
 
     def to_config(self):
         """A JSON-serializable description from which the index is rebuilt."""
