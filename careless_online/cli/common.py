@@ -18,7 +18,8 @@ def user_errors_exit(func):
     :class:`~careless_online.errors.InputError` (bad file, bad column, bad flag
     value) and :class:`FileNotFoundError` print ``<prog>: error: <message>`` on
     stderr and exit with status 2, without a traceback.  Programming errors
-    still raise normally.
+    still raise normally.  A closed output pipe (``| head``) ends the command
+    quietly.
 
     Parameters
     ----------
@@ -46,6 +47,11 @@ def user_errors_exit(func):
         except KeyboardInterrupt:
             print(f"{prog}: interrupted", file=sys.stderr)
             raise SystemExit(130)
+        except BrokenPipeError:
+            # the reader of our output went away (e.g. `| head`): stop quietly
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+            raise SystemExit(1)
         return 0 if result is None else result
 
     return wrapper

@@ -15,8 +15,8 @@ def build_parser():
     parser = stats_parser(
         "careless_online.completeness",
         "Completeness per resolution shell against the full reciprocal ASU of the space "
-        "group between the data's resolution limits (reciprocalspaceship "
-        "compute_completeness); with F(+)/F(-) columns also the completeness of Friedel "
+        "group between the data's resolution limits (expected reflections from "
+        "reciprocalspaceship's generate_reciprocal_asu); with F(+)/F(-) columns also the completeness of Friedel "
         "mates as separate reflections and the anomalous completeness.",
         overall="print only the overall completeness")
     parser.add_argument("merged", help="merged file, <base>_<i>.mtz")

@@ -191,17 +191,33 @@ def _stream_reference_cell(loader):
     return gemmi.UnitCell(*params)
 
 
+#: Bytes of a stream scanned at a time for chunk markers (bounds memory).
+_SCAN_BYTES = 32 * 2**20
+
+
+def _marker_positions(handle, begin_marker, end_marker):
+    """Starts of ``begin_marker`` and ends of ``end_marker`` in a file, read piece by piece."""
+    overlap = max(len(begin_marker.pattern), len(end_marker.pattern)) - 1
+    begins, ends = [], []
+    carry, base = b"", 0  # base: file offset of carry[0]
+    while True:
+        piece = handle.read(_SCAN_BYTES)
+        if not piece:
+            break
+        text = carry + piece
+        # a match that ends inside the carried bytes was found in the last piece
+        begins += [base + m.start() for m in begin_marker.finditer(text) if m.end() > len(carry)]
+        ends += [base + m.end() for m in end_marker.finditer(text) if m.end() > len(carry)]
+        keep = min(overlap, len(text))
+        carry, base = text[len(text) - keep:], base + len(text) - keep
+    return begins, ends
+
+
 def _chunk_spans(loader):
     """Byte spans (start, end) of each complete chunk of a stream, in file order."""
-    import mmap
-
     with open(loader.filename, "rb") as handle:
-        if os.fstat(handle.fileno()).st_size == 0:
-            return []
-        memfile = mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ)
-        begins = [m.start() for m in loader.block_regex_bytes["chunk_begin"].finditer(memfile)]
-        ends = [m.end() for m in loader.block_regex_bytes["chunk_end"].finditer(memfile)]
-        memfile.close()
+        begins, ends = _marker_positions(handle, loader.block_regex_bytes["chunk_begin"],
+                                         loader.block_regex_bytes["chunk_end"])
     return list(zip(begins, ends))
 
 

@@ -178,22 +178,31 @@ class MergingModel(keras.Model):
         terms["loss"] = terms["NLL"] + self.kl_weight * terms["KL_F"] + self.scale_kl_weight * terms["KL_Sigma"]
         return terms
 
-    def predict_intensities(self, batch, samples=16, seed=None):
+    def predict_intensities(self, batch):
         """Posterior predictive mean and std of each observation's intensity (in input units).
+
+        Exact moments of ``Sigma * F**2 / k`` under the independent posteriors:
+        ``E[Sigma]``, ``E[Sigma**2]`` of the LogNormal and the raw moments of
+        the truncated normal from ``m_j = mu m_{j-1} + (j-1) s**2 m_{j-2}``
+        (the recursion for a normal truncated at zero), so no sampling noise.
 
         Returns
         -------
         (tf.Tensor, tf.Tensor)
             ``Ipred`` and ``SigIpred``, float32 ``[n]``.
         """
-        seed_f, seed_sigma = tfp.random.split_seed(seed, 2) if seed is not None else (None, None)
         loc, scale = self.scale_parameters(batch)
-        sigma = scale_distribution(loc, scale).sample(samples, seed=seed_sigma)
-        F = self.structure_factors.sample(batch["refl_id"], samples, seed=seed_f)
-        value = sigma * tf.square(F) / self.k
-        mean = tf.reduce_mean(value, axis=0)
-        std = tf.math.reduce_std(value, axis=0)
-        return mean, std
+        sigma_1 = tf.exp(loc + 0.5 * tf.square(scale))
+        sigma_2 = tf.exp(2.0 * loc + 2.0 * tf.square(scale))
+        q = self.structure_factors.distribution(batch["refl_id"])
+        mu, var = q.loc, tf.square(q.scale)
+        m1 = q.mean()
+        m2 = mu * m1 + var
+        m3 = mu * m2 + 2.0 * var * m1
+        m4 = mu * m3 + 3.0 * var * m2
+        mean = sigma_1 * m2
+        std = tf.sqrt(tf.nn.relu(sigma_2 * m4 - tf.square(mean)))
+        return mean / self.k, std / self.k
 
     def nll_per_observation(self, batch, seed=None):
         """Expected negative log-likelihood of each observation (held-out scoring)."""

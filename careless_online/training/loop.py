@@ -156,6 +156,7 @@ class Trainer:
                                      jit_compile=config.jit_compile or None)
             self._predict = tf.function(self._predict_step, input_signature=[signature, seed_spec])
         self.elapsed = 0.0
+        self._scored = {}
 
     def step_seed(self, step, stream=0):
         """Stateless seed of a step: the same step of the same run always samples alike."""
@@ -173,9 +174,8 @@ class Trainer:
         return terms
 
     def _predict_step(self, batch, seed):
-        seed_pred, seed_nll = tf.unstack(tf.random.experimental.stateless_split(seed, 2))
-        ipred, sigipred = self.model.predict_intensities(batch, seed=seed_pred)
-        nll = self.model.nll_per_observation(batch, seed=seed_nll)
+        ipred, sigipred = self.model.predict_intensities(batch)
+        nll = self.model.nll_per_observation(batch, seed=seed)
         return ipred, sigipred, nll
 
     def predict(self, batch, index=0):
@@ -186,9 +186,13 @@ class Trainer:
         """Mean per-image Spearman CCpred and mean NLL per observation on some images."""
         if batches is None or batches.n_images == 0:
             return float("nan"), float("nan")
-        n_batches = max(1, int(np.ceil(max_images / batches.batch_images)))
+        key = (id(batches), int(max_images))
+        if key not in self._scored:
+            # the same images every time: read them once, keep them in memory
+            n_batches = max(1, int(np.ceil(max_images / batches.batch_images)))
+            self._scored[key] = list(itertools.islice(batches.epoch(0), n_batches))
         obs, pred, image, nll = [], [], [], []
-        for number, batch in enumerate(itertools.islice(batches.epoch(0), n_batches)):
+        for number, batch in enumerate(self._scored[key]):
             ipred, _, batch_nll = self.predict(batch, number)
             obs.append(batch["I"])
             pred.append(ipred.numpy())
