@@ -29,12 +29,14 @@ from tools import METADATA
 
 
 def _median_ms(function, batches):
+    import tensorflow as tf
+
     function(batches[0])  # trace / warm up
     times = []
     for batch in batches:
         start = time.perf_counter()
         out = function(batch)
-        _ = [float(v) if getattr(v, "shape", None) == () else v.numpy() for v in _flatten(out)]
+        _ = [tf.convert_to_tensor(v).numpy() for v in _flatten(out)]  # wait for every result
         times.append(1e3 * (time.perf_counter() - start))
     return statistics.median(times)
 

@@ -118,7 +118,7 @@ def add_arguments(parser):
     g.add_argument("--half-dataset-repeats", type=_positive_int, default=1, help="number of half-dataset splits")
     g.add_argument("--validation-frequency", type=_positive_int, default=100,
                    help="steps between evaluations (history rows)")
-    g.add_argument("--validation-images", type=_positive_int, default=256, help="images scored per split at an evaluation")
+    g.add_argument("--validation-images", type=_positive_int, default=128, help="images scored per split at an evaluation")
 
     g = parser.add_argument_group("TensorFlow")
     g.add_argument("--seed", type=int, default=1234, help="random seed")

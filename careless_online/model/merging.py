@@ -178,7 +178,7 @@ class MergingModel(keras.Model):
         terms["loss"] = terms["NLL"] + self.kl_weight * terms["KL_F"] + self.scale_kl_weight * terms["KL_Sigma"]
         return terms
 
-    def predict_intensities(self, batch):
+    def predict_intensities(self, batch, scale_parameters=None):
         """Posterior predictive mean and std of each observation's intensity (in input units).
 
         Exact moments of ``Sigma * F**2 / k`` under the independent posteriors:
@@ -186,12 +186,18 @@ class MergingModel(keras.Model):
         the truncated normal from ``m_j = mu m_{j-1} + (j-1) s**2 m_{j-2}``
         (the recursion for a normal truncated at zero), so no sampling noise.
 
+        Parameters
+        ----------
+        batch : dict of tf.Tensor
+        scale_parameters : (tf.Tensor, tf.Tensor), optional
+            ``(loc, scale)`` of ``q(Sigma)`` if already computed for this batch.
+
         Returns
         -------
         (tf.Tensor, tf.Tensor)
             ``Ipred`` and ``SigIpred``, float32 ``[n]``.
         """
-        loc, scale = self.scale_parameters(batch)
+        loc, scale = self.scale_parameters(batch) if scale_parameters is None else scale_parameters
         sigma_1 = tf.exp(loc + 0.5 * tf.square(scale))
         sigma_2 = tf.exp(2.0 * loc + 2.0 * tf.square(scale))
         q = self.structure_factors.distribution(batch["refl_id"])
@@ -204,12 +210,15 @@ class MergingModel(keras.Model):
         std = tf.sqrt(tf.nn.relu(sigma_2 * m4 - tf.square(mean)))
         return mean / self.k, std / self.k
 
-    def nll_per_observation(self, batch, seed=None):
-        """Expected negative log-likelihood of each observation (held-out scoring)."""
+    def nll_per_observation(self, batch, seed=None, scale_parameters=None):
+        """Expected negative log-likelihood of each observation (held-out scoring).
+
+        ``scale_parameters`` as in :meth:`predict_intensities`.
+        """
         seed_f, seed_sigma = tfp.random.split_seed(seed, 2) if seed is not None else (None, None)
         ids = batch["refl_id"]
         F = self.structure_factors.sample(ids, self.mc_samples, seed=seed_f)
-        loc, scale = self.scale_parameters(batch)
+        loc, scale = self.scale_parameters(batch) if scale_parameters is None else scale_parameters
         sigma = scale_distribution(loc, scale).sample(self.mc_samples, seed=seed_sigma)
         k = self.k
         log_p = self._likelihood(sigma * tf.square(F), k * batch["SigI"]).log_prob(k * batch["I"])

@@ -63,7 +63,7 @@ class TrainConfig:
     clipvalue: float = None
     global_clipnorm: float = 1000.0
     eval_every: int = 100
-    eval_images: int = 256
+    eval_images: int = 128
     checkpoint_every: int = None
     run_eagerly: bool = False
     jit_compile: bool = False
@@ -174,8 +174,9 @@ class Trainer:
         return terms
 
     def _predict_step(self, batch, seed):
-        ipred, sigipred = self.model.predict_intensities(batch)
-        nll = self.model.nll_per_observation(batch, seed=seed)
+        scale_parameters = self.model.scale_parameters(batch)  # the networks run once for both
+        ipred, sigipred = self.model.predict_intensities(batch, scale_parameters)
+        nll = self.model.nll_per_observation(batch, seed, scale_parameters)
         return ipred, sigipred, nll
 
     def predict(self, batch, index=0):
