@@ -54,9 +54,10 @@ class Dataset:
         return bench_root(root) / "data" / self.name / self.name
 
     def paths(self, root=None):
-        """Dictionary of the dataset's files: ``stream``, ``mtz`` (if made), ``truth``."""
+        """Dictionary of the dataset's files: ``stream``, ``mtz`` (if made), ``truth``, ``model``."""
         base = self.base(root)
-        out = {"stream": Path(f"{base}.stream"), "truth": Path(f"{base}_truth.mtz")}
+        out = {"stream": Path(f"{base}.stream"), "truth": Path(f"{base}_truth.mtz"),
+               "model": Path(f"{base}_model.pdb")}
         if "mtz" in self.formats:
             out["mtz"] = Path(f"{base}.mtz")
         return out

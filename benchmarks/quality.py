@@ -1,5 +1,7 @@
 """Quality of a merged MTZ against the simulator's truth, with careless_online's stats."""
 
+import os
+
 import numpy as np
 import reciprocalspaceship as rs
 
@@ -37,7 +39,32 @@ def truth_shell_edges(truth, shells=10):
     return edges
 
 
-def merged_quality(merged_path, truth_path, shells=10):
+def peak_heights(merged, model_path):
+    """Mean anomalous-map height (σ) at the model's Se atoms and the highest other peak.
+
+    Parameters
+    ----------
+    merged : reciprocalspaceship.DataSet
+        With ``F(+)`` and ``F(-)``.
+    model_path : str
+        ``<base>_model.pdb`` of the simulator (phases and Se sites).
+
+    Returns
+    -------
+    dict
+        ``se_peak`` and ``other_peak``.
+    """
+    import gemmi
+
+    from careless_online.stats.maps import anomalous_peak_table
+
+    table = anomalous_peak_table(merged, gemmi.read_structure(str(model_path)), elements="Se", n_peaks=1)
+    at_se = table["element"].astype(str) == "Se"
+    return {"se_peak": float(table.loc[at_se, "height_sigma"].mean()),
+            "other_peak": float(table.loc[~at_se, "height_sigma"].max())}
+
+
+def merged_quality(merged_path, truth_path, shells=10, model_path=None):
     """CC of F and of F(+)-F(-) with the truth, overall and in the highest-resolution shell.
 
     Parameters
@@ -48,6 +75,8 @@ def merged_quality(merged_path, truth_path, shells=10):
         ``<base>_truth.mtz`` of the simulator.
     shells : int
         Equal-count shells of the truth.
+    model_path : str, optional
+        ``<base>_model.pdb`` of the simulator; adds :func:`peak_heights`.
 
     Returns
     -------
@@ -62,7 +91,9 @@ def merged_quality(merged_path, truth_path, shells=10):
     table = cc_to_reference(merged, truth, column="F", anomalous=True, bins=edges)
     last = binning.shell_labels(len(edges) - 1)[-2]
     overall = binning.OVERALL
+    peaks = peak_heights(merged, model_path) if model_path and os.path.exists(model_path) else {}
     return {
+        **peaks,
         "cc_F": float(table.loc[overall, "CC"]), "cc_F_high": float(table.loc[last, "CC"]),
         "cc_anom": float(table.loc[overall, "CCanom"]), "cc_anom_high": float(table.loc[last, "CCanom"]),
         "n_F": int(table.loc[overall, "n"]), "n_anom": int(table.loc[overall, "n_anom"]),

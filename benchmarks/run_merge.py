@@ -103,7 +103,7 @@ def run_tool(tool, info, spec, root, label, timeout_s):
         merged = tool.merged(out)
         row["merged"] = str(merged)
         try:
-            row.update(merged_quality(merged, info["paths"]["truth"]))
+            row.update(merged_quality(merged, info["paths"]["truth"], model_path=info["paths"].get("model")))
         except (OSError, KeyError, ValueError) as err:
             row["error"] = f"quality: {err.__class__.__name__}: {err}"
     row.update(history_timing(tool.history(out)))
@@ -222,7 +222,8 @@ def batch_sweep(info, sizes, args):
 MERGE_TABLE = [("tool", "tool"), ("steps", "steps"), ("batch_size", "batch"), ("wall_s", "wall s", 0),
                ("peak_rss_mb", "peak RSS MiB", 0), ("ms_per_step", "ms/step", 1),
                ("cc_F", "CC(F)"), ("cc_F_high", "CC(F) high"), ("cc_anom", "CCanom"),
-               ("cc_anom_high", "CCanom high"), ("error", "note")]
+               ("cc_anom_high", "CCanom high"), ("se_peak", "Se peak σ", 1), ("other_peak", "next peak σ", 1),
+               ("error", "note")]
 SWEEP_TABLE = [("batch_size", "batch images"), ("steps", "steps"), ("ms_per_step", "ms/step", 1),
                ("images_per_s", "images/s", 1), ("wall_s", "wall s", 0), ("peak_rss_mb", "peak RSS MiB", 0),
                ("error", "note")]

@@ -168,6 +168,28 @@ def test_blockwise_stream_equals_in_memory(tmp_path):
     pd.testing.assert_frame_equal(pd.read_csv(blocks["images"]), pd.read_csv(whole["images"]))
 
 
+def test_model_file_gives_the_truth_phases_and_se_sites(tmp_path):
+    from careless_online.stats.maps import anomalous_peak_table
+
+    paths = simulate_to_files(tmp_path / "m", n_images=2, seed=5, formats=["stream"], n_atoms=300)
+    structure = gemmi.read_structure(paths["model"])
+    atoms = [cra.atom for cra in structure[0].all()]
+    assert len(atoms) == 304 and sum(a.element.name == "Se" for a in atoms) == 4
+    assert structure.spacegroup_hm == "P 43 21 2"
+    # the model's atoms give back the truth amplitudes of the simulator
+    again = read_model(paths["model"])
+    truth = rs.read_mtz(paths["truth"])
+    crystal = make_crystal(SimulationConfig(seed=5, n_atoms=300))
+    f_plus, _, _ = structure_factors(again, truth.get_hkls(), crystal.anomalous)
+    want = truth["F(+)"].to_numpy(float)  # (PDB coordinates are rounded to 0.001 A)
+    assert np.corrcoef(np.abs(f_plus), want)[0, 1] > 0.999
+    assert np.median(np.abs(np.abs(f_plus) - want) / want) < 0.01
+    # the anomalous map of the true F(+), F(-) with the model's phases peaks at the Se atoms
+    table = anomalous_peak_table(truth, structure, elements="Se", n_peaks=3)
+    at_se = table["element"] == "Se"
+    assert table.loc[at_se, "height_sigma"].min() > 3 * table.loc[~at_se, "height_sigma"].max()
+
+
 def test_default_parameters_give_a_few_hundred_reflections_per_image():
     sim = simulate(5, seed=0)
     counts = sim.images["n_reflections"]

@@ -85,6 +85,9 @@ def add_arguments(parser):
     g.add_argument("--resume", action="store_true", help="continue a stopped run from its checkpoint")
     g.add_argument("--model-in", default=None, help="start from a saved model (.keras), e.g. to merge new data")
     g.add_argument("--cache-dir", default=None, help="folder of converted data (default: <out dir>/.careless_online_cache)")
+    g.add_argument("--parse-workers", type=_positive_int, default=None,
+                   help="processes parsing CrystFEL streams into the cache, for streams over 64 MB "
+                        "(default: the usable CPU cores, at most 8; 1 parses in the main process)")
     g.add_argument("--no-predictions", action="store_true", help="do not write <out>_predictions_<i>.mtz")
     g.add_argument("--naive", action="store_true",
                    help="baseline: per-image scale factors and a weighted average (no model)")
@@ -195,7 +198,7 @@ def settings_from_args(args):
         batch_images=args.batch_size, test_fraction=args.test_fraction, seed=args.seed,
         standardize=not args.disable_metadata_standardization, half_datasets=args.merge_half_datasets,
         half_repeats=args.half_dataset_repeats, naive=args.naive, resume=args.resume, model_in=args.model_in,
-        cache_dir=args.cache_dir, predictions=not args.no_predictions,
+        cache_dir=args.cache_dir, workers=args.parse_workers, predictions=not args.no_predictions,
     )
     return jobs, settings
 

@@ -49,11 +49,14 @@ class Crystal(_CrystalProperties):
     config : SimulationConfig
     anomalous : dict
         ``{element: (f', f'')}`` used.
+    model : structure.AtomModel
+        The atoms of the unit cell.
     """
 
     truth: rs.DataSet
     config: SimulationConfig
     anomalous: dict
+    model: object = None
 
 
 @dataclass
@@ -77,6 +80,8 @@ class SimulatedData(_CrystalProperties):
     config : SimulationConfig
     anomalous : dict
         ``{element: (f', f'')}`` used.
+    model : structure.AtomModel
+        The atoms of the unit cell.
     """
 
     observations: rs.DataSet
@@ -84,6 +89,7 @@ class SimulatedData(_CrystalProperties):
     images: pd.DataFrame
     config: SimulationConfig
     anomalous: dict
+    model: object = None
 
 
 def make_crystal(config):
@@ -100,7 +106,7 @@ def make_crystal(config):
     rng = np.random.default_rng([config.seed, 2 ** 32 - 1])
     model, anom = structure.build_model(config, rng)
     terms = {anom: structure.anomalous_terms(anom, config.wavelength, config.fprime, config.fpp)}
-    return Crystal(structure.truth_table(model, config.dmin, terms), config, terms)
+    return Crystal(structure.truth_table(model, config.dmin, terms), config, terms, model)
 
 
 def simulate(n_images=100, seed=None, config=None, **params):
@@ -127,7 +133,7 @@ def simulate(n_images=100, seed=None, config=None, **params):
     crystal = make_crystal(config)
     block = ImageSimulator(crystal.truth, config).block(0, int(n_images))
     return SimulatedData(block.observations(crystal.cell, crystal.spacegroup), crystal.truth,
-                         block.image_table(), config, crystal.anomalous)
+                         block.image_table(), config, crystal.anomalous, crystal.model)
 
 
 def write(sim, base, formats=FORMATS, truth_columns=False):
@@ -138,7 +144,8 @@ def write(sim, base, formats=FORMATS, truth_columns=False):
     sim : SimulatedData
     base : str
         Path prefix: ``<base>.stream``, ``<base>.mtz`` (unmerged),
-        ``<base>_truth.mtz`` and ``<base>_images.csv`` are written.
+        ``<base>_truth.mtz``, ``<base>_images.csv`` and ``<base>_model.pdb``
+        (the atoms of the asymmetric unit) are written.
     formats : sequence of str
         Any of "stream", "mtz".  Truth and image table are always written.
     truth_columns : bool
@@ -147,7 +154,7 @@ def write(sim, base, formats=FORMATS, truth_columns=False):
     Returns
     -------
     dict
-        ``{"stream"|"mtz"|"truth"|"images": path}`` of the files written.
+        ``{"stream"|"mtz"|"truth"|"images"|"model": path}`` of the files written.
     """
     formats = _formats(formats)
     paths = _paths(base, formats)
@@ -158,6 +165,10 @@ def write(sim, base, formats=FORMATS, truth_columns=False):
         write_unmerged_mtz(sim.observations, paths["mtz"], truth_columns)
     write_truth_mtz(sim.truth, paths["truth"])
     write_images_csv(sim.images, paths["images"])
+    if sim.model is not None:
+        structure.write_model(sim.model, paths["model"])
+    else:
+        del paths["model"]
     return paths
 
 
@@ -205,6 +216,7 @@ def simulate_to_files(base, n_images=100, formats=FORMATS, seed=None, config=Non
     paths = _paths(base, formats)
     crystal = make_crystal(config)
     write_truth_mtz(crystal.truth, paths["truth"])
+    structure.write_model(crystal.model, paths["model"])
     sim = ImageSimulator(crystal.truth, config)
     writer = StreamWriter(paths["stream"], crystal.cell, crystal.spacegroup, config) \
         if "stream" in formats else None
@@ -264,6 +276,7 @@ def _paths(base, formats):
     paths = {f: f"{base}.{f}" for f in formats}
     paths["truth"] = f"{base}_truth.mtz"
     paths["images"] = f"{base}_images.csv"
+    paths["model"] = f"{base}_model.pdb"
     return paths
 
 

@@ -146,6 +146,47 @@ def read_model(path, cell=None, spacegroup=None):
                      np.tile([a.occ for a in atoms], n_ops).astype(float))
 
 
+def write_model(model, path):
+    """Write the asymmetric-unit atoms of a model as a PDB file (gemmi).
+
+    The atoms of the first symmetry operation are written, one residue per
+    atom (chain A, residue names ``ATM`` and, for anything but C, N, O,
+    the element symbol), with the cell and space group, so that phases and
+    heavy-atom sites can be taken from it (e.g. by
+    ``careless_online.anomalous_peaks``).
+
+    Parameters
+    ----------
+    model : AtomModel
+    path : str
+    """
+    n_ops = len(model.spacegroup.operations())
+    n = len(model.frac) // n_ops
+    structure = gemmi.Structure()
+    structure.cell = model.cell
+    structure.spacegroup_hm = model.spacegroup.xhm()
+    chain = gemmi.Chain("A")
+    for i in range(n):
+        symbol = str(model.elements[i])
+        residue = gemmi.Residue()
+        residue.name = "ATM" if symbol in LIGHT_ATOMS else symbol.upper()
+        residue.seqid = gemmi.SeqId(i + 1, " ")
+        residue.het_flag = "H"
+        atom = gemmi.Atom()
+        atom.name = symbol.upper()
+        atom.element = gemmi.Element(symbol)
+        atom.pos = model.cell.orthogonalize(gemmi.Fractional(*model.frac[i]))
+        atom.b_iso = float(model.b[i])
+        atom.occ = float(model.occ[i])
+        residue.add_atom(atom)
+        chain.add_residue(residue)
+    pdb_model = gemmi.Model(1)
+    pdb_model.add_chain(chain)
+    structure.add_model(pdb_model)
+    structure.setup_entities()
+    structure.write_pdb(str(path))
+
+
 def build_model(config, rng):
     """Build the atom model a :class:`SimulationConfig` asks for.
 

@@ -41,6 +41,8 @@ class MergeSettings:
     resume : bool
     model_in : str or None
     cache_dir : str or None
+    workers : int or None
+        Processes parsing streams into the cache (None: the usable cores, at most 8).
     predictions : bool
     log : callable
     """
@@ -60,6 +62,7 @@ class MergeSettings:
     resume: bool = False
     model_in: str = None
     cache_dir: str = None
+    workers: int = None
     predictions: bool = True
     log: object = print
 
@@ -169,7 +172,8 @@ def run_merge(files, settings, output_id=0):
         index = model_index(load_model(settings.model_in))
     elif settings.resume and os.path.exists(checkpoint):
         index = model_index(load_model(checkpoint))
-    manifest = build_cache(files, settings.table_options, cache_dir, index=index, log=settings.log)
+    manifest = build_cache(files, settings.table_options, cache_dir, index=index, log=settings.log,
+                           workers=settings.workers)
     settings.log(f"{manifest.n_images} images, {manifest.n_obs} observations, "
                  f"{len(manifest.index)} unique reflections to {manifest.index.dmin:.2f} A")
     index = manifest.index
