@@ -58,6 +58,15 @@ def test_outputs_have_careless_columns(merged):
     predictions = rs.read_mtz(str(out / "m_predictions_0.mtz"))
     assert {"Iobs", "SigIobs", "Ipred", "SigIpred", "image_id", "test"} <= set(predictions.columns)
     assert 0.02 < predictions["test"].mean() < 0.25
+    assert not predictions.merged and predictions.spacegroup.xhm() == SG
+    assert predictions.dtypes["Ipred"].name == "Intensity" and predictions.dtypes["SigIpred"].name == "Stddev"
+    assert (predictions["Ipred"] > 0).all() and (predictions["SigIpred"] > 0).all()
+    assert set(predictions["plus"]) == {0, 1}
+    in_asu = predictions.reset_index()[["H", "K", "L"]].to_numpy()
+    assert np.array_equal(rs.utils.hkl_to_asu(in_asu, predictions.spacegroup)[0], in_asu)
+    # every observation once: the counts per reflection are the merged N
+    per_refl = predictions.reset_index().groupby(["H", "K", "L"]).size()
+    assert per_refl.sum() == int(ds["N"].sum())
     history = pd.read_csv(out / "m_history.csv")
     assert list(history["step"]) == [300, 600, 900]
     assert history["ccpred_test"].iloc[-1] > history["ccpred_test"].iloc[0]

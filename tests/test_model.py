@@ -50,6 +50,25 @@ def test_step_is_traced_once_for_all_batch_shapes(data):
     assert trainer._step.experimental_get_tracing_count() == 1
 
 
+def test_learning_rate_decay_schedule_and_loop(data):
+    from dataclasses import replace
+
+    from careless_online.training.loop import LR_FLOOR, learning_rate_at
+
+    config = TrainConfig(steps=100, learning_rate=0.01, lr_decay=0.3)
+    rates = [learning_rate_at(config, step) for step in range(100)]
+    assert rates[:70] == [0.01] * 70
+    assert all(a > b for a, b in zip(rates[70:], rates[71:]))
+    assert rates[-1] == pytest.approx(0.01 * (LR_FLOOR + (1 - LR_FLOOR) / 30))
+    assert learning_rate_at(replace(config, lr_decay=0.0), 99) == 0.01
+    _, _, manifest, standardizer = data
+    trainer, _, _ = _trainer(manifest, standardizer, steps=10)
+    trainer.config = replace(trainer.config, lr_decay=0.5)
+    trainer.run(log=lambda *a: None)
+    assert float(trainer.optimizer.learning_rate) == pytest.approx(learning_rate_at(trainer.config, 9))
+    assert trainer._step.experimental_get_tracing_count() == 1  # a new rate does not retrace
+
+
 def test_loss_terms_and_kl_weights(data):
     _, _, manifest, standardizer = data
     _, model, train = _trainer(manifest, standardizer, steps=1)

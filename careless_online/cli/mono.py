@@ -70,6 +70,9 @@ def add_arguments(parser):
     g = parser.add_argument_group("optimizer")
     g.add_argument("--iterations", type=_positive_int, default=10000, help="gradient steps (one batch of images each)")
     g.add_argument("--learning-rate", type=float, default=1e-2, help="Adam learning rate")
+    g.add_argument("--lr-decay", type=_fraction, default=0.0,
+                   help="fraction of the final steps over which the learning rate falls linearly to "
+                        "2%% of --learning-rate (0: constant)")
     g.add_argument("--beta-1", type=float, default=0.9, help="Adam beta_1")
     g.add_argument("--beta-2", type=float, default=0.99, help="Adam beta_2")
     g.add_argument("--clipnorm", type=float, default=None, help="clip each gradient's norm")
@@ -174,7 +177,7 @@ def settings_from_args(args):
         raise InputError("different space groups per file need --separate-files")
     cell = None if args.cell is None else list(parse_cell(args.cell).parameters)
     train = TrainConfig(
-        steps=args.iterations, learning_rate=args.learning_rate, beta_1=args.beta_1, beta_2=args.beta_2,
+        steps=args.iterations, learning_rate=args.learning_rate, lr_decay=args.lr_decay, beta_1=args.beta_1, beta_2=args.beta_2,
         clipnorm=args.clipnorm, clipvalue=args.clipvalue, global_clipnorm=args.global_clipnorm or None,
         eval_every=args.validation_frequency, eval_images=args.validation_images,
         checkpoint_every=args.checkpoint_interval, run_eagerly=args.run_eagerly,

@@ -93,34 +93,70 @@ def write_mtz(ds, path):
     return str(path)
 
 
-def predictions_table(index, columns):
-    """Per-observation predictions as an unmerged :class:`rs.DataSet`.
+#: Columns of the predictions file after H, K, L, with their MTZ types.
+PREDICTION_TYPES = {"image_id": "I", "file_id": "I", "test": "I", "Iobs": "J", "SigIobs": "Q",
+                    "Ipred": "J", "SigIpred": "Q", "dHKL": "R"}
+
+
+def write_predictions(index, n_rows, parts, path):
+    """Write per-observation predictions to an unmerged MTZ, part by part.
+
+    The rows are written straight into the MTZ's own float32 table (gemmi),
+    so memory is one copy of the file's data whatever the number of
+    observations.
 
     Parameters
     ----------
     index : ReflectionIndex
-    columns : dict of arrays
+    n_rows : int
+        Total number of observations the parts hold.
+    parts : iterable of dict of arrays
         ``refl_id, image_id, file_id, test, Iobs, SigIobs, Ipred, SigIpred``.
+    path : str
 
     Returns
     -------
-    rs.DataSet
-        Indexed by the ASU H, K, L; with ``dHKL``.
+    str
+        ``path``.  Columns: ``H, K, L`` (ASU), ``M/ISYM`` (1: an unmerged
+        file whose indices are already in the ASU), :data:`PREDICTION_TYPES`
+        and, for an anomalous index, ``plus`` (1 for the Friedel-plus member).
     """
-    ids = np.asarray(columns["refl_id"])
-    hkl = index.hkl[ids]
-    frame = pd.DataFrame({
-        "H": hkl[:, 0], "K": hkl[:, 1], "L": hkl[:, 2],
-        "image_id": columns["image_id"], "file_id": columns["file_id"], "test": columns["test"],
-        "Iobs": columns["Iobs"], "SigIobs": columns["SigIobs"],
-        "Ipred": columns["Ipred"], "SigIpred": columns["SigIpred"], "dHKL": index.dHKL[ids],
-    })
+    import gemmi
+
+    types = {"M/ISYM": "Y", **PREDICTION_TYPES}  # M/ISYM = 1: the indices are those of the ASU
     if index.anomalous:
-        frame["plus"] = index.plus[ids].astype(np.int32)
-    ds = rs.DataSet(frame, cell=index.cell, spacegroup=index.spacegroup, merged=False)
-    types = {"H": "H", "K": "H", "L": "H", "image_id": "I", "file_id": "I", "test": "I", "Iobs": "J",
-             "SigIobs": "Q", "Ipred": "J", "SigIpred": "Q", "dHKL": "R", "plus": "I"}
-    return ds.astype({k: v for k, v in types.items() if k in ds}).set_index(["H", "K", "L"])
+        types["plus"] = "I"
+    mtz = gemmi.Mtz(with_base=True)
+    mtz.spacegroup = index.spacegroup
+    mtz.cell = index.cell
+    mtz.add_dataset("careless_online").wavelength = 0.0
+    for name, kind in types.items():
+        mtz.add_column(name, kind)
+    mtz.set_cell_for_all(index.cell)
+    mtz.set_data(np.zeros((int(n_rows), 3 + len(types)), dtype=np.float32))
+    table = mtz.array  # a writable view of the MTZ's data
+    names = list(types)
+    dhkl = index.dHKL
+    row = 0
+    for part in parts:
+        ids = np.asarray(part["refl_id"])
+        block = table[row:row + len(ids)]
+        block[:, :3] = index.hkl[ids]
+        values = dict(part, dHKL=dhkl[ids])
+        values["M/ISYM"] = 1
+        if index.anomalous:
+            values["plus"] = index.plus[ids]
+        for j, name in enumerate(names, start=3):
+            block[:, j] = values[name]
+        row += len(ids)
+    if row != n_rows:
+        raise ValueError(f"predictions hold {row} rows, expected {n_rows}")
+    mtz.update_reso()
+    try:
+        mtz.write_to_file(str(path))
+    except (OSError, RuntimeError) as err:
+        raise InputError(f"cannot write ({err})", path) from None
+    return str(path)
 
 
 def xval_table(tables):

@@ -25,7 +25,8 @@ def build_parser():
         prog="careless_online.simulate",
         description="Simulate serial-crystallography still images with known truth. Writes "
                     "BASE.stream (CrystFEL), BASE.mtz (unmerged), BASE_truth.mtz (merged true "
-                    "F, PHI, F(+), PHI(+), F(-), PHI(-)) and BASE_images.csv (per-image truth). "
+                    "F, PHI, F(+), PHI(+), F(-), PHI(-)), BASE_images.csv (per-image truth) and BASE_model.pdb "
+                    "(the atoms of the asymmetric unit, for phases and anomalous sites). "
                     "About 1,500 reflections per image: --dmin 2.0 --mosaicity 0.27.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )

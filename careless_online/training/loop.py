@@ -39,6 +39,10 @@ class TrainConfig:
         Total gradient steps (a resumed run continues up to this number).
     learning_rate, beta_1, beta_2 : float
         Adam settings.
+    lr_decay : float
+        Fraction of the final steps over which the learning rate falls
+        linearly to ``LR_FLOOR`` times ``learning_rate`` (0: constant).  Less
+        step noise at the end sharpens small differences such as anomalous ones.
     clipnorm, clipvalue, global_clipnorm : float or None
         Gradient clipping (as in keras optimizers).
     eval_every : int
@@ -57,6 +61,7 @@ class TrainConfig:
 
     steps: int = 10000
     learning_rate: float = 1e-2
+    lr_decay: float = 0.0
     beta_1: float = 0.9
     beta_2: float = 0.99
     clipnorm: float = None
@@ -68,6 +73,25 @@ class TrainConfig:
     run_eagerly: bool = False
     jit_compile: bool = False
     progress: bool = True
+
+
+#: Final learning rate of a decay, as a fraction of the initial one.
+LR_FLOOR = 0.02
+
+
+def learning_rate_at(config, step):
+    """Learning rate of step ``step`` (0-based) under ``config``'s schedule.
+
+    Constant, then (with ``lr_decay``) a linear fall over the last
+    ``lr_decay * steps`` steps to ``LR_FLOOR * learning_rate``; a function of
+    the step alone, so resumed runs follow the same schedule.
+    """
+    rate = float(config.learning_rate)
+    start = config.steps * (1.0 - float(config.lr_decay))
+    if config.lr_decay <= 0 or step < start:
+        return rate
+    fraction = min((step - start) / max(config.steps - start, 1.0), 1.0)
+    return rate * (1.0 - (1.0 - LR_FLOOR) * fraction)
 
 
 def make_optimizer(config):
@@ -225,6 +249,8 @@ class Trainer:
         sums, count = {}, 0
         step = start_step
         for batch in dataset.take(remaining):
+            if config.lr_decay > 0:
+                self.optimizer.learning_rate = learning_rate_at(config, step)
             terms = self._step(batch, self.step_seed(step))
             step += 1
             for key in ("loss", "NLL", "KL_F", "KL_Sigma", "grad_norm"):

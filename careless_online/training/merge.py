@@ -118,21 +118,16 @@ def _read_state(checkpoint_path):
 
 
 def _predictions(trainer, manifest, standardizer, settings):
+    """Predicted intensities of every observation, batch by batch (a generator of column dicts)."""
     batches = ImageBatches(manifest, standardizer, batch_images=max(settings.batch_images, 32),
                            split="all", shuffle=False, seed=settings.seed)
-    parts = {k: [] for k in ("refl_id", "image_id", "file_id", "Iobs", "SigIobs", "Ipred", "SigIpred")}
     for number, batch in enumerate(batches.epoch(0)):
         ipred, sigipred, _ = trainer.predict(batch, number)
-        parts["refl_id"].append(batch["refl_id"])
-        parts["image_id"].append(batch["image_id"])
-        parts["file_id"].append(batch["file_id"])
-        parts["Iobs"].append(batch["I"])
-        parts["SigIobs"].append(batch["SigI"])
-        parts["Ipred"].append(ipred.numpy())
-        parts["SigIpred"].append(sigipred.numpy())
-    columns = {k: np.concatenate(v) for k, v in parts.items()}
-    columns["test"] = is_test_image(columns["image_id"], settings.test_fraction, settings.seed).astype(np.int32)
-    return columns
+        yield {
+            "refl_id": batch["refl_id"], "image_id": batch["image_id"], "file_id": batch["file_id"],
+            "test": is_test_image(batch["image_id"], settings.test_fraction, settings.seed),
+            "Iobs": batch["I"], "SigIobs": batch["SigI"], "Ipred": ipred.numpy(), "SigIpred": sigipred.numpy(),
+        }
 
 
 def _standardizer(manifest, settings, model_path):
@@ -194,9 +189,9 @@ def run_merge(files, settings, output_id=0):
     written["history"] = history
     written["model"] = checkpoint
     if settings.predictions:
-        columns = _predictions(trainer, manifest, standardizer, settings)
-        written["predictions"] = writers.write_mtz(writers.predictions_table(index, columns),
-                                                   f"{base}_predictions_{output_id}.mtz")
+        written["predictions"] = writers.write_predictions(
+            index, manifest.n_obs, _predictions(trainer, manifest, standardizer, settings),
+            f"{base}_predictions_{output_id}.mtz")
     if settings.half_datasets:
         tables = []
         for repeat in range(settings.half_repeats):
