@@ -82,23 +82,41 @@ def test_learned_merge_beats_naive_baseline(merged):
     assert learned.loc["overall", "CCanom"] > naive.loc["overall", "CCanom"]
 
 
-def test_resume_continues_where_it_stopped(simulated, tmp_path):
+def test_resume_continues_where_it_stopped(simulated, tmp_path, monkeypatch):
+    from careless_online.training.loop import Trainer
+
     folder, paths = simulated
     common = ["--spacegroups", SG, "--cache-dir", folder / "cache", "--validation-frequency", 10,
-              "--checkpoint-interval", 10, "--no-predictions"]
-    assert mono(*common, "--iterations", 20, KEYS, paths["stream"], tmp_path / "a") == 0
-    assert mono(*common, "--iterations", 40, "--resume", KEYS, paths["stream"], tmp_path / "a") == 0
-    assert mono(*common, "--iterations", 40, KEYS, paths["stream"], tmp_path / "b") == 0
-    state = json.loads((tmp_path / "a_0.keras.json").read_text())
-    assert state["step"] == 40
+              "--checkpoint-interval", 10, "--no-predictions", "--iterations", 40]
+    save = Trainer.save
+
+    def save_then_interrupt(self, step):  # as if the user pressed Ctrl-C after the checkpoint of step 20
+        save(self, step)
+        if step == 20:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(Trainer, "save", save_then_interrupt)
+    with pytest.raises(SystemExit) as stopped:
+        mono(*common, KEYS, paths["stream"], tmp_path / "a")
+    assert stopped.value.code == 130
+    assert json.loads((tmp_path / "a_0.keras.json").read_text())["step"] == 20
+    monkeypatch.setattr(Trainer, "save", save)
+    assert mono(*common, "--resume", KEYS, paths["stream"], tmp_path / "a") == 0
+    assert mono(*common, KEYS, paths["stream"], tmp_path / "b") == 0
+    assert json.loads((tmp_path / "a_0.keras.json").read_text())["step"] == 40
     resumed = pd.read_csv(tmp_path / "a_history.csv")
     straight = pd.read_csv(tmp_path / "b_history.csv")
     assert list(resumed["step"]) == [10, 20, 30, 40]
-    # stateless sampling and a resumable data order: the resumed run is the uninterrupted one
+    # stateless sampling, a resumable data order and a learning rate that depends on the step alone:
+    # the resumed run is the uninterrupted one
     np.testing.assert_allclose(resumed["loss"], straight["loss"], rtol=1e-3)
     a = rs.read_mtz(str(tmp_path / "a_0.mtz"))
     b = rs.read_mtz(str(tmp_path / "b_0.mtz"))
     np.testing.assert_allclose(a["F"].to_numpy(), b["F"].to_numpy(), rtol=1e-3)
+    # raising --iterations extends a finished run
+    extend = [c if c != 40 else 50 for c in common]
+    assert mono(*extend, "--resume", KEYS, paths["stream"], tmp_path / "a") == 0
+    assert list(pd.read_csv(tmp_path / "a_history.csv")["step"]) == [10, 20, 30, 40, 50]
 
 
 def _more_images(path, first, last, seed=11):

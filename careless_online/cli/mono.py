@@ -70,7 +70,7 @@ def add_arguments(parser):
     g = parser.add_argument_group("optimizer")
     g.add_argument("--iterations", type=_positive_int, default=10000, help="gradient steps (one batch of images each)")
     g.add_argument("--learning-rate", type=float, default=1e-2, help="Adam learning rate")
-    g.add_argument("--lr-decay", type=_fraction, default=0.0,
+    g.add_argument("--lr-decay", type=_fraction, default=0.3,
                    help="fraction of the final steps over which the learning rate falls linearly to "
                         "2%% of --learning-rate (0: constant)")
     g.add_argument("--beta-1", type=float, default=0.9, help="Adam beta_1")

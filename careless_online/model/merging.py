@@ -140,6 +140,18 @@ class MergingModel(keras.Model):
             return tfd.Normal(loc, sigma)
         return tfd.StudentT(self.studentt_dof, loc, sigma)
 
+    def log_likelihood(self, prediction, batch):
+        """``log p(I | Sigma, F)`` of each observation for predicted ``Sigma F^2`` samples.
+
+        The density of ``k I`` is ``Normal(k I | Sigma F^2, k SigI)`` (or the
+        Student-t); ``log k``, the Jacobian of ``I -> k I``, makes it a density
+        of the measured ``I``.  Without it every observation would gain
+        ``-log k`` as ``k`` shrinks, and the fit would slide ``k`` (and the
+        scales with it) towards zero instead of explaining the data.
+        """
+        k = self.k
+        return self._likelihood(prediction, k * batch["SigI"]).log_prob(k * batch["I"]) + tf.math.log(k)
+
     def loss_terms(self, batch, seed=None):
         """The pieces of minus the ELBO of one batch.
 
@@ -164,9 +176,8 @@ class MergingModel(keras.Model):
         kl_f = self.structure_factors.kl_to_prior(ids, F)
         loc, scale = self.scale_parameters(batch)
         sigma = scale_distribution(loc, scale).sample(self.mc_samples, seed=seed_sigma)
-        k = self.k
         prediction = sigma * tf.square(F)
-        nll = -tf.reduce_mean(self._likelihood(prediction, k * batch["SigI"]).log_prob(k * batch["I"]), axis=0)
+        nll = -tf.reduce_mean(self.log_likelihood(prediction, batch), axis=0)
         kl_sigma = scale_kl(loc, scale)
         kl_f = kl_f * tf.gather(self.kl_inverse_counts, ids)
         terms = {
@@ -220,8 +231,7 @@ class MergingModel(keras.Model):
         F = self.structure_factors.sample(ids, self.mc_samples, seed=seed_f)
         loc, scale = self.scale_parameters(batch) if scale_parameters is None else scale_parameters
         sigma = scale_distribution(loc, scale).sample(self.mc_samples, seed=seed_sigma)
-        k = self.k
-        log_p = self._likelihood(sigma * tf.square(F), k * batch["SigI"]).log_prob(k * batch["I"])
+        log_p = self.log_likelihood(sigma * tf.square(F), batch)
         return -tf.reduce_mean(log_p, axis=0)
 
     def call(self, batch):

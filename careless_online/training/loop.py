@@ -61,7 +61,7 @@ class TrainConfig:
 
     steps: int = 10000
     learning_rate: float = 1e-2
-    lr_decay: float = 0.0
+    lr_decay: float = 0.3
     beta_1: float = 0.9
     beta_2: float = 0.99
     clipnorm: float = None
