@@ -112,6 +112,8 @@ def ensure_dataset(name, root=None, log=print):
         log(f"[datasets] reusing {name} in {paths['stream'].parent}")
         simulation = json.loads(record.read_text())
     else:
+        # the record is written last: without it (an interrupted simulation) the files are made again
+        record.unlink(missing_ok=True)
         log(f"[datasets] simulating {name}: {ds.n_images} images ...")
         t0 = time.time()
         simulation = run_measured(ds.command(root), f"{ds.base(root)}_simulate.log")

@@ -37,7 +37,7 @@ from quality import merged_quality
 from tools import RunSpec, abismal_epochs, get_tool, installed
 
 #: Default gradient steps per tool when --steps does not say.
-DEFAULT_STEPS = {"careless_online": 2000, "abismal": 300, "careless": 300}
+DEFAULT_STEPS = {"careless_online": 4000, "abismal": 300, "careless": 300}
 #: Default images per step per tool when --batch-size does not say.
 DEFAULT_BATCH = {"careless_online": 8, "abismal": 8}
 
@@ -220,7 +220,7 @@ def batch_sweep(info, sizes, args):
 
 
 MERGE_TABLE = [("tool", "tool"), ("steps", "steps"), ("batch_size", "batch"), ("wall_s", "wall s", 0),
-               ("peak_rss_mb", "peak RSS MiB", 0), ("ms_per_step", "ms/step", 1),
+               ("peak_rss_mb", "peak RSS MiB", 0), ("ms_per_step", "ms/step", 1), ("images_per_s", "images/s", 0),
                ("cc_F", "CC(F)"), ("cc_F_high", "CC(F) high"), ("cc_anom", "CCanom"),
                ("cc_anom_high", "CCanom high"), ("se_peak", "Se peak σ", 1), ("other_peak", "next peak σ", 1),
                ("error", "note")]
