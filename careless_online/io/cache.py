@@ -172,7 +172,7 @@ def _ordered_results(pool, function, tasks, ahead):
         yield pending.popleft().result()
 
 
-def _file_observations(path, file_id, options, index, block_chunks, pool):
+def _file_observations(path, file_id, options, index, block_chunks, pool, ahead):
     """Observation tables of one input file, block by block.
 
     Yields
@@ -204,14 +204,12 @@ def _file_observations(path, file_id, options, index, block_chunks, pool):
         table, report = make_observations(raw, index, file_id, 0, options)
         yield index, table, report, raw.next_image
     tasks = [(path, spans, index.to_config(), options.to_dict(), file_id) for spans in blocks]
-    ahead = 2 * pool._max_workers if pool is not None else 1
     for table, report, n_images in _ordered_results(pool, _stream_block_observations, tasks, ahead):
         yield index, table, report, n_images
 
 
 def _worker_pool(groups, workers):
-    """A process pool for parsing streams, or None where one would not pay."""
-    workers = default_workers() if workers is None else int(workers)
+    """A process pool of ``workers`` processes for parsing streams, or None where one would not pay."""
     if workers < 2:
         return None
     streams = [p for p in groups if readers.file_format(p) == "stream"]
@@ -316,6 +314,7 @@ def _convert(groups, options, index, folder, key, shard_images, workers, log):
     inputs = []
     image_offset = 0
     block_chunks = max(1, min(STREAM_BLOCK_CHUNKS, shard_images))
+    workers = default_workers() if workers is None else int(workers)
     pool = _worker_pool(groups, workers)
     with ExitStack() as stack:
         if pool is not None:
@@ -325,7 +324,7 @@ def _convert(groups, options, index, folder, key, shard_images, workers, log):
             n_file_images = 0
             file_report = LoadReport()
             for index, table, block_report, n_images in _file_observations(
-                    path, file_id, options, index, block_chunks, pool):
+                    path, file_id, options, index, block_chunks, pool, ahead=2 * workers):
                 if writer is None:
                     writer = _ShardWriter(folder, len(index), shard_images)
                 if len(table):

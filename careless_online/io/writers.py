@@ -8,6 +8,7 @@ with Friedel mates kept apart, also ``F(+)``, ``SIGF(+)``, ``F(-)``,
 (missing mates are NaN) and ``F``/``SIGF`` combine both mates.
 """
 
+import gemmi
 import numpy as np
 import pandas as pd
 import reciprocalspaceship as rs
@@ -121,14 +122,11 @@ def write_predictions(index, n_rows, parts, path):
         file whose indices are already in the ASU), :data:`PREDICTION_TYPES`
         and, for an anomalous index, ``plus`` (1 for the Friedel-plus member).
     """
-    import gemmi
-
     types = {"M/ISYM": "Y", **PREDICTION_TYPES}  # M/ISYM = 1: the indices are those of the ASU
     if index.anomalous:
         types["plus"] = "I"
     mtz = gemmi.Mtz(with_base=True)
     mtz.spacegroup = index.spacegroup
-    mtz.cell = index.cell
     mtz.add_dataset("careless_online").wavelength = 0.0
     for name, kind in types.items():
         mtz.add_column(name, kind)

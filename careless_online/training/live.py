@@ -96,7 +96,8 @@ def run_live(files, settings, live, clock=time.monotonic):
     while True:
         train, test, monitor = _views(manifest, standardizer, settings)
         model.set_reflection_counts(train.reflection_counts())
-        config = replace(settings.train, steps=step + live.steps_per_round, progress=False, lr_decay=0.0)  # a live run has no known end
+        # a live run has no known end: no learning-rate decay
+        config = replace(settings.train, steps=step + live.steps_per_round, progress=False, lr_decay=0.0)
         if trainer is None:
             trainer = Trainer(model, train, test, config, history, checkpoint, monitor=monitor, seed=settings.seed)
         else:
