@@ -13,7 +13,7 @@ import pytest
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 #: Real reflection files (see the README there), beside the repository.
-DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
+DATA = Path(__file__).resolve().parent / "data"
 
 #: Parameters of the shared simulation.
 SIM_IMAGES = 48

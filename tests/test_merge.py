@@ -16,7 +16,7 @@ from careless_online.simulate.images import ImageSimulator
 from careless_online.simulate.stream import StreamWriter
 from careless_online.stats.reference import cc_to_reference
 
-SHARED = Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
+SHARED = Path(__file__).resolve().parent / "data"
 KEYS = "dHKL,XDET,YDET,ewald_offset"
 SG = "P 43 21 2"
 

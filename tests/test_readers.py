@@ -1,4 +1,4 @@
-"""Readers on the real files in ../shared/data, checked against reciprocalspaceship."""
+"""Readers on the real files in tests/data, checked against reciprocalspaceship."""
 
 import json
 

@@ -24,7 +24,7 @@ from careless_online.stats.predictions import ccpred_table, image_cc_summary, im
 from careless_online.stats.reference import cc_to_reference
 from careless_online.stats.signal import isigi_table
 
-DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
+DATA = Path(__file__).resolve().parent / "data"
 CELL = gemmi.UnitCell(40.0, 50.0, 60.0, 90.0, 90.0, 90.0)
 SPACEGROUP = gemmi.SpaceGroup("P 21 21 21")
 
