@@ -104,9 +104,9 @@ def run_live(files, settings, live, clock=time.monotonic):
             trainer.train, trainer.test, trainer.monitor, trainer.config = train, test, monitor, config
         row = trainer.run(start_step=step, elapsed=trainer.elapsed)
         step = config.steps
-        q = model.structure_factors
-        writers.write_mtz(writers.merged_table(manifest.index, q.mean().numpy(), q.stddev().numpy(),
-                                               manifest.counts()), merged_path)
+        moments = writers.posterior_moments(model.structure_factors.distribution())
+        writers.write_mtz(writers.merged_table(manifest.index, moments["F"], moments["SIGF"], manifest.counts(),
+                                               moments["I"], moments["SIGI"]), merged_path)
         settings.log(f"step {step}: {cache.n_images} images, CCpred test {row.get('ccpred_test', float('nan')):.3f}")
         while True:
             new = cache.poll()
