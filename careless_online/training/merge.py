@@ -12,6 +12,7 @@ import numpy as np
 from careless_online.errors import InputError
 from careless_online.io import writers
 from careless_online.io.cache import build_cache
+from careless_online.io.wavelength import input_wavelength
 from careless_online.io.pipeline import ImageBatches, Standardizer, is_test_image
 from careless_online.model.build import load_model, model_index, new_model
 from careless_online.model.naive import french_wilson, naive_merge
@@ -75,12 +76,17 @@ def half_filter(repeat, half, seed):
 
 
 def _posterior(model):
-    q = model.structure_factors
-    return q.mean().numpy(), q.stddev().numpy()
+    """``F``, ``SIGF``, ``I``, ``SIGI`` of every reflection (exact truncated-normal moments)."""
+    return writers.posterior_moments(model.structure_factors.distribution())
+
+
+def _merged(index, moments, counts):
+    return writers.merged_table(index, moments["F"], moments["SIGF"], counts, moments["I"], moments["SIGI"])
 
 
 def _train_model(manifest, standardizer, settings, history_path, checkpoint_path, image_filter=None,
-                 test_fraction=None, model=None):
+                 test_fraction=None, model=None, start=(0, 0.0)):
+    """Train ``model`` (a new one if None) from ``start`` = (step, elapsed seconds)."""
     test_fraction = settings.test_fraction if test_fraction is None else test_fraction
     common = dict(batch_images=settings.batch_images, test_fraction=test_fraction, seed=settings.seed,
                   image_filter=image_filter)
@@ -89,22 +95,30 @@ def _train_model(manifest, standardizer, settings, history_path, checkpoint_path
         raise InputError("no training images (check --test-fraction and the data)", manifest.files()[0])
     test = ImageBatches(manifest, standardizer, split="test", shuffle=False, **common) if test_fraction > 0 else None
     monitor = ImageBatches(manifest, standardizer, split="train", shuffle=False, **common)
-    start_step, elapsed = 0, 0.0
     if model is None:
-        if settings.resume and checkpoint_path and os.path.exists(checkpoint_path):
-            model = load_model(checkpoint_path)
-            state = _read_state(checkpoint_path)
-            start_step, elapsed = state["step"], state.get("elapsed_s", 0.0)
-            settings.log(f"resuming {checkpoint_path} at step {start_step}")
-        elif settings.model_in:
-            model = load_model(settings.model_in)
-        else:
-            model = new_model(manifest, standardizer, **settings.model_options)
+        model = new_model(manifest, standardizer, **settings.model_options)
     model.set_reflection_counts(train.reflection_counts())
     trainer = Trainer(model, train, test, settings.train, history_path, checkpoint_path, monitor=monitor,
                       seed=settings.seed)
-    trainer.run(start_step=start_step, elapsed=elapsed)
+    trainer.run(start_step=start[0], elapsed=start[1])
     return model, trainer
+
+
+def _initial_model(settings, checkpoint_path):
+    """The model a run starts from, loaded once: ``(model or None, (step, elapsed), source path)``.
+
+    ``--resume`` with an existing checkpoint continues it; ``--model-in``
+    starts from a trained model at step 0; otherwise a new model is built
+    later (None).
+    """
+    if settings.resume and checkpoint_path and os.path.exists(checkpoint_path):
+        state = _read_state(checkpoint_path)
+        model = load_model(checkpoint_path)
+        settings.log(f"resuming {checkpoint_path} at step {state['step']}")
+        return model, (state["step"], state.get("elapsed_s", 0.0)), checkpoint_path
+    if settings.model_in:
+        return load_model(settings.model_in), (0, 0.0), settings.model_in
+    return None, (0, 0.0), None
 
 
 def _read_state(checkpoint_path):
@@ -130,9 +144,9 @@ def _predictions(trainer, manifest, standardizer, settings):
         }
 
 
-def _standardizer(manifest, settings, model_path):
-    if model_path and os.path.exists(model_path):
-        model = load_model(model_path)
+def _standardizer(manifest, settings, model, model_path):
+    """The metadata standardizer: the loaded model's, or fitted to the data."""
+    if model is not None:
         standardizer = Standardizer.from_config(model.standardizer_config)
         if standardizer.keys != list(settings.metadata_keys):
             raise InputError(
@@ -162,53 +176,102 @@ def run_merge(files, settings, output_id=0):
     os.makedirs(outdir, exist_ok=True)
     cache_dir = settings.cache_dir or os.path.join(outdir, ".careless_online_cache")
     checkpoint = f"{base}_{output_id}.keras"
-    index = None
-    if settings.model_in:
-        index = model_index(load_model(settings.model_in))
-    elif settings.resume and os.path.exists(checkpoint):
-        index = model_index(load_model(checkpoint))
+    paths = _output_paths(base, output_id)
+    loaded, start, source = (None, (0, 0.0), None) if settings.naive else _initial_model(settings, checkpoint)
+    index = model_index(loaded) if loaded is not None else None
     manifest = build_cache(files, settings.table_options, cache_dir, index=index, log=settings.log,
                            workers=settings.workers)
     settings.log(f"{manifest.n_images} images, {manifest.n_obs} observations, "
                  f"{len(manifest.index)} unique reflections to {manifest.index.dmin:.2f} A")
-    index = manifest.index
-    counts = manifest.counts()
-    written = {}
-    history = f"{base}_history.csv" if output_id == 0 else f"{base}_history_{output_id}.csv"
+    wavelength = input_wavelength(files)
     if settings.naive:
-        batches = ImageBatches(manifest, Standardizer([], [], []), split="all", shuffle=False)
-        intensity, sigma, _ = naive_merge(batches, len(index), manifest.n_images)
-        f, sigf = french_wilson(index, intensity, sigma)
-        written["merged"] = writers.write_mtz(writers.merged_table(index, f, sigf, counts), f"{base}_{output_id}.mtz")
-        return written
-    model_source = settings.model_in if settings.model_in else (checkpoint if settings.resume else None)
-    standardizer = _standardizer(manifest, settings, model_source)
-    model, trainer = _train_model(manifest, standardizer, settings, history, checkpoint)
-    f, sigf = _posterior(model)
-    written["merged"] = writers.write_mtz(writers.merged_table(index, f, sigf, counts), f"{base}_{output_id}.mtz")
-    written["history"] = history
+        return _run_naive(manifest, settings, paths, wavelength)
+    index = manifest.index
+    written = {}
+    standardizer = _standardizer(manifest, settings, loaded, source)
+    model, trainer = _train_model(manifest, standardizer, settings, paths["history"], checkpoint, model=loaded,
+                                  start=start)
+    written["merged"] = writers.write_mtz(_merged(index, _posterior(model), manifest.counts()), paths["merged"],
+                                          wavelength)
+    written["history"] = paths["history"]
     written["model"] = checkpoint
     if settings.predictions:
         written["predictions"] = writers.write_predictions(
             index, manifest.n_obs, _predictions(trainer, manifest, standardizer, settings),
-            f"{base}_predictions_{output_id}.mtz")
+            paths["predictions"], wavelength)
     if settings.half_datasets:
         tables = []
-        for repeat in range(settings.half_repeats):
-            for half in (0, 1):
-                settings.log(f"half-dataset merge: repeat {repeat}, half {half}")
-                image_filter = half_filter(repeat, half, settings.seed)
-                sub = ImageBatches(manifest, standardizer, split="all", image_filter=image_filter)
-                half_counts = sub.reflection_counts()
-                half_model, _ = _train_model(manifest, standardizer, _quiet(settings), None, None,
-                                             image_filter=image_filter, test_fraction=0.0)
-                hf, hsig = _posterior(half_model)
-                tables.append((repeat, half, writers.merged_table(index, hf, hsig, half_counts)))
-        written["xval"] = writers.write_mtz(writers.xval_table(tables), f"{base}_xval_{output_id}.mtz")
+        for repeat, half, image_filter in _halves(settings):
+            half_model, _ = _train_model(manifest, standardizer, _half_settings(settings), None, None,
+                                         image_filter=image_filter, test_fraction=0.0)
+            half_counts = ImageBatches(manifest, standardizer, split="all", image_filter=image_filter).reflection_counts()
+            tables.append((repeat, half, _merged(index, _posterior(half_model), half_counts)))
+        written["xval"] = writers.write_mtz(writers.xval_table(tables), paths["xval"], wavelength)
     return written
 
 
-def _quiet(settings):
+def _output_paths(base, output_id):
+    history = f"{base}_history.csv" if output_id == 0 else f"{base}_history_{output_id}.csv"
+    return {"merged": f"{base}_{output_id}.mtz", "predictions": f"{base}_predictions_{output_id}.mtz",
+            "xval": f"{base}_xval_{output_id}.mtz", "history": history}
+
+
+def _halves(settings):
+    """``(repeat, half, image filter)`` of each half-dataset merge, logged as it starts."""
+    for repeat in range(settings.half_repeats):
+        for half in (0, 1):
+            settings.log(f"half-dataset merge: repeat {repeat}, half {half}")
+            yield repeat, half, half_filter(repeat, half, settings.seed)
+
+
+def _run_naive(manifest, settings, paths, wavelength):
+    """The ``--naive`` job: the baseline merge, its predictions and its half-dataset merges.
+
+    The metadata keys are checked against the data (a typo is an error) but
+    the naive model uses none.
+    """
+    Standardizer.fit(manifest, settings.metadata_keys, False)
+    index = manifest.index
+    identity = Standardizer([], [], [])
+    batches = ImageBatches(manifest, identity, split="all", shuffle=False)
+    intensity, sigma, scales = naive_merge(batches, len(index), manifest.n_images)
+    written = {"merged": writers.write_mtz(_naive_table(index, intensity, sigma, manifest.counts()), paths["merged"],
+                                           wavelength)}
+    if settings.predictions:
+        written["predictions"] = writers.write_predictions(
+            index, manifest.n_obs, naive_predictions(manifest, intensity, sigma, scales),
+            paths["predictions"], wavelength)
+    if settings.half_datasets:
+        tables = []
+        for repeat, half, image_filter in _halves(settings):
+            sub = ImageBatches(manifest, identity, split="all", shuffle=False, image_filter=image_filter)
+            half_i, half_sigma, _ = naive_merge(sub, len(index), manifest.n_images)
+            tables.append((repeat, half, _naive_table(index, half_i, half_sigma, sub.reflection_counts())))
+        written["xval"] = writers.write_mtz(writers.xval_table(tables), paths["xval"], wavelength)
+    return written
+
+
+def _naive_table(index, intensity, sigma, counts):
+    f, sigf = french_wilson(index, intensity, sigma)
+    return writers.merged_table(index, f, sigf, counts, intensity, sigma)
+
+
+def naive_predictions(manifest, intensity, sigma, scales):
+    """Predictions of the naive model, shard by shard: ``Ipred = g_b J_h``, ``SigIpred = g_b sigma_J``."""
+    columns = ["refl_id", "image_id", "file_id", "I", "SigI"]
+    for i in range(len(manifest.shards)):
+        part = manifest.load_shard(i, columns)
+        g = scales[part["image_id"]]
+        yield {
+            "refl_id": part["refl_id"], "image_id": part["image_id"], "file_id": part["file_id"],
+            "test": np.zeros(len(g), dtype=np.int32),  # the naive merge holds no image out
+            "Iobs": part["I"], "SigIobs": part["SigI"],
+            "Ipred": g * intensity[part["refl_id"]], "SigIpred": g * sigma[part["refl_id"]],
+        }
+
+
+def _half_settings(settings):
+    """Settings of a half-dataset merge: always a new model (never resumed nor loaded)."""
     from dataclasses import replace
 
     return replace(settings, resume=False, model_in=None)

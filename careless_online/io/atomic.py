@@ -1,0 +1,124 @@
+"""Atomic output files: a complete new file, the previous file, or none.
+
+Every output (MTZ, CSV, figure) is first written to a hidden temporary name
+in the destination's own folder and then renamed onto the destination with
+:func:`os.replace`, which is atomic on POSIX file systems.  A process killed
+while writing leaves the previous complete file (or no file) and a stray
+``.<name>.tmp<pid><ext>`` that the next write of the same output removes.
+A failed write (a full disk, a vanished folder) ends in an
+:class:`~careless_online.errors.InputError` naming the file, and the previous
+file is kept.
+"""
+
+import errno
+import glob
+import os
+from contextlib import contextmanager
+
+from careless_online.errors import InputError
+
+
+def temporary_name(path):
+    """The temporary name under which ``path`` is written.
+
+    It lies in the same folder (so the rename cannot cross file systems),
+    starts with a dot and keeps the extension (writers such as matplotlib
+    choose the format by extension).
+
+    Parameters
+    ----------
+    path : str
+
+    Returns
+    -------
+    str
+    """
+    folder, name = os.path.split(os.path.abspath(path))
+    stem, ext = os.path.splitext(name)
+    return os.path.join(folder, f".{stem}.tmp{os.getpid()}{ext}")
+
+
+def _stale_temporaries(path):
+    folder, name = os.path.split(os.path.abspath(path))
+    stem, ext = os.path.splitext(name)
+    return glob.glob(os.path.join(glob.escape(folder), f".{glob.escape(stem)}.tmp*{glob.escape(ext)}"))
+
+
+def _remove(path):
+    try:
+        os.remove(path)
+    except FileNotFoundError:
+        pass
+
+
+def write_error(err, path):
+    """The one-line :class:`InputError` for a failed write of ``path``."""
+    if isinstance(err, OSError) and err.errno == errno.ENOSPC:
+        return InputError("cannot write: no space left on device (the previous file is kept)", path)
+    reason = err.strerror if isinstance(err, OSError) and err.strerror else str(err)
+    return InputError(f"cannot write ({reason}; the previous file is kept)", path)
+
+
+@contextmanager
+def atomic_path(path):
+    """Context manager yielding a temporary path that replaces ``path`` on success.
+
+    Parameters
+    ----------
+    path : str
+        The destination.
+
+    Yields
+    ------
+    str
+        Where to write.  On a normal exit of the ``with`` block the file is
+        flushed to disk and renamed onto ``path``; on an exception it is
+        removed and ``path`` is left as it was.
+
+    Raises
+    ------
+    InputError
+        When writing or renaming fails with an :class:`OSError` (ENOSPC
+        included) or gemmi's :class:`RuntimeError`.
+    """
+    for stale in _stale_temporaries(path):
+        _remove(stale)
+    tmp = temporary_name(path)
+    try:
+        yield tmp
+        _sync(tmp)
+        os.replace(tmp, path)
+    except (OSError, RuntimeError) as err:
+        _remove(tmp)
+        raise write_error(err, path) from None
+    except BaseException:
+        _remove(tmp)
+        raise
+
+
+def _sync(path):
+    """Flush a written file to disk, so the rename never exposes unwritten blocks."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def write_atomically(path, write):
+    """Call ``write(tmp)`` and rename ``tmp`` onto ``path`` (see :func:`atomic_path`).
+
+    Parameters
+    ----------
+    path : str
+    write : callable
+        Writes the complete file to the path it is given.
+
+    Returns
+    -------
+    str
+        ``path``.
+    """
+    with atomic_path(path) as tmp:
+        write(tmp)
+    return str(path)
