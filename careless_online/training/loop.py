@@ -240,9 +240,9 @@ class Trainer:
         remaining = max(config.steps - start_step, 0)
         bar = None
         if config.progress and remaining:
-            from tqdm import tqdm
+            from careless_online.training.progress import progress_display
 
-            bar = tqdm(total=config.steps, initial=start_step, unit="step", dynamic_ncols=True)
+            bar = progress_display(total=config.steps, initial=start_step, unit="step")
         self.elapsed = elapsed
         started = time.perf_counter() - elapsed
         row = {}
