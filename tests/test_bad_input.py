@@ -76,7 +76,7 @@ def bad_file(request, tmp_path, sim_files, data_dir, absent_mtz):
     if kind == "not a stream":
         path = p / "n.stream"
         path.write_text("h k l I sigma\n1 2 3 4.0 1.0\n")
-        return str(path), None, "not a CrystFEL stream"
+        return str(path), SIM_SPACEGROUP, "not a CrystFEL stream"
     if kind == "unknown extension":
         path = p / "data.hkl"
         path.write_text("1 2 3 4.0 1.0\n")
@@ -87,9 +87,9 @@ def bad_file(request, tmp_path, sim_files, data_dir, absent_mtz):
     if kind == "merged":
         return sim_files["truth"], None, "merged"
     if kind == "nan sigma":
-        return _edit_mtz(sim_files["mtz"], p / "nan.mtz", _set_sigma(np.nan)), None, "non-positive sigma"
+        return _edit_mtz(sim_files["mtz"], p / "nan.mtz", _set_sigma(np.nan)), None, "non-positive or enormous sigma"
     if kind == "negative sigma":
-        return _edit_mtz(sim_files["mtz"], p / "neg.mtz", _set_sigma(-1.0)), None, "non-positive sigma"
+        return _edit_mtz(sim_files["mtz"], p / "neg.mtz", _set_sigma(-1.0)), None, "non-positive or enormous sigma"
     if kind == "incompatible cell":
         return str(data_dir / "lysozyme_pal.stream"), "P 63", "incompatible with space group"
     if kind == "absences observed":

@@ -13,7 +13,6 @@ multi-gigabyte stream never needs to be in memory at once.
 import json
 import math
 import os
-import re
 from dataclasses import dataclass, field
 
 import gemmi
@@ -22,6 +21,7 @@ import pandas as pd
 import reciprocalspaceship as rs
 
 from careless_online.errors import InputError
+from careless_online.io import stream_format
 
 #: Column names accepted for the intensity and its uncertainty, in order of preference.
 INTENSITY_KEYS = ("I", "IMEAN", "IOBS", "intensity.sum.value")
@@ -47,6 +47,9 @@ class RawReflections:
         Optional per-image cells ``{image: (a, b, c, alpha, beta, gamma)}``.
     path : str
         The file the observations come from.
+    damaged : list of (int, str)
+        Byte offset and reason of each damaged stream chunk left out of
+        ``data`` (the caller decides whether to refuse the file).
     """
 
     data: pd.DataFrame
@@ -54,6 +57,7 @@ class RawReflections:
     spacegroup: object = None
     image_cells: dict = field(default_factory=dict)
     path: str = ""
+    damaged: list = field(default_factory=list)
 
 
 def file_format(path):
@@ -79,9 +83,16 @@ def file_format(path):
     raise InputError("unknown file format (expected .mtz, .stream, or DIALS .expt/.refl)", path)
 
 
-def _check_readable(path):
+def check_readable(path):
+    """InputError unless ``path`` is a non-empty regular file this process may read."""
     if not os.path.exists(path):
         raise InputError("no such file", path)
+    if os.path.isdir(path):
+        raise InputError("is a directory, not a reflection file", path)
+    if not os.path.isfile(path):
+        raise InputError("is not a regular file", path)
+    if not os.access(path, os.R_OK):
+        raise InputError("permission denied", path)
     if os.path.getsize(path) == 0:
         raise InputError("file is empty", path)
 
@@ -125,8 +136,34 @@ def _finish(frame, path, intensity_key=None, uncertainty_key=None, image_key=Non
     return out
 
 
+def _open_mtz(path):
+    """The gemmi MTZ object and its rs.DataSet; InputError if gemmi cannot read it."""
+    try:
+        mtz = gemmi.read_mtz_file(str(path))
+        return mtz, rs.DataSet.from_gemmi(mtz)
+    except (RuntimeError, ValueError, IndexError, OverflowError, MemoryError) as err:
+        # gemmi raises RuntimeError for a damaged file, rs ValueError for impossible columns
+        reason = str(err).splitlines()[0][:120] if str(err) else type(err).__name__
+        raise InputError(f"not a readable MTZ file ({reason})", path) from None
+
+
+def _batch_cells(mtz, batch_numbers):
+    """Cells of the MTZ batch headers, by image (position in ``batch_numbers``); {} if none is usable."""
+    headers = {int(b.number): tuple(b.cell.parameters) for b in mtz.batches}
+    cells = {}
+    for image, number in enumerate(batch_numbers):
+        cell = headers.get(int(number))
+        if cell is not None and all(math.isfinite(p) and p > 0 for p in cell):
+            cells[image] = cell
+    return cells if len(cells) == len(batch_numbers) else {}
+
+
 def read_mtz(path, intensity_key=None, uncertainty_key=None, image_key=None):
     """Read an unmerged MTZ file.
+
+    Per-image cells come from the batch headers where every batch has one
+    (so that ``--cell-tolerance`` can drop images); otherwise
+    ``image_cells`` is empty.
 
     Parameters
     ----------
@@ -140,134 +177,96 @@ def read_mtz(path, intensity_key=None, uncertainty_key=None, image_key=None):
     -------
     RawReflections
     """
-    _check_readable(path)
-    try:
-        ds = rs.read_mtz(str(path))
-    except Exception as err:  # gemmi raises RuntimeError on corrupt files
-        raise InputError(f"not a readable MTZ file ({err})", path) from None
+    check_readable(path)
+    mtz, ds = _open_mtz(path)
     if ds.merged:
         raise InputError("this MTZ is merged; careless_online needs unmerged observations", path)
     if ds.spacegroup is None:
         raise InputError("the MTZ has no space group", path)
+    if len(ds) == 0:
+        raise InputError("the MTZ holds no reflections", path)
     ds = ds.reset_index()
     data = _finish(ds, path, intensity_key, uncertainty_key, image_key)
-    return RawReflections(data, ds.cell, ds.spacegroup, {}, str(path))
+    cells = {}
+    if "BATCH" in ds and image_key in (None, "BATCH"):
+        cells = _batch_cells(mtz, np.unique(ds["BATCH"].to_numpy(np.int64)))
+    return RawReflections(data, ds.cell, ds.spacegroup, cells, str(path))
 
 
 # ---------------------------------------------------------------------------- streams
 
-_STREAM_COLUMNS = ["H", "K", "L", "I", "SigI", "peak", "background", "XDET", "YDET",
-                   "s1x", "s1y", "s1z", "ewald_offset", "angular_ewald_offset"]
-
-
-def _stream_loader(path):
-    _check_readable(path)
-    with open(path, "rb") as handle:
-        head = handle.read(4096)
-    if b"CrystFEL stream format" not in head:
-        raise InputError("not a CrystFEL stream (no 'CrystFEL stream format' header)", path)
-    return rs.io.crystfel.StreamLoader(str(path))
-
-
-def _parse_cell_text(text):
-    """'7.9 7.9 3.8 nm, 90 90 90 deg' -> (79, 79, 38, 90, 90, 90)."""
-    numbers = [float(x) for x in re.findall(r"[-+]?\d*\.?\d+(?:[eE][-+]?\d+)?", str(text))]
-    if len(numbers) < 6:
-        return None
-    a, b, c, al, be, ga = numbers[:6]
-    return (10 * a, 10 * b, 10 * c, al, be, ga)
-
-
-def _stream_reference_cell(loader):
-    try:
-        cell = loader.extract_target_unit_cell()
-    except Exception:
-        return None
-    if cell is None:
-        return None
-    params = list(cell.parameters) if hasattr(cell, "parameters") else [float(x) for x in cell]
-    if not all(math.isfinite(p) and p > 0 for p in params):
-        return None
-    return gemmi.UnitCell(*params)
-
-
 #: Bytes of a stream scanned at a time for chunk markers (bounds memory).
 _SCAN_BYTES = 32 * 2**20
+_STREAM_MAGIC = b"CrystFEL stream format"
 
 
-def _marker_positions(handle, begin_marker, end_marker):
-    """Starts of ``begin_marker`` and ends of ``end_marker`` in a file, read piece by piece."""
-    overlap = max(len(begin_marker.pattern), len(end_marker.pattern)) - 1
-    begins, ends = [], []
-    carry, base = b"", 0  # base: file offset of carry[0]
-    while True:
-        piece = handle.read(_SCAN_BYTES)
-        if not piece:
-            break
-        text = carry + piece
-        # a match that ends inside the carried bytes was found in the last piece
-        begins += [base + m.start() for m in begin_marker.finditer(text) if m.end() > len(carry)]
-        ends += [base + m.end() for m in end_marker.finditer(text) if m.end() > len(carry)]
-        keep = min(overlap, len(text))
-        carry, base = text[len(text) - keep:], base + len(text) - keep
-    return begins, ends
+def _stream_header(path):
+    """The bytes before the first chunk (at most 1 MiB); InputError if not a stream."""
+    check_readable(path)
+    with open(path, "rb") as handle:
+        head = handle.read(2**20)
+    if _STREAM_MAGIC not in head[:4096]:
+        raise InputError("not a CrystFEL stream (no 'CrystFEL stream format' header)", path)
+    first = stream_format.CHUNK_BEGIN.search(head)
+    return head if first is None else head[:first.start()]
 
 
-def _chunk_spans(loader):
-    """Byte spans (start, end) of each complete chunk of a stream, in file order."""
-    with open(loader.filename, "rb") as handle:
-        begins, ends = _marker_positions(handle, loader.block_regex_bytes["chunk_begin"],
-                                         loader.block_regex_bytes["chunk_end"])
-    return list(zip(begins, ends))
+def _stream_reference_cell(path):
+    params = stream_format.target_cell(_stream_header(path))
+    return None if params is None else gemmi.UnitCell(*params)
+
+
+def _chunk_spans(path):
+    """(start, end, complete) of each chunk of a stream, in file order (see stream_format.chunk_spans)."""
+    _stream_header(path)
+    with open(path, "rb") as handle:
+        return stream_format.chunk_spans(handle, _SCAN_BYTES)
 
 
 def count_stream_chunks(path):
-    """Number of complete chunks in a stream (a truncated last chunk is not counted)."""
-    return len(_chunk_spans(_stream_loader(path)))
+    """Number of chunks in a stream (a last chunk still being written is not counted)."""
+    return len(_chunk_spans(str(path)))
 
 
-_CELL_LINE = re.compile(r"^Cell parameters (.*)$", re.MULTILINE)
+def _parse_block(spans, wavelength, first_image, path):
+    """Parse chunks into one frame; every crystal with reflections is an image.
 
-
-def _crystal_cells(handle, begin, end):
-    handle.seek(begin)
-    text = handle.read(end - begin).decode("utf-8", "replace")
-    return [_parse_cell_text(m.group(1)) for m in _CELL_LINE.finditer(text)]
-
-
-def _parse_block(loader, spans, wavelength, first_image, path):
-    """Parse chunks into one frame; every crystal is an image."""
-    columns = list(_STREAM_COLUMNS)
-    arrays, images, cells = [], [], {}
+    Returns
+    -------
+    data : pandas.DataFrame
+    cells : dict
+        Cell of each image.
+    next_image : int
+    damaged : list of (int, str)
+        Byte offset and reason of each damaged chunk (left out of ``data``).
+    """
+    arrays, images, cells, damaged = [], [], {}, []
     image = first_image
     with open(path, "rb") as handle:
-        for begin, end in spans:
+        for begin, end, complete in spans:
+            handle.seek(begin)
+            text = handle.read(end - begin)
             try:
-                chunk = loader._parse_chunk(begin, end, wavelength, None, None, None)
-            except Exception as err:
-                raise InputError(
-                    f"unreadable chunk at byte {begin} ({type(err).__name__}: {err})", path
-                ) from None
-            crystal_cells = _crystal_cells(handle, begin, end)
-            for number, peaks in enumerate(chunk["peak_lists"]):
-                peaks = np.atleast_2d(peaks)
-                if number < len(crystal_cells) and crystal_cells[number] is not None:
-                    cells[image] = crystal_cells[number]
-                arrays.append(peaks[:, : len(columns)])
-                images.append(np.full(len(peaks), image, dtype=np.int64))
+                if not complete:
+                    raise stream_format.DamagedChunk("no 'End chunk' marker before the next chunk")
+                crystals = stream_format.parse_chunk(text, wavelength)
+            except stream_format.DamagedChunk as err:
+                damaged.append((begin, str(err)))
+                continue
+            for crystal in crystals:
+                cells[image] = crystal.cell
+                arrays.append(crystal.rows)
+                images.append(np.full(len(crystal.rows), image, dtype=np.int64))
                 image += 1
-    if arrays:
-        values = np.concatenate(arrays).astype(np.float64)
-        image_of = np.concatenate(images)
-    else:
-        values = np.zeros((0, len(columns)))
-        image_of = np.zeros(0, dtype=np.int64)
-    data = pd.DataFrame({k: np.rint(values[:, i]).astype(np.int32) for i, k in enumerate(columns[:3])})
+    columns = stream_format.COLUMNS
+    values = np.concatenate(arrays) if arrays else np.zeros((0, len(columns)))
+    image_of = np.concatenate(images) if images else np.zeros(0, dtype=np.int64)
+    data = pd.DataFrame({k: values[:, i].astype(np.int32) for i, k in enumerate(columns[:3])})
     for i, name in enumerate(columns[3:], start=3):
         data[name] = values[:, i].astype(np.float32)
     data["image"] = image_of
     data["BATCH"] = image_of.astype(np.float32)
-    return data, cells, image
+    return data, cells, image, damaged
 
 
 def iter_stream_blocks(path, chunks_per_block=2000, wavelength=None, start_chunk=0, first_image=0):
@@ -321,7 +320,7 @@ def stream_blocks(path, chunks_per_block=2000, start_chunk=0):
         process).
     """
     path = str(path)
-    spans = _chunk_spans(_stream_loader(path))[start_chunk:]
+    spans = _chunk_spans(path)[start_chunk:]
     if not spans and start_chunk == 0:
         raise InputError("the stream holds no complete chunk (empty or truncated)", path)
     return [spans[first:first + chunks_per_block] for first in range(0, len(spans), chunks_per_block)]
@@ -346,9 +345,8 @@ def read_stream_block(path, spans, wavelength=None, first_image=0):
         (number of the crystal after the block's last).
     """
     path = str(path)
-    loader = _stream_loader(path)
-    data, cells, next_image = _parse_block(loader, spans, wavelength, first_image, path)
-    raw = RawReflections(data, _stream_reference_cell(loader), None, cells, path)
+    data, cells, next_image, damaged = _parse_block(spans, wavelength, first_image, path)
+    raw = RawReflections(data, _stream_reference_cell(path), None, cells, path, damaged)
     raw.n_chunks = len(spans)
     raw.next_image = next_image
     return raw
@@ -363,12 +361,13 @@ def read_stream(path, wavelength=None):
     """
     blocks = list(iter_stream_blocks(path, wavelength=wavelength))
     data = pd.concat([b.data for b in blocks], ignore_index=True)
-    cells = {}
+    cells, damaged = {}, []
     for b in blocks:
         cells.update(b.image_cells)
-    if len(data) == 0:
+        damaged += b.damaged
+    if len(data) == 0 and not damaged:
         raise InputError("the stream holds no indexed reflections", path)
-    return RawReflections(data, blocks[0].cell, None, cells, str(path))
+    return RawReflections(data, blocks[0].cell, None, cells, str(path), damaged)
 
 
 # ---------------------------------------------------------------------------- DIALS
@@ -381,11 +380,50 @@ def dials_pair(path):
 
 def _cell_from_real_space(crystal):
     a, b, c = (np.asarray(crystal[k], dtype=float) for k in ("real_space_a", "real_space_b", "real_space_c"))
+    if any(v.shape != (3,) for v in (a, b, c)):
+        raise ValueError("real-space vectors need 3 components")
 
     def angle(u, v):
-        return math.degrees(math.acos(np.dot(u, v) / (np.linalg.norm(u) * np.linalg.norm(v))))
+        cosine = np.dot(u, v) / max(np.linalg.norm(u) * np.linalg.norm(v), 1e-300)
+        return math.degrees(math.acos(min(1.0, max(-1.0, cosine))))
 
     return (np.linalg.norm(a), np.linalg.norm(b), np.linalg.norm(c), angle(b, c), angle(a, c), angle(a, b))
+
+
+def _read_experiments(expt):
+    """Crystal models and the crystal of each experiment, from an ``.expt`` file."""
+    try:
+        with open(expt, encoding="utf-8") as handle:
+            experiments = json.load(handle)
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise InputError(f"not a DIALS experiment list ({err.__class__.__name__})", expt) from None
+    if not isinstance(experiments, dict):
+        raise InputError("not a DIALS experiment list (no JSON object)", expt)
+    crystals = experiments.get("crystal") or []
+    if not crystals or not all(isinstance(c, dict) for c in crystals):
+        raise InputError("the experiment list holds no crystal model", expt)
+    try:
+        cells = [_cell_from_real_space(c) for c in crystals]
+    except (KeyError, TypeError, ValueError) as err:
+        raise InputError(f"a crystal model has no valid real-space vectors ({err})", expt) from None
+    if not all(all(math.isfinite(p) and p > 0 for p in cell) for cell in cells):
+        raise InputError("a crystal model has a degenerate unit cell", expt)
+    entries = experiments.get("experiment") or [{} for _ in crystals]
+    experiment_crystal = [e.get("crystal", i) if isinstance(e, dict) else -1 for i, e in enumerate(entries)]
+    if not all(isinstance(c, int) and 0 <= c < len(cells) for c in experiment_crystal):
+        raise InputError("an experiment refers to a crystal model that is not in the list", expt)
+    return crystals, cells, experiment_crystal
+
+
+def _dials_spacegroup(crystal, expt):
+    hall = str(crystal.get("space_group_hall_symbol", "")).strip()
+    try:
+        spacegroup = gemmi.find_spacegroup_by_ops(gemmi.symops_from_hall(hall))
+    except (RuntimeError, ValueError):  # gemmi's complaint about a bad Hall symbol
+        spacegroup = None
+    if spacegroup is None:
+        raise InputError(f"unknown space group Hall symbol '{hall}'", expt)
+    return spacegroup
 
 
 def read_dials(path):
@@ -405,34 +443,24 @@ def read_dials(path):
     """
     expt, refl = dials_pair(path)
     for name in (expt, refl):
-        _check_readable(name)
-    try:
-        with open(expt) as handle:
-            experiments = json.load(handle)
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise InputError(f"not a DIALS experiment list ({err.__class__.__name__})", expt) from None
-    crystals = experiments.get("crystal") or []
-    if not crystals:
-        raise InputError("the experiment list holds no crystal model", expt)
+        check_readable(name)
+    crystals, cells, experiment_crystal = _read_experiments(expt)
     try:
         ds = rs.io.read_dials_stills(refl, numjobs=1)
-    except Exception as err:
+    except (ValueError, KeyError, TypeError, IndexError, AttributeError) as err:
+        # msgpack and rs raise these for a damaged or foreign table
         raise InputError(f"not a readable DIALS reflection table ({type(err).__name__}: {err})", refl) from None
     required = ["intensity.sum.value", "intensity.sum.variance", "H", "K", "L", "BATCH"]
     missing = [c for c in required if c not in ds.columns]
     if missing:
         raise InputError(f"missing columns {', '.join(missing)}", refl)
-    hall = crystals[0].get("space_group_hall_symbol", "").strip()
-    try:
-        spacegroup = gemmi.find_spacegroup_by_ops(gemmi.symops_from_hall(hall))
-    except Exception:
-        spacegroup = None
-    if spacegroup is None:
-        raise InputError(f"unknown space group Hall symbol '{hall}'", expt)
-    cells = [_cell_from_real_space(c) for c in crystals]
+    spacegroup = _dials_spacegroup(crystals[0], expt)
     mean_cell = gemmi.UnitCell(*np.mean(np.asarray(cells), axis=0))
-    experiment_crystal = [e.get("crystal", i) for i, e in enumerate(experiments.get("experiment", []))]
     ds = ds.reset_index(drop=True)
+    batches = np.unique(ds["BATCH"].to_numpy())
+    if len(batches) and (batches.min() < 0 or batches.max() >= len(experiment_crystal)):
+        raise InputError(f"reflections of experiment {int(batches.max())} but {expt} lists "
+                         f"{len(experiment_crystal)} experiments (the .expt does not belong to this .refl)", refl)
     variance = ds["intensity.sum.variance"].to_numpy(np.float64)
     frame = pd.DataFrame({
         "H": ds["H"], "K": ds["K"], "L": ds["L"],
@@ -446,12 +474,27 @@ def read_dials(path):
         if old in ds:
             frame[new] = ds[old].to_numpy(np.float32)
     data = _finish(frame, refl)
-    image_cells = {}
-    batches = np.unique(ds["BATCH"].to_numpy())
-    for image, batch in enumerate(batches):
-        crystal = experiment_crystal[batch] if batch < len(experiment_crystal) else 0
-        image_cells[image] = cells[crystal if crystal < len(cells) else 0]
+    image_cells = {image: cells[experiment_crystal[int(batch)]] for image, batch in enumerate(batches)}
     return RawReflections(data, mean_cell, spacegroup, image_cells, str(refl))
+
+
+#: Options that choose MTZ columns, by command-line flag.
+KEY_OPTIONS = ("--intensity-key", "--uncertainty-key", "--image-key")
+
+
+def check_key_overrides(path, intensity_key=None, uncertainty_key=None, image_key=None):
+    """Refuse column overrides for a file whose format has fixed columns (streams, DIALS).
+
+    Raises
+    ------
+    InputError
+        Naming the file and the flags that cannot apply to it.
+    """
+    given = [flag for flag, key in zip(KEY_OPTIONS, (intensity_key, uncertainty_key, image_key)) if key is not None]
+    kind = file_format(path)
+    if given and kind != "mtz":
+        raise InputError(f"{'/'.join(given)} choose MTZ columns; a {kind} file has fixed columns "
+                         "(leave the flag out)", path)
 
 
 def read_file(path, intensity_key=None, uncertainty_key=None, image_key=None):
@@ -462,12 +505,13 @@ def read_file(path, intensity_key=None, uncertainty_key=None, image_key=None):
     path : str
         ``.mtz``, ``.stream``, ``.expt`` or ``.refl``.
     intensity_key, uncertainty_key, image_key : str, optional
-        Column overrides for MTZ files.
+        Column overrides for MTZ files (InputError for other formats).
 
     Returns
     -------
     RawReflections
     """
+    check_key_overrides(path, intensity_key, uncertainty_key, image_key)
     kind = file_format(path)
     if kind == "mtz":
         return read_mtz(path, intensity_key, uncertainty_key, image_key)

@@ -9,6 +9,7 @@ resumed run) map onto the same ids.
 """
 
 from dataclasses import dataclass
+from functools import cached_property
 
 import gemmi
 import numpy as np
@@ -63,9 +64,18 @@ def map_to_asu(hkl, spacegroup):
     return asu.astype(np.int32), (np.asarray(isym) % 2 == 1)
 
 
+def _read_only(array):
+    """``array``, marked read-only (it is cached and shared)."""
+    array.setflags(write=False)
+    return array
+
+
 @dataclass
 class ReflectionIndex:
     """The ordered set of unique reflections a model estimates.
+
+    The derived arrays (``centric``, ``epsilon``, ``dHKL`` and the lookup
+    keys) are computed once, on first use; treat the attributes as read-only.
 
     Attributes
     ----------
@@ -119,22 +129,22 @@ class ReflectionIndex:
     def __len__(self):
         return len(self.hkl)
 
-    @property
+    @cached_property
     def centric(self):
         """numpy.ndarray of bool: centric flag of each reflection."""
-        return np.asarray(rs.utils.is_centric(self.hkl, self.spacegroup), dtype=bool)
+        return _read_only(np.asarray(rs.utils.is_centric(self.hkl, self.spacegroup), dtype=bool))
 
-    @property
+    @cached_property
     def epsilon(self):
         """numpy.ndarray of float32: the statistical weight (epsilon factor)."""
-        return np.asarray(
+        return _read_only(np.asarray(
             rs.utils.compute_structurefactor_multiplicity(self.hkl, self.spacegroup), dtype=np.float32
-        )
+        ))
 
-    @property
+    @cached_property
     def dHKL(self):
         """numpy.ndarray of float32: resolution of each reflection in Angstrom."""
-        return self.cell.calculate_d_array(self.hkl).astype(np.float32)
+        return _read_only(self.cell.calculate_d_array(self.hkl).astype(np.float32))
 
     def lookup(self, asu_hkl, plus):
         """Ids of ASU reflections; -1 where a reflection is not in the index.
@@ -154,13 +164,11 @@ class ReflectionIndex:
         asu_hkl = np.asarray(asu_hkl).reshape(-1, 3)
         if len(self.hkl) == 0:
             return np.full(len(asu_hkl), -1, dtype=np.int32)
-        keys = pack_hkl(self.hkl, self.plus)
-        order = np.argsort(keys)
-        sorted_keys = keys[order]
+        order, sorted_keys = self._sorted_keys
 
         def find(hkl, plus_flags):
             query = pack_hkl(hkl, plus_flags)
-            pos = np.clip(np.searchsorted(sorted_keys, query), 0, len(keys) - 1)
+            pos = np.clip(np.searchsorted(sorted_keys, query), 0, len(sorted_keys) - 1)
             return np.where(sorted_keys[pos] == query, order[pos], -1).astype(np.int32)
 
         if not self.anomalous:
@@ -173,6 +181,13 @@ class ReflectionIndex:
             centric = self.centric
             ids[retry] = np.where((again >= 0) & centric[np.maximum(again, 0)], again, -1)
         return ids
+
+    @cached_property
+    def _sorted_keys(self):
+        """(order, sorted packed keys) of the index, for :meth:`lookup`."""
+        keys = pack_hkl(self.hkl, self.plus)
+        order = np.argsort(keys)
+        return order, keys[order]
 
     def to_config(self):
         """A JSON-serializable description from which the index is rebuilt."""

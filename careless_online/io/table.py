@@ -48,8 +48,9 @@ class TableOptions:
         whose angles deviate by more than 100 times this, in degrees) from
         the reference cell are dropped.
     drop_invalid : bool
-        Drop observations with NaN intensity or non-positive/NaN SigI instead
-        of refusing the file.
+        Skip damaged records instead of refusing the file: observations with
+        a NaN/inf or enormous intensity or sigma, a non-positive sigma, and
+        damaged stream chunks.  What is skipped is counted in the load report.
     intensity_key, uncertainty_key, image_key : str or None
         MTZ column overrides for I, SigI and the image number.
     """
@@ -90,6 +91,9 @@ class LoadReport:
     images_read: int = 0
     images_dropped_cell: int = 0
     dropped: dict = field(default_factory=dict)
+    damaged_chunks: int = 0
+    first_damage: str = ""
+    no_image_cells: bool = False
 
     def drop(self, reason, count):
         """Record ``count`` observations dropped for ``reason``."""
@@ -104,12 +108,25 @@ class LoadReport:
         self.images_dropped_cell += other.images_dropped_cell
         for reason, count in other.dropped.items():
             self.drop(reason, count)
+        self.first_damage = self.first_damage or other.first_damage
+        self.damaged_chunks += other.damaged_chunks
+        self.no_image_cells = self.no_image_cells or other.no_image_cells
+
+    def skip_damaged(self, damaged):
+        """Count damaged chunks ``[(byte offset, reason), ...]`` that were skipped."""
+        if damaged and not self.first_damage:
+            self.first_damage = f"first at byte {damaged[0][0]}: {damaged[0][1]}"
+        self.damaged_chunks += len(damaged)
 
     def summary(self):
         """One line for the log."""
         parts = [f"{self.kept} of {self.read} observations kept from {self.images_read} images"]
         if self.images_dropped_cell:
             parts.append(f"{self.images_dropped_cell} images dropped for their cell")
+        if self.no_image_cells:
+            parts.append("no per-image cells, so --cell-tolerance drops nothing")
+        if self.damaged_chunks:
+            parts.append(f"WARNING {self.damaged_chunks} damaged chunks skipped ({self.first_damage})")
         parts += [f"{n} dropped ({why})" for why, n in sorted(self.dropped.items())]
         return "; ".join(parts)
 
@@ -163,6 +180,10 @@ def resolve_symmetry(raw, options):
     cell = parse_cell(options.cell, raw.path) if options.cell is not None else raw.cell
     if cell is None:
         raise InputError("the file does not give a unit cell; pass --cell", raw.path)
+    params = cell.parameters
+    if not (np.all(np.isfinite(params)) and min(params) > 0 and max(params[3:]) < 180 and cell.volume > 0):
+        raise InputError(f"the file's unit cell {tuple(round(p, 2) for p in params)} is not valid; pass --cell",
+                         raw.path)
     if not cell.is_compatible_with_spacegroup(sg):
         raise InputError(
             f"unit cell {tuple(round(p, 2) for p in cell.parameters)} is incompatible with space group {sg.xhm()}",
@@ -217,6 +238,42 @@ def _check_absences(hkl, isigi, sg, path):
     return absent
 
 
+#: Largest |I| or SigI accepted: the model squares them in float32 (max ~3e38).
+MAX_MAGNITUDE = 1e15
+
+
+def check_damage(raw, options, report=None):
+    """Apply the damaged-chunk policy: refuse the file, or skip and count (``drop_invalid``).
+
+    Raises
+    ------
+    InputError
+        Naming the first damaged chunk, unless ``options.drop_invalid``.
+    """
+    if not raw.damaged:
+        return
+    offset, reason = raw.damaged[0]
+    if not options.drop_invalid:
+        raise InputError(f"damaged chunk at byte {offset}: {reason} ({len(raw.damaged)} damaged chunks "
+                         "in this block; --drop-invalid skips them)", raw.path)
+    if report is not None:
+        report.skip_damaged(raw.damaged)
+
+
+def _invalid_rows(intensity, sigma, options, path):
+    """Rows with a non-finite or enormous I or SigI, or SigI <= 0; InputError unless ``drop_invalid``."""
+    bad_i = ~np.isfinite(intensity) | (np.abs(intensity) > MAX_MAGNITUDE)
+    bad_sigma = ~np.isfinite(sigma) | (sigma <= 0) | (sigma > MAX_MAGNITUDE)
+    invalid = bad_i | bad_sigma
+    if invalid.any() and not options.drop_invalid:
+        parts = [f"{int(bad_i.sum())} observations have a NaN, inf or enormous intensity",
+                 f"{int(bad_sigma.sum())} observations have a NaN, non-positive or enormous sigma"]
+        parts = [p for p in parts if not p.startswith("0 ")]
+        raise InputError(f"{' and '.join(parts)} (enormous: > {MAX_MAGNITUDE:.0e}; use --drop-invalid "
+                         "to discard them)", path)
+    return invalid
+
+
 def make_observations(raw, index, file_id, image_offset, options):
     """Turn one file's (or block's) raw reflections into observation rows.
 
@@ -238,19 +295,13 @@ def make_observations(raw, index, file_id, image_offset, options):
     """
     data = raw.data
     report = LoadReport(read=len(data), images_read=int(data["image"].nunique()) if len(data) else 0)
+    check_damage(raw, options, report)
     if len(data) == 0:
         return pd.DataFrame(), report
-    intensity = data["I"].to_numpy(np.float32)
-    sigma = data["SigI"].to_numpy(np.float32)
-    invalid = ~np.isfinite(intensity) | ~np.isfinite(sigma) | (sigma <= 0)
-    if invalid.any() and not options.drop_invalid:
-        n_nan = int((~np.isfinite(intensity)).sum())
-        n_sig = int((~np.isfinite(sigma) | (sigma <= 0)).sum())
-        raise InputError(
-            f"{n_nan} observations have a NaN/inf intensity and {n_sig} a NaN or non-positive sigma "
-            "(use --drop-invalid to discard them)",
-            raw.path,
-        )
+    report.no_image_cells = not raw.image_cells
+    intensity = data["I"].to_numpy(np.float64)
+    sigma = data["SigI"].to_numpy(np.float64)
+    invalid = _invalid_rows(intensity, sigma, options, raw.path)
     keep = ~invalid
     report.drop("invalid I or SigI", invalid.sum())
 
@@ -262,7 +313,7 @@ def make_observations(raw, index, file_id, image_offset, options):
         keep &= ~in_bad
 
     hkl = data[["H", "K", "L"]].to_numpy(np.int32)
-    isigi = np.where(sigma > 0, intensity / np.where(sigma > 0, sigma, 1), 0)
+    isigi = np.where(keep, intensity / np.where(keep, sigma, 1), 0)
     absent = _check_absences(hkl[keep], isigi[keep], index.spacegroup, raw.path)
     absent_all = np.zeros(len(keep), dtype=bool)
     absent_all[np.flatnonzero(keep)] = absent
@@ -294,8 +345,8 @@ def make_observations(raw, index, file_id, image_offset, options):
         "plus": plus.astype(np.int8),
         "refl_id": refl_id,
         "dHKL": d[rows],
-        "I": intensity[rows],
-        "SigI": sigma[rows],
+        "I": intensity[rows].astype(np.float32),
+        "SigI": sigma[rows].astype(np.float32),
     })
     for name in data.columns:
         if name not in table and name not in ("H", "K", "L", "image"):
@@ -306,6 +357,7 @@ def make_observations(raw, index, file_id, image_offset, options):
 
 def build_index(raw, options):
     """The ReflectionIndex implied by the first file and the options."""
+    check_damage(raw, options)
     cell, sg = resolve_symmetry(raw, options)
     dmin = float(options.dmin) if options.dmin is not None else default_dmin(raw, cell)
     if dmin <= 0:

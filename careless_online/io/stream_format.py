@@ -1,0 +1,291 @@
+"""The text of a CrystFEL stream: chunk boundaries, the target cell and one chunk's crystals.
+
+A stream is a header (geometry, target unit cell) followed by chunks, one per
+detector frame::
+
+    ----- Begin chunk -----
+    photon_energy_eV = 9700.0
+    --- Begin crystal
+    Cell parameters 7.9 7.9 3.8 nm, 90 90 90 deg
+    astar = ... nm^-1          (also bstar, cstar)
+    Reflections measured after indexing
+       h    k    l          I   sigma(I)       peak background  fs/px  ss/px panel
+     -37   11   -7     -15.11      20.15      14.00       7.51   17.5 1025.9 p0
+    End of reflections
+    --- End crystal
+    ----- End chunk -----
+
+Every crystal with reflections becomes one image.  Anything in a chunk that
+does not follow this layout raises :class:`DamagedChunk` with the reason; the
+caller decides what to do with the chunk (see docs/formats.md).
+
+For each reflection the scattered-beam vector and its Ewald offset are
+computed from the crystal's reciprocal basis :math:`A = (a^*, b^*, c^*)` and
+the wavelength :math:`\\lambda`:
+
+.. math::
+
+    s_0 = (0, 0, 1/\\lambda), \\quad s_1 = A h + s_0, \\quad
+    e = |s_1| - 1/\\lambda,
+
+and the angular offset is the signed angle between :math:`q = A h` and its
+projection :math:`q' = s_1 / (\\lambda |s_1|) - s_0` onto the Ewald sphere.
+"""
+
+import re
+from dataclasses import dataclass
+
+import numpy as np
+
+#: Columns of a parsed reflection row, in order.
+COLUMNS = ("H", "K", "L", "I", "SigI", "peak", "background", "XDET", "YDET",
+           "s1x", "s1y", "s1z", "ewald_offset", "angular_ewald_offset")
+#: hc in eV * Angstrom (photon energy to wavelength).
+HC_EV_ANGSTROM = 12398.419843320026
+
+CHUNK_BEGIN = re.compile(rb"----- Begin chunk -----")
+CHUNK_END = re.compile(rb"----- End chunk -----")
+_CRYSTAL = re.compile(r"--- Begin crystal\n(.*?)--- End crystal", re.DOTALL)
+_ENERGY = re.compile(r"^photon_energy_eV\s*=\s*(\S+)", re.MULTILINE)
+_CELL = re.compile(r"^Cell parameters(.*)$", re.MULTILINE)
+_STAR = re.compile(r"^([abc])star\s*=(.*)$", re.MULTILINE)
+_TABLE_START = "Reflections measured after indexing\n"
+_TABLE_END = "End of reflections"
+_HEADER_CELL = re.compile(r"^(a|b|c|al|be|ga)\s*=\s*(\S+)\s*(\S*)", re.MULTILINE)
+_LATTICE = re.compile(r"^lattice_type\s*=\s*(\S+)", re.MULTILINE)
+
+
+class DamagedChunk(ValueError):
+    """A chunk that does not follow the stream layout; the message says why."""
+
+
+@dataclass
+class Crystal:
+    """One indexed crystal of a chunk.
+
+    Attributes
+    ----------
+    cell : tuple of 6 floats
+        a, b, c (Angstrom), alpha, beta, gamma (degrees).
+    rows : numpy.ndarray, shape (n, len(COLUMNS))
+        One row per reflection, float64.
+    """
+
+    cell: tuple
+    rows: np.ndarray
+
+
+def _floats(text, count, what):
+    """Exactly the first ``count`` numbers of ``text`` (words after them are ignored)."""
+    words = text.replace(",", " ").split()
+    try:
+        values = [float(w) for w in words[:count]]
+    except ValueError:
+        raise DamagedChunk(f"non-numeric {what} '{text.strip()[:40]}'") from None
+    if len(values) < count or not all(np.isfinite(values)):
+        raise DamagedChunk(f"garbled {what} '{text.strip()[:40]}'")
+    return values
+
+
+def _cell(text):
+    """'7.9 7.9 3.8 nm, 90 90 90 deg' -> (79, 79, 38, 90, 90, 90)."""
+    match = _CELL.search(text)
+    if match is None:
+        raise DamagedChunk("crystal without 'Cell parameters'")
+    numbers = re.findall(r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?", match.group(1))
+    a, b, c, al, be, ga = _floats(" ".join(numbers), 6, "cell parameters")
+    if min(a, b, c) <= 0 or not all(0 < x < 180 for x in (al, be, ga)):
+        raise DamagedChunk(f"impossible cell parameters '{match.group(1).strip()[:40]}'")
+    return (10 * a, 10 * b, 10 * c, al, be, ga)
+
+
+def _reciprocal_basis(text):
+    """Columns a*, b*, c* in 1/Angstrom (the stream gives them in 1/nm)."""
+    stars = {name: _floats(rest, 3, f"{name}star") for name, rest in _STAR.findall(text)}
+    if sorted(stars) != ["a", "b", "c"]:
+        raise DamagedChunk("crystal without astar, bstar and cstar")
+    basis = np.array([stars["a"], stars["b"], stars["c"]]).T / 10.0
+    if abs(np.linalg.det(basis)) < 1e-12:
+        raise DamagedChunk("degenerate reciprocal basis")
+    return basis
+
+
+def _reflection_table(text):
+    """The (n, 9) numbers h, k, l, I, sigma, peak, background, fs, ss of a crystal (n may be 0)."""
+    start = text.find(_TABLE_START)
+    if start < 0:
+        return np.zeros((0, 9))
+    body = text[start + len(_TABLE_START):]
+    end = body.find(_TABLE_END)
+    if end < 0:
+        raise DamagedChunk("reflection table without 'End of reflections'")
+    lines = body[:end].splitlines()[1:]  # the first line names the columns
+    rows = []
+    for number, line in enumerate(lines, start=1):
+        words = line.split()
+        if len(words) < 9:
+            raise DamagedChunk(f"reflection line {number} has {len(words)} columns, needs 9 or more")
+        rows.append(_floats(" ".join(words[:9]), 9, f"reflection line {number}"))
+    table = np.array(rows, dtype=np.float64).reshape(-1, 9)
+    if np.any(table[:, :3] != np.rint(table[:, :3])):
+        raise DamagedChunk("non-integer Miller index in the reflection table")
+    return table
+
+
+def _ewald(table, basis, wavelength):
+    """s1, Ewald offset and angular Ewald offset of each reflection (see module docstring)."""
+    inv = 1.0 / wavelength
+    q = table[:, :3] @ basis.T
+    s1 = q + np.array([0.0, 0.0, inv])
+    norm = np.linalg.norm(s1, axis=1)
+    offset = norm - inv
+    q_sphere = s1 * (inv / np.maximum(norm, 1e-30))[:, None] - np.array([0.0, 0.0, inv])
+    cross = np.linalg.norm(np.cross(q, q_sphere), axis=1)
+    angle = np.arctan2(cross, np.einsum("ij,ij->i", q, q_sphere))
+    return np.column_stack([s1, offset, np.sign(offset) * angle])
+
+
+def _wavelength(text, wavelength):
+    if wavelength is not None:
+        return float(wavelength)
+    match = _ENERGY.search(text)
+    if match is None:
+        raise DamagedChunk("no photon_energy_eV line")
+    energy = _floats(match.group(1), 1, "photon energy")[0]
+    if energy <= 0:
+        raise DamagedChunk(f"non-positive photon energy {energy}")
+    return HC_EV_ANGSTROM / energy
+
+
+def parse_chunk(data, wavelength=None):
+    """Crystals of one chunk.
+
+    Parameters
+    ----------
+    data : bytes
+        The chunk, from its begin marker to its end marker.
+    wavelength : float, optional
+        Wavelength in Angstrom (else from the chunk's photon energy).
+
+    Returns
+    -------
+    list of Crystal
+        The crystals that have reflections, in file order.
+
+    Raises
+    ------
+    DamagedChunk
+        If any part of the chunk breaks the layout.
+    """
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise DamagedChunk(f"bytes that are not UTF-8 text at chunk offset {err.start}") from None
+    if text.count("--- Begin crystal") != text.count("--- End crystal"):
+        raise DamagedChunk("a crystal without its end marker")
+    crystals = []
+    for block in _CRYSTAL.findall(text):
+        table = _reflection_table(block)
+        cell = _cell(block)
+        if len(table) == 0:
+            continue
+        ewald = _ewald(table, _reciprocal_basis(block), _wavelength(text, wavelength))
+        crystals.append(Crystal(cell, np.column_stack([table, ewald])))
+    return crystals
+
+
+def chunk_spans(handle, scan_bytes):
+    """Byte spans of the chunks of a stream, in file order.
+
+    Each begin marker is paired with the first end marker after it.  A begin
+    marker followed by another begin marker before any end marker starts a
+    damaged chunk, whose span ends where the next chunk begins; a begin marker
+    with no end marker after it (a stream still being written) is not
+    returned.
+
+    Parameters
+    ----------
+    handle : binary file
+    scan_bytes : int
+        Bytes read at a time (bounds memory).
+
+    Returns
+    -------
+    list of (int, int, bool)
+        (start, end, complete) of each chunk.
+    """
+    begins, ends = _marker_positions(handle, scan_bytes)
+    spans = []
+    j = 0
+    for i, begin in enumerate(begins):
+        while j < len(ends) and ends[j] <= begin:
+            j += 1  # an end marker without a begin: stray text between chunks
+        following = begins[i + 1] if i + 1 < len(begins) else None
+        if j < len(ends) and (following is None or ends[j] <= following):
+            spans.append((begin, ends[j], True))
+        elif following is not None:
+            spans.append((begin, following, False))
+    return spans
+
+
+def _marker_positions(handle, scan_bytes):
+    """Starts of begin markers and ends of end markers, read piece by piece."""
+    overlap = max(len(CHUNK_BEGIN.pattern), len(CHUNK_END.pattern)) - 1
+    begins, ends = [], []
+    carry, base = b"", 0  # base: file offset of carry[0]
+    while True:
+        piece = handle.read(scan_bytes)
+        if not piece:
+            break
+        text = carry + piece
+        # a match that ends inside the carried bytes was found in the last piece
+        begins += [base + m.start() for m in CHUNK_BEGIN.finditer(text) if m.end() > len(carry)]
+        ends += [base + m.end() for m in CHUNK_END.finditer(text) if m.end() > len(carry)]
+        keep = min(overlap, len(text))
+        carry, base = text[len(text) - keep:], base + len(text) - keep
+    return begins, ends
+
+
+_LATTICE_CELL = {
+    "cubic": lambda p: [p[0], p[0], p[0], 90.0, 90.0, 90.0],
+    "tetragonal": lambda p: [p[0], p[0], p[2], 90.0, 90.0, 90.0],
+    "hexagonal": lambda p: [p[0], p[0], p[2], 90.0, 90.0, 120.0],
+    "orthorhombic": lambda p: [p[0], p[1], p[2], 90.0, 90.0, 90.0],
+}
+
+
+def target_cell(header):
+    """The target unit cell of a stream header, or None.
+
+    Parameters
+    ----------
+    header : bytes
+        The text before the first chunk.
+
+    Returns
+    -------
+    list of 6 floats or None
+        a, b, c (Angstrom), alpha, beta, gamma (degrees); None if the header
+        has no complete, positive unit cell.
+    """
+    begin = header.find(b"----- Begin unit cell -----")
+    end = header.find(b"----- End unit cell -----")
+    if begin < 0 or end < begin:
+        return None
+    text = header[begin:end].decode("utf-8", "replace")
+    values = {}
+    for name, number, unit in _HEADER_CELL.findall(text):
+        try:
+            value = float(number)
+        except ValueError:
+            return None
+        values[name] = 10 * value if unit == "nm" else value
+    if sorted(values) != sorted(["a", "b", "c", "al", "be", "ga"]):
+        return None
+    params = [values[k] for k in ("a", "b", "c", "al", "be", "ga")]
+    lattice = _LATTICE.search(text)
+    if lattice is not None and lattice.group(1) in _LATTICE_CELL:
+        params = _LATTICE_CELL[lattice.group(1)](params)
+    if not all(np.isfinite(params)) or min(params) <= 0 or max(params[3:]) >= 180:
+        return None
+    return params
