@@ -1,12 +1,18 @@
-"""A cache that grows while CrystFEL streams are being written.
+"""A cache that grows while data are being collected.
 
-:class:`LiveCache` remembers how many complete chunks of each stream it has
-converted.  :meth:`LiveCache.poll` converts the chunks completed since, as new
-shards, and returns the number of new images; :attr:`LiveCache.manifest` is
-a :class:`~careless_online.io.cache.Manifest` of everything converted so far,
+:class:`LiveCache` follows its sources (see :mod:`careless_online.io.arrivals`):
+growing CrystFEL streams, and folders or glob patterns into which unmerged MTZ
+files or DIALS stills pairs keep arriving.  :meth:`LiveCache.poll` converts
+what completed since the last look (the chunks of each stream that have their
+``End chunk`` line, the files that are ready) into new shards and returns the
+number of new images; :attr:`LiveCache.manifest` is a
+:class:`~careless_online.io.cache.Manifest` of everything converted so far,
 usable by :class:`~careless_online.io.pipeline.ImageBatches` like any cache.
-A chunk still being written (no ``End chunk`` line yet) is left for the next
-poll.
+
+Image ids are handed out in the order images are converted, from 0 without
+gaps, whatever the number of files: an id is below the number of images seen,
+so it stays within int32 for up to 2**31 images.  The manifest records, per
+input, the ``segments`` ``[first id, count]`` its images received.
 """
 
 import json
@@ -16,43 +22,50 @@ import numpy as np
 
 from careless_online.errors import InputError
 from careless_online.io import readers
+from careless_online.io.arrivals import Arrivals
 from careless_online.io.cache import CACHE_VERSION, Manifest, _ShardWriter
 from careless_online.io.table import LoadReport, build_index, make_observations
 
+#: Largest image id a shard column (int32) holds.
+MAX_IMAGE_ID = 2**31 - 1
+
 
 class LiveCache:
-    """Incrementally converted streams.
+    """Incrementally converted inputs.
 
     Parameters
     ----------
-    paths : list of str
-        CrystFEL streams (they may still be growing, or not exist yet).
+    sources : list of str
+        CrystFEL streams (they may still be growing, or not exist yet), MTZ or
+        DIALS files, folders or glob patterns (see
+        :class:`~careless_online.io.arrivals.Arrivals`).
     options : careless_online.io.table.TableOptions
-        Must give ``dmin`` (the reflection capacity is fixed up front).
+        Must give ``dmin`` unless ``index`` is given (the reflections to
+        estimate are fixed up front).
     folder : str
         Where shards and the manifest go (emptied of a previous manifest).
     index : ReflectionIndex, optional
         Use this index (e.g. a trained model's) instead of building one.
     shard_images : int
-        Stream chunks converted per block.
+        Images per shard (and stream chunks converted per block).
     log : callable, optional
     """
 
-    def __init__(self, paths, options, folder, index=None, shard_images=500, log=None):
-        for path in paths:
-            if readers.file_format(path) != "stream":
-                raise InputError("live mode follows CrystFEL streams only", path)
+    def __init__(self, sources, options, folder, index=None, shard_images=500, log=None):
         if options.dmin is None and index is None:
             raise InputError("live mode needs --dmin: the reflections to estimate are fixed before data arrive")
-        self.paths = [str(p) for p in paths]
+        if int(shard_images) < 1:
+            raise ValueError(f"shard_images must be at least 1, got {shard_images}")
+        self.arrivals = Arrivals(sources)
+        self.paths = list(self.arrivals.sources)
         self.options = options
         self.folder = folder
         self.index = index
         self.shard_images = int(shard_images)
         self.log = log or (lambda message: None)
-        self.chunks_done = [0] * len(self.paths)
-        self.images_done = [0] * len(self.paths)
-        self.file_offsets = [i * 10**7 for i in range(len(self.paths))]
+        self.inputs = []
+        self._file_ids = {}
+        self.next_image = 0
         self.writer = None
         self.report = LoadReport()
         os.makedirs(folder, exist_ok=True)
@@ -60,62 +73,89 @@ class LiveCache:
             if name.endswith(".npz") or name in ("manifest.json", "counts.npy"):
                 os.remove(os.path.join(folder, name))
 
-    def _ready(self, path):
-        if not os.path.exists(path) or os.path.getsize(path) == 0:
+    def _input(self, path, kind):
+        """The manifest record of an input, created (with the next file id) on first use."""
+        if path not in self._file_ids:
+            self._file_ids[path] = len(self.inputs)
+            self.inputs.append({"path": os.path.abspath(path), "file_id": len(self.inputs), "kind": kind,
+                                "segments": [], "n_images": 0, "chunks": 0})
+        return self.inputs[self._file_ids[path]]
+
+    def _add(self, raw, record, n_images):
+        """Convert one file's or block's raw reflections; its images get the next ids."""
+        if self.next_image + n_images > MAX_IMAGE_ID:
+            raise InputError(f"more than {MAX_IMAGE_ID} images: image ids would overflow", raw.path)
+        if self.index is None:
+            self.index = build_index(raw, self.options)
+        if self.writer is None:
+            self.writer = _ShardWriter(self.folder, len(self.index), self.shard_images)
+        table, report = make_observations(raw, self.index, record["file_id"], self.next_image, self.options)
+        self.report.merge(report)
+        self.writer.add(table)
+        if n_images:
+            record["segments"].append([self.next_image, int(n_images)])
+            record["n_images"] += int(n_images)
+            self.next_image += int(n_images)
+        return int(n_images)
+
+    def _poll_stream(self, path):
+        record = self._input(path, "stream")
+        if readers.count_stream_chunks(path) <= record["chunks"]:
             return 0
-        return readers.count_stream_chunks(path)
+        new = 0
+        for spans in readers.stream_blocks(path, self.shard_images, start_chunk=record["chunks"]):
+            raw = readers.read_stream_block(path, spans, first_image=0)
+            new += self._add(raw, record, raw.next_image)
+            record["chunks"] += raw.n_chunks
+        return new
+
+    def _read_file(self, path):
+        """Convert a ready MTZ file or DIALS pair; one that cannot be read is skipped until it changes."""
+        options = self.options
+        try:
+            raw = readers.read_file(path, options.intensity_key, options.uncertainty_key, options.image_key)
+        except InputError as err:
+            self.arrivals.failed(path)
+            self.log(f"skipped until it changes: {err}")
+            return 0
+        self.arrivals.taken(path)
+        n_images = int(raw.data["image"].max()) + 1 if len(raw.data) else 0
+        return self._add(raw, self._input(path, readers.file_format(path)), n_images)
 
     def poll(self):
-        """Convert newly completed chunks of every stream.
+        """Convert the newly completed stream chunks and the newly ready files.
 
         Returns
         -------
         int
             Number of new images.
         """
-        new_images = 0
-        for file_id, path in enumerate(self.paths):
-            available = self._ready(path)
-            if available <= self.chunks_done[file_id]:
-                continue
-            blocks = readers.iter_stream_blocks(path, chunks_per_block=self.shard_images,
-                                                start_chunk=self.chunks_done[file_id],
-                                                first_image=self.images_done[file_id])
-            for raw in blocks:
-                if self.index is None:
-                    self.index = build_index(raw, self.options)
-                if self.writer is None:
-                    self.writer = _ShardWriter(self.folder, len(self.index), self.shard_images)
-                table, report = make_observations(raw, self.index, file_id, self.file_offsets[file_id], self.options)
-                self.report.merge(report)
-                self.writer.add(table)
-                self.chunks_done[file_id] += raw.n_chunks
-                if len(raw.data):
-                    added = int(raw.data["image"].max()) + 1 - self.images_done[file_id]
-                    self.images_done[file_id] += max(added, 0)
-                    new_images += max(added, 0)
-        if new_images and self.writer is not None:
+        ready = self.arrivals.poll()
+        new = sum(self._poll_stream(path) for path in self.arrivals.streams)
+        new += sum(self._read_file(path) for path in ready)
+        if new and self.writer is not None:
             self.writer.flush()
             self._write_manifest()
-        return new_images
+        return new
 
     def _write_manifest(self):
         np.save(os.path.join(self.folder, "counts.npy"), self.writer.counts)
-        with open(os.path.join(self.folder, "manifest.json"), "w") as handle:
+        path = os.path.join(self.folder, "manifest.json")
+        with open(path + ".tmp", "w") as handle:
             json.dump(self.info, handle)
+        os.replace(path + ".tmp", path)
 
     @property
     def info(self):
         """The manifest dictionary of what has been converted."""
-        inputs = [{"path": os.path.abspath(p), "file_id": i, "image_offset": self.file_offsets[i],
-                   "n_images": self.images_done[i], "chunks": self.chunks_done[i]}
-                  for i, p in enumerate(self.paths)]
+        inputs = [dict(record, image_offset=record["segments"][0][0] if record["segments"] else None)
+                  for record in self.inputs]
         shards = self.writer.shards if self.writer else []
         return {
             "version": CACHE_VERSION, "key": "live", "inputs": inputs, "options": self.options.to_dict(),
             "index": self.index.to_config() if self.index else None,
             "columns": self.writer.columns if self.writer else [], "shards": shards,
-            "n_images": int(max(self.file_offsets[i] + self.images_done[i] for i in range(len(self.paths)))),
+            "n_images": int(self.next_image),
             "n_obs": int(sum(s["n_obs"] for s in shards)),
             "stats": self.writer.stats if self.writer else {},
             "report": {"summary": self.report.summary(), "dropped": self.report.dropped},
@@ -127,6 +167,11 @@ class LiveCache:
         return Manifest(self.folder, self.info)
 
     @property
+    def counts(self):
+        """Observations per unique reflection so far (numpy int64; empty before any data)."""
+        return self.writer.counts.copy() if self.writer is not None else np.zeros(0, dtype=np.int64)
+
+    @property
     def n_images(self):
         """Images converted so far."""
-        return int(sum(self.images_done))
+        return int(self.next_image)

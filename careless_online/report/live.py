@@ -1,0 +1,222 @@
+"""The live report under ``<out>_live/``, refreshed after every training round.
+
+Files (each replaced atomically):
+
+``status.json``
+    Progress (``images``, ``images_waiting``, ``images_per_second``,
+    ``lag_seconds``, ``steps``, ``elapsed_seconds``), ``shells`` and
+    ``overall`` (see :mod:`careless_online.report.shells`), the
+    ``stopping_hint``, the latest ``peaks`` and the report's own cost
+    (``report_seconds``, ``report_fraction``); rewritten every round.
+``*.png`` and ``index.html``
+    The panels and the page that shows them.
+
+Cost is bounded: the shell statistics cost time proportional to the unique
+reflections and are computed every round; the figures, the anomalous map and
+the page are redrawn only when the time since they were last drawn is at least
+``1 / max_fraction`` times what drawing them took, so drawing takes at most
+about ``max_fraction`` of the run (and always at the end).
+"""
+
+import os
+import time
+from dataclasses import asdict, dataclass
+
+import pandas as pd
+
+from careless_online.errors import InputError
+from careless_online.report import figures, page
+from careless_online.report.files import figure_png, replace_bytes, replace_json
+from careless_online.report.shells import ShellLayout, shell_statistics
+from careless_online.report.trend import Trend, stopping_hint
+from careless_online.stats.maps import DEFAULT_ELEMENTS, anomalous_map, atom_peaks, select_atoms
+
+
+@dataclass
+class RoundProgress:
+    """Where a live merge stands after a training round.
+
+    Attributes
+    ----------
+    images : int
+        Images the model has been trained on (merged).
+    images_waiting : int
+        Images converted but not yet trained on.
+    images_per_second : float
+        Images added to the merge per second of the run.
+    lag_seconds : float
+        Seconds from the arrival of the newest merged images to this report.
+    steps : int
+        Gradient steps taken.
+    elapsed_seconds : float
+        Seconds since the live merge started.
+    round_seconds : float
+        Seconds the round (training and output) took.
+    """
+
+    images: int
+    images_waiting: int
+    images_per_second: float
+    lag_seconds: float
+    steps: int
+    elapsed_seconds: float
+    round_seconds: float
+
+
+def _history(path):
+    if path and os.path.exists(path):
+        return pd.read_csv(path)
+    return pd.DataFrame()
+
+
+class LiveReport:
+    """Writes the live report of a merge.
+
+    Parameters
+    ----------
+    folder : str
+        Report folder (``<out>_live``); created.
+    index : careless_online.io.reflections.ReflectionIndex
+        The reflections of the merge (fixes the shells).
+    n_shells : int
+    structure : gemmi.Structure, optional
+        A model in the crystal's cell and origin: the anomalous map heights at
+        its ``elements`` atoms are followed (needs an anomalous merge).
+    elements : str
+        Atoms of ``structure`` to follow (see
+        :func:`careless_online.stats.maps.parse_elements`).
+    max_fraction : float
+        Largest share of the run spent drawing (0 < max_fraction <= 1).
+    refresh_seconds : int
+        The page's reload period.
+    clock : callable
+        Time source for the report's own timing.
+    """
+
+    def __init__(self, folder, index, n_shells=10, structure=None, elements=DEFAULT_ELEMENTS, max_fraction=0.1,
+                 refresh_seconds=10, clock=time.perf_counter):
+        if not 0 < float(max_fraction) <= 1:
+            raise ValueError(f"max_fraction must be in (0, 1], got {max_fraction}")
+        if int(refresh_seconds) < 1:
+            raise ValueError(f"refresh_seconds must be at least 1, got {refresh_seconds}")
+        self.atoms = []
+        if structure is not None:
+            if not index.anomalous:
+                raise InputError("--model-pdb follows anomalous peaks: it needs --anomalous")
+            self.atoms = select_atoms(structure, elements)
+            if not self.atoms:
+                raise InputError(f"the model has no atoms of {elements}")
+        self.folder = folder
+        self.structure = structure
+        self.layout = ShellLayout.from_index(index, n_shells)
+        self.max_fraction = float(max_fraction)
+        self.refresh_seconds = int(refresh_seconds)
+        self.clock = clock
+        self.trend = Trend()
+        self.total_seconds = 0.0
+        self.last_seconds = 0.0
+        self.drawings = 0
+        self.peaks = {}
+        self._last = None
+        self._draw_seconds = None
+        self._drawn_at = None
+        os.makedirs(folder, exist_ok=True)
+
+    def _drawing_due(self, now, final):
+        if final or self._drawn_at is None:
+            return True
+        return (now - self._drawn_at) * self.max_fraction >= self._draw_seconds
+
+    def _peaks(self, merged):
+        """Map height (σ) at each followed atom; empty without a model or a map."""
+        if self.structure is None:
+            return {}
+        try:
+            grid = anomalous_map(merged, self.structure)
+        except ValueError:  # no acentric reflection has both mates yet
+            return {}
+        table = atom_peaks(grid, self.atoms)
+        return dict(zip(table["atom"], table["height_sigma"].astype(float)))
+
+    def _figures(self, status, history):
+        shells, overall = status["shells"], status["overall"]
+        panels = [("completeness.png", "Completeness and multiplicity by shell",
+                   figures.completeness_figure(shells, overall)),
+                  ("cchalf.png", "CC1/2 by shell", figures.cc_figure(shells, overall, "cchalf", "CC1/2", 0.3)),
+                  ("cchalf_trend.png", "CC1/2 per shell against images merged (stopping hint)",
+                   figures.trend_figure(self.trend, shells, "cchalf", "CC1/2")),
+                  ("ccanom.png", "CCanom by shell", figures.cc_figure(shells, overall, "ccanom", "CCanom")),
+                  ("ccanom_trend.png", "CCanom per shell against images merged",
+                   figures.trend_figure(self.trend, shells, "ccanom", "CCanom")),
+                  ("training.png", "Loss and CCpred", figures.history_figure(history))]
+        if self.structure is not None:
+            panels.append(("peaks.png", "Anomalous peak heights at the model's atoms",
+                           figures.peaks_figure(self.trend)))
+        return [(name, caption, figure_png(figure)) for name, caption, figure in panels]
+
+    def update(self, progress, f_mean, f_std, counts, merged, history_path=None, final=False):
+        """Refresh the report after a round.
+
+        Parameters
+        ----------
+        progress : RoundProgress
+        f_mean, f_std : array of float, shape (n_reflections,)
+            Posterior mean and standard deviation of every index entry.
+        counts : array of int, shape (n_reflections,)
+            Observations merged of every index entry.
+        merged : reciprocalspaceship.DataSet
+            The merged table just written (for the anomalous map).
+        history_path : str, optional
+            The training history CSV.
+        final : bool
+            Draw regardless of the cost bound.
+
+        Returns
+        -------
+        dict
+            The status written to ``status.json``.
+        """
+        started = self.clock()
+        shells, overall = shell_statistics(self.layout, counts, f_mean, f_std)
+        drawing = self._drawing_due(started, final)
+        peaks = self._peaks(merged) if drawing else {}
+        self.trend.add(progress.images, shells, peaks)
+        self.peaks = peaks if drawing else self.peaks
+        status = asdict(progress)
+        status.update(shells=shells, overall=overall, stopping_hint=stopping_hint(self.trend, shells),
+                      peaks=self.peaks,
+                      report_fraction=self.total_seconds / max(progress.elapsed_seconds, 1e-9),
+                      trend=self.trend.points)
+        if drawing:
+            self._draw(status, history_path)
+        self.last_seconds = self.clock() - started
+        self.total_seconds += self.last_seconds
+        if drawing:
+            self._draw_seconds, self._drawn_at = self.last_seconds, self.clock()
+        status.update(report_seconds=self.last_seconds,
+                      report_fraction=self.total_seconds / max(progress.elapsed_seconds + self.last_seconds, 1e-9))
+        replace_json(os.path.join(self.folder, "status.json"), status)
+        self._last = (status, history_path, drawing, merged)
+        return status
+
+    def _draw(self, status, history_path):
+        """Write the panels and the page of ``status`` (adds ``figures`` to it)."""
+        panels = self._figures(status, _history(history_path))
+        for name, _, png in panels:
+            replace_bytes(os.path.join(self.folder, name), png)
+        status["figures"] = [name for name, _, _ in panels]
+        text = page.render(status, [(caption, png) for _, caption, png in panels], self.refresh_seconds)
+        replace_bytes(os.path.join(self.folder, "index.html"), text.encode())
+        self.drawings += 1
+
+    def finish(self):
+        """Draw the last status if the cost bound skipped it (call once the merge ends)."""
+        if self._last is None or self._last[2]:
+            return
+        status, history_path, _, merged = self._last
+        started = self.clock()
+        self.peaks = status["peaks"] = self.trend.points[-1]["peaks"] = self._peaks(merged)
+        self._draw(status, history_path)
+        self.total_seconds += self.clock() - started
+        replace_json(os.path.join(self.folder, "status.json"), status)
+        self._last = (status, history_path, True, merged)
