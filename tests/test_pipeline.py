@@ -78,14 +78,14 @@ def test_cache_reuse_and_invalidation(sim_files, tmp_path):
 
 
 def test_parallel_stream_parsing_gives_the_same_cache(sim_files, tmp_path, monkeypatch):
-    from careless_online.io import cache
+    from careless_online.io import convert, parallel
 
-    monkeypatch.setattr(cache, "PARALLEL_MIN_BYTES", 0)
-    monkeypatch.setattr(cache, "STREAM_BLOCK_CHUNKS", 7)  # many blocks, uneven against shards
+    monkeypatch.setattr(parallel, "PARALLEL_MIN_BYTES", 0)
+    monkeypatch.setattr(convert, "STREAM_BLOCK_CHUNKS", 7)  # many blocks, uneven against shards
     options = TableOptions(spacegroup=SIM_SPACEGROUP, anomalous=True)
     serial = build_cache([sim_files["stream"]], options, str(tmp_path / "serial"), shard_images=16, workers=1)
     copy = tmp_path / "copy.stream"
-    copy.write_bytes(open(sim_files["stream"], "rb").read())
+    copy.write_bytes(open(sim_files["stream"], "rb").read() + b"\n")  # not the same contents
     parallel = build_cache([sim_files["stream"], str(copy)], options, str(tmp_path / "parallel"),
                            shard_images=16, workers=2)
     assert parallel.n_images == 2 * serial.n_images and parallel.n_obs == 2 * serial.n_obs

@@ -1,0 +1,138 @@
+"""Input files to shards: read each file (streams block by block), make observations, write shards."""
+
+import os
+from contextlib import ExitStack
+
+import numpy as np
+
+from careless_online.errors import InputError
+from careless_online.io import parallel, readers
+from careless_online.io.manifest import CACHE_VERSION
+from careless_online.io.reflections import ReflectionIndex
+from careless_online.io.shards import _ShardWriter
+from careless_online.io.table import LoadReport, TableOptions, build_index, make_observations
+
+#: Stream chunks parsed per block (one task of a worker process).
+STREAM_BLOCK_CHUNKS = 250
+
+
+def _stream_block_observations(path, spans, index_config, options_dict, file_id):
+    """Parse one stream block and make its observation rows (a worker's job).
+
+    Image ids count from 0 at the block's first crystal; the caller shifts them.
+
+    Returns
+    -------
+    table : pandas.DataFrame
+    report : LoadReport
+    n_images : int
+        Crystals in the block.
+    """
+    raw = readers.read_stream_block(path, spans)
+    index = ReflectionIndex.from_config(index_config)
+    table, report = make_observations(raw, index, file_id, 0, TableOptions(**options_dict))
+    return table, report, raw.next_image
+
+
+def _check_spacegroup(raw, index, options, path):
+    """Refuse a file whose own space group differs from the merge's (unless one is forced)."""
+    if raw.spacegroup is not None and options.spacegroup is None:
+        if raw.spacegroup.xhm() != index.spacegroup.xhm():
+            raise InputError(
+                f"space group {raw.spacegroup.xhm()} differs from {index.spacegroup.xhm()} of the merge; "
+                "use --separate-files or --spacegroups", path)
+
+
+def _file_observations(path, file_id, options, index, block_chunks, pool, ahead):
+    """Observation tables of one input file, block by block.
+
+    Yields
+    ------
+    index : ReflectionIndex
+        That given, or the one built from the file's first block.
+    table : pandas.DataFrame
+        Image ids count from 0 at the block's first image.
+    report : LoadReport
+    n_images : int
+        Images (crystals) the block spans.
+    """
+    if readers.file_format(path) != "stream":
+        raw = readers.read_file(path, options.intensity_key, options.uncertainty_key, options.image_key)
+        if index is None:
+            index = build_index(raw, options)
+        else:
+            _check_spacegroup(raw, index, options, path)
+        table, report = make_observations(raw, index, file_id, 0, options)
+        yield index, table, report, int(raw.data["image"].max()) + 1 if len(raw.data) else 0
+        return
+    blocks = readers.stream_blocks(path, block_chunks)
+    if index is None:
+        raw = readers.read_stream_block(path, blocks.pop(0))
+        index = build_index(raw, options)
+        table, report = make_observations(raw, index, file_id, 0, options)
+        yield index, table, report, raw.next_image
+    tasks = [(path, spans, index.to_config(), options.to_dict(), file_id) for spans in blocks]
+    for table, report, n_images in parallel.ordered_results(pool, _stream_block_observations, tasks, ahead):
+        yield index, table, report, n_images
+
+
+def convert(groups, options, index, folder, shard_images, workers, log):
+    """Read every input into shards under ``folder``.
+
+    Parameters
+    ----------
+    groups : list of str
+        Input files (see :func:`careless_online.io.cache.input_groups`).
+    options : TableOptions
+    index : ReflectionIndex or None
+        Use this index, else build one from the first file.
+    folder : str
+    shard_images : int
+    workers : int or None
+        Stream-parsing processes (default :func:`parallel.default_workers`).
+    log : callable
+
+    Returns
+    -------
+    dict
+        The manifest, less ``key`` and ``inputs`` identities (the caller adds them).
+    """
+    report = LoadReport()
+    writer = None
+    inputs = []
+    image_offset = 0
+    block_chunks = max(1, min(STREAM_BLOCK_CHUNKS, shard_images))
+    workers = parallel.default_workers() if workers is None else int(workers)
+    pool = parallel.worker_pool(groups, workers)
+    with ExitStack() as stack:
+        if pool is not None:
+            stack.enter_context(parallel.single_threaded_children())
+            stack.callback(pool.shutdown, cancel_futures=True)
+        for file_id, path in enumerate(groups):
+            n_file_images = 0
+            file_report = LoadReport()
+            for index, table, block_report, n_images in _file_observations(
+                    path, file_id, options, index, block_chunks, pool, ahead=2 * workers):
+                if writer is None:
+                    writer = _ShardWriter(folder, len(index), shard_images)
+                if len(table):
+                    table["image_id"] += np.int32(image_offset + n_file_images)
+                n_file_images += n_images
+                file_report.merge(block_report)
+                writer.add(table)
+            if file_report.kept == 0:
+                raise InputError(f"no usable observations ({file_report.summary()})", path)
+            log(f"{path}: {file_report.summary()}")
+            report.merge(file_report)
+            inputs.append({"path": os.path.abspath(path), "size": os.path.getsize(path), "file_id": file_id,
+                           "image_offset": image_offset, "n_images": n_file_images})
+            image_offset += n_file_images
+    writer.flush()
+    return {
+        "version": CACHE_VERSION, "inputs": inputs, "options": options.to_dict(),
+        "index": index.to_config(), "columns": writer.columns, "shards": writer.shards,
+        "n_images": int(image_offset), "n_obs": int(sum(s["n_obs"] for s in writer.shards)),
+        "stats": writer.stats, "counts": writer.counts,
+        "report": {"summary": report.summary(), "dropped": report.dropped,
+                   "damaged_chunks": report.damaged_chunks},
+    }
