@@ -1,8 +1,13 @@
-"""Live mode: merging streams while they are being written."""
+"""Live mode: merging data while they are being written.
+
+Data arrive from a background writer, one piece each time the merger waits
+(see ``live_feed``), so every round sees the same data on any machine.
+"""
 
 import json
-import threading
+import os
 
+import keras
 import numpy as np
 import pandas as pd
 import pytest
@@ -11,7 +16,33 @@ import reciprocalspaceship as rs
 from careless_online.cli.main import main
 from careless_online.io.live import LiveCache
 from careless_online.io.table import TableOptions
-from careless_online.simulate import simulate_to_files
+from careless_online.simulate import simulate, simulate_to_files
+from careless_online.training.live import LiveSettings, run_live
+from careless_online.training.loop import TrainConfig
+from careless_online.training.merge import MergeSettings, run_merge
+from live_feed import Feeder, FakeClock, mtz_pieces, stream_pieces
+
+KEYS = ["dHKL", "XDET", "YDET", "ewald_offset"]
+SPACEGROUP = "P 43 21 2"
+
+
+def _settings(base, steps, anomalous=False, **options):
+    train = TrainConfig(steps=steps, eval_every=10, progress=False, lr_decay=0.0, checkpoint_every=None)
+    return MergeSettings(base=str(base), metadata_keys=KEYS,
+                         table_options=TableOptions(spacegroup=SPACEGROUP, dmin=3.0, anomalous=anomalous),
+                         train=train, model_options=dict(d_model=16), batch_images=8, predictions=False,
+                         log=lambda message: None, **options)
+
+
+def _snapshots(report_folder, store):
+    """A watch function that keeps each new status.json and cchalf.png of the report."""
+    def watch():
+        status = os.path.join(report_folder, "status.json")
+        if os.path.exists(status):
+            text = open(status).read()
+            if not store or store[-1][0] != text:
+                store.append((text, open(os.path.join(report_folder, "cchalf.png"), "rb").read()))
+    return watch
 
 
 def test_live_cache_reads_only_complete_chunks(tmp_path):
@@ -20,7 +51,7 @@ def test_live_cache_reads_only_complete_chunks(tmp_path):
     cut = text.index("----- End chunk -----", text.index("----- End chunk -----") + 10) + 30
     growing = tmp_path / "grow.stream"
     growing.write_text(text[:cut])  # two complete chunks and part of a third
-    cache = LiveCache([str(growing)], TableOptions(spacegroup="P 43 21 2", dmin=3.0), str(tmp_path / "cache"))
+    cache = LiveCache([str(growing)], TableOptions(spacegroup=SPACEGROUP, dmin=3.0), str(tmp_path / "cache"))
     assert cache.poll() == 2
     assert cache.poll() == 0
     growing.write_text(text)
@@ -33,28 +64,85 @@ def test_live_cache_reads_only_complete_chunks(tmp_path):
 
 
 def test_live_merge_follows_a_growing_stream(tmp_path):
-    base = str(tmp_path / "grow")
-    writer = threading.Thread(target=simulate_to_files, args=(base,),
-                              kwargs=dict(n_images=90, seed=4, formats=("stream",), block_size=30, interval=1.5))
-    writer.start()
-    try:
-        code = main(["mono", "--live", "--dmin", "3", "--spacegroups", "P 43 21 2", "--iterations", "40",
-                     "--live-steps", "20", "--live-timeout", "4", "--live-poll", "0.3",
-                     "dHKL,XDET,YDET,ewald_offset", base + ".stream", str(tmp_path / "out" / "live")])
-    finally:
-        writer.join()
-    assert code == 0
+    paths = simulate_to_files(str(tmp_path / "sim"), n_images=60, seed=4, formats=("stream",))
+    stream = str(tmp_path / "grow.stream")
+    clock = FakeClock()
+    snapshots = []
+    feeder = Feeder(stream_pieces(open(paths["stream"]).read(), stream, 3), clock,
+                    watch=_snapshots(str(tmp_path / "out" / "live_live"), snapshots))
+    live = LiveSettings(timeout=4.0, poll=1.0, steps_per_round=10, report_fraction=1.0)
+    written = run_live([stream], _settings(tmp_path / "out" / "live", steps=20), live, clock=clock, sleep=feeder.sleep)
+    feeder.join()
     manifest = json.loads((tmp_path / "out" / ".careless_online_cache" / "live_live" / "manifest.json").read_text())
-    assert manifest["n_images"] == 90
-    merged = rs.read_mtz(str(tmp_path / "out" / "live_0.mtz"))
+    assert manifest["n_images"] == 60
+    merged = rs.read_mtz(written["merged"])
     assert merged["N"].sum() == manifest["n_obs"]
-    history = pd.read_csv(tmp_path / "out" / "live_history.csv")
-    assert history["step"].is_monotonic_increasing and history["step"].iloc[-1] >= 40
-    assert np.isfinite(history["loss"]).all()
+    history = pd.read_csv(written["history"])
+    # two rounds on the first piece (20 steps), then one round per later piece
+    assert history["step"].is_monotonic_increasing and history["step"].iloc[-1] == 40
+    images = [json.loads(text)["images"] for text, _ in snapshots]
+    assert len(images) >= 3 and images == sorted(images) and images[0] < 60 and images[-1] == 60
+    # the figures change as data arrive
+    assert len({png for _, png in snapshots}) == len(snapshots)
+    final = json.loads(open(os.path.join(written["report"], "status.json")).read())
+    assert final["images"] == 60 and final["steps"] == 40
+
+
+def test_live_merge_equals_an_offline_merge_of_the_same_images(tmp_path, sim_files):
+    keras.utils.set_random_seed(11)
+    live = LiveSettings(timeout=0.5, poll=0.1, steps_per_round=10)
+    clock = FakeClock()
+    feeder = Feeder([], clock)
+    written = run_live([sim_files["stream"]], _settings(tmp_path / "live" / "m", steps=20), live,
+                       clock=clock, sleep=feeder.sleep)
+    keras.utils.set_random_seed(11)
+    offline = run_merge([sim_files["stream"]], _settings(tmp_path / "offline" / "m", steps=20))
+    a, b = rs.read_mtz(written["merged"]), rs.read_mtz(offline["merged"])
+    assert len(a) == len(b) > 0
+    b = b.loc[a.index]
+    assert (a["N"].to_numpy() == b["N"].to_numpy()).all()
+    np.testing.assert_allclose(a["F"].to_numpy(), b["F"].to_numpy(), rtol=1e-4)
+    np.testing.assert_allclose(a["SIGF"].to_numpy(), b["SIGF"].to_numpy(), rtol=1e-4)
+
+
+def test_live_merge_follows_a_folder_of_mtz_files_with_model_peaks(tmp_path):
+    sim = simulate(n_images=60, seed=5, dmin=3.0)
+    model = simulate_to_files(str(tmp_path / "model"), n_images=1, seed=5, dmin=3.0, formats=("stream",))["model"]
+    folder = tmp_path / "incoming"
+    folder.mkdir()
+    clock = FakeClock()
+    snapshots = []
+    feeder = Feeder(mtz_pieces(sim.observations, str(folder), 3), clock,
+                    watch=_snapshots(str(tmp_path / "out" / "m_live"), snapshots))
+    live = LiveSettings(timeout=3.0, poll=1.0, steps_per_round=10, report_fraction=1.0, model_pdb=model,
+                        elements="SE")
+    written = run_live([str(folder)], _settings(tmp_path / "out" / "m", steps=10, anomalous=True), live,
+                       clock=clock, sleep=feeder.sleep)
+    feeder.join()
+    status = json.loads(open(os.path.join(written["report"], "status.json")).read())
+    assert status["images"] == 60
+    # one report per round: the first on the first file, the last on all three
+    assert [point["images"] for point in status["trend"]] == [20, 40, 60]
+    assert len(status["shells"]) == 10 and all(s["completeness"] > 0 for s in status["shells"])
+    assert status["peaks"] and all(np.isfinite(h) for h in status["peaks"].values())
+    assert os.path.getsize(os.path.join(written["report"], "peaks.png")) > 0
+    with open(os.path.join(written["report"], "index.html")) as handle:
+        page = handle.read()
+    assert 'http-equiv="refresh"' in page and "data:image/png;base64," in page
 
 
 def test_live_needs_dmin(tmp_path, capsys):
     with pytest.raises(SystemExit) as exit_info:
-        main(["mono", "--live", "--spacegroups", "P 43 21 2", "dHKL", str(tmp_path / "x.stream"), str(tmp_path / "o")])
+        main(["mono", "--live", "--spacegroups", SPACEGROUP, "dHKL", str(tmp_path / "x.stream"), str(tmp_path / "o")])
     assert exit_info.value.code == 2
     assert "--dmin" in capsys.readouterr().err
+
+
+def test_model_pdb_needs_anomalous(tmp_path, capsys):
+    model = tmp_path / "m.pdb"
+    model.write_text("CRYST1   79.000   79.000   38.000  90.00  90.00  90.00 P 43 21 2\nEND\n")
+    with pytest.raises(SystemExit) as exit_info:
+        main(["mono", "--live", "--dmin", "3", "--spacegroups", SPACEGROUP, "--model-pdb", str(model), "dHKL",
+              str(tmp_path / "x.stream"), str(tmp_path / "o")])
+    assert exit_info.value.code == 2
+    assert "--anomalous" in capsys.readouterr().err

@@ -86,7 +86,8 @@ class LiveReport:
         Atoms of ``structure`` to follow (see
         :func:`careless_online.stats.maps.parse_elements`).
     max_fraction : float
-        Largest share of the run spent drawing (0 < max_fraction <= 1).
+        Largest share of the run spent drawing (0 < max_fraction <= 1; 1:
+        draw after every round, whatever it costs).
     refresh_seconds : int
         The page's reload period.
     clock : callable
@@ -123,7 +124,7 @@ class LiveReport:
         os.makedirs(folder, exist_ok=True)
 
     def _drawing_due(self, now, final):
-        if final or self._drawn_at is None:
+        if final or self._drawn_at is None or self.max_fraction >= 1:
             return True
         return (now - self._drawn_at) * self.max_fraction >= self._draw_seconds
 

@@ -44,7 +44,8 @@ class LiveSettings:
     elements : str
         Atoms of the model to follow.
     report_fraction : float
-        Largest share of the run the report's figures may take.
+        Largest share of the run the report's figures may take (1: draw them
+        after every round).
     shells : int
         Resolution shells of the report.
     refresh_seconds : int
