@@ -26,3 +26,21 @@ class InputError(ValueError):
     def __reduce__(self):
         # keep message and path apart when raised in a worker process
         return (type(self), (self.message, self.path))
+
+
+class DataError(InputError):
+    """The data hold too little for the requested computation.
+
+    Raised by computations that cannot tell which file the data came from
+    (e.g. "no reflections to assign to resolution shells"); the command that
+    read the file adds its path (see
+    :func:`careless_online.cli.stats_args.about`).  Programming errors stay
+    ``ValueError``/``TypeError`` and are never reported as user errors.
+
+    Parameters
+    ----------
+    message : str
+        What is missing, phrased for a crystallographer.
+    path : str, optional
+        The file, when known.
+    """

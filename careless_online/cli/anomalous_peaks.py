@@ -4,7 +4,8 @@ import gemmi
 
 from careless_online.cli.common import user_errors_exit
 from careless_online.cli.completeness import MERGED_FILE
-from careless_online.cli.stats_args import about, emit, positive_int, stats_parser
+from careless_online.cli.parser import non_negative_float, number, positive_int
+from careless_online.cli.stats_args import about, emit, stats_parser
 from careless_online.errors import InputError
 from careless_online.stats.inputs import friedel_columns, read_mtz
 from careless_online.stats.maps import DEFAULT_ELEMENTS, anomalous_peak_table, parse_elements
@@ -26,9 +27,9 @@ def build_parser():
                              "'metals' selects every metal")
     parser.add_argument("-n", "--peaks", type=positive_int, default=5,
                         help="number of other peaks to report")
-    parser.add_argument("--exclude", type=float, default=2.0,
+    parser.add_argument("--exclude", type=non_negative_float, default=2.0,
                         help="other peaks must be this far (Å) from the selected atoms")
-    parser.add_argument("--sample-rate", type=float, default=3.0,
+    parser.add_argument("--sample-rate", type=number(float, at_least=1.0), default=3.0,
                         help="map grid oversampling relative to the resolution limit")
     return parser
 

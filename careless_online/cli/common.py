@@ -7,11 +7,6 @@ import sys
 from careless_online.errors import InputError
 
 
-def quiet_tensorflow():
-    """Silence TensorFlow's C++ start-up chatter unless the user asked for it."""
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
-
 def user_errors_exit(func):
     """Decorate a ``main(argv)`` so that user errors end in one line, exit code 2.
 

@@ -6,39 +6,14 @@ where they mean the same; online-specific flags (batch size, checkpoints,
 live mode, caching) follow the same style.
 """
 
-import argparse
+import contextlib
 import os
 
+from careless_online.cli import checks
+from careless_online.cli.parser import (Parser, fraction, non_negative_float, non_negative_int, number,
+                                        positive_float, positive_int)
+from careless_online.cli.tf_runtime import import_tensorflow
 from careless_online.errors import InputError
-
-
-class _Formatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
-    pass
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message):
-        raise InputError(message)
-
-
-def _positive_int(text):
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1: {text}")
-    return value
-
-
-def _fraction(text):
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not 0.0 <= value < 1.0:
-        raise argparse.ArgumentTypeError(f"must be in [0, 1): {text}")
-    return value
 
 
 def add_arguments(parser):
@@ -60,35 +35,35 @@ def add_arguments(parser):
     g.add_argument("--image-key", default=None, help="MTZ image column (default: BATCH)")
 
     g = parser.add_argument_group("filtration")
-    g.add_argument("-d", "--dmin", type=float, default=None, help="high-resolution cut in Angstrom (default: the data's)")
-    g.add_argument("-c", "--isigi-cutoff", type=float, default=None, help="drop observations with I/SigI below this")
-    g.add_argument("--cell-tolerance", type=float, default=0.05,
+    g.add_argument("-d", "--dmin", type=positive_float, default=None, help="high-resolution cut in Angstrom (default: the data's)")
+    g.add_argument("-c", "--isigi-cutoff", type=number(float), default=None, help="drop observations with I/SigI below this")
+    g.add_argument("--cell-tolerance", type=positive_float, default=0.05,
                    help="drop images whose cell lengths deviate by more than this fraction")
     g.add_argument("--drop-invalid", action="store_true",
                    help="drop observations with NaN intensity or non-positive sigma instead of refusing the file")
 
     g = parser.add_argument_group("optimizer")
-    g.add_argument("--iterations", type=_positive_int, default=10000, help="gradient steps (one batch of images each)")
-    g.add_argument("--learning-rate", type=float, default=1e-2, help="Adam learning rate")
-    g.add_argument("--lr-decay", type=_fraction, default=0.3,
+    g.add_argument("--iterations", type=positive_int, default=10000, help="gradient steps (one batch of images each)")
+    g.add_argument("--learning-rate", type=positive_float, default=1e-2, help="Adam learning rate")
+    g.add_argument("--lr-decay", type=fraction, default=0.3,
                    help="fraction of the final steps over which the learning rate falls linearly to "
                         "2%% of --learning-rate (0: constant)")
-    g.add_argument("--beta-1", type=float, default=0.9, help="Adam beta_1")
-    g.add_argument("--beta-2", type=float, default=0.99, help="Adam beta_2")
-    g.add_argument("--clipnorm", type=float, default=None, help="clip each gradient's norm")
-    g.add_argument("--clipvalue", type=float, default=None, help="clip gradient values")
-    g.add_argument("--global-clipnorm", type=float, default=1000.0,
+    g.add_argument("--beta-1", type=fraction, default=0.9, help="Adam beta_1")
+    g.add_argument("--beta-2", type=fraction, default=0.99, help="Adam beta_2")
+    g.add_argument("--clipnorm", type=positive_float, default=None, help="clip each gradient's norm")
+    g.add_argument("--clipvalue", type=positive_float, default=None, help="clip gradient values")
+    g.add_argument("--global-clipnorm", type=non_negative_float, default=1000.0,
                    help="clip the global gradient norm (guards Adam against the huge first gradients of "
                         "very precise data; 0 disables)")
 
     g = parser.add_argument_group("online training")
-    g.add_argument("--batch-size", type=_positive_int, default=8, help="images per gradient step")
-    g.add_argument("--checkpoint-interval", type=_positive_int, default=1000,
+    g.add_argument("--batch-size", type=positive_int, default=8, help="images per gradient step")
+    g.add_argument("--checkpoint-interval", type=positive_int, default=1000,
                    help="steps between checkpoints (<out>_<i>.keras and its .json)")
     g.add_argument("--resume", action="store_true", help="continue a stopped run from its checkpoint")
     g.add_argument("--model-in", default=None, help="start from a saved model (.keras), e.g. to merge new data")
     g.add_argument("--cache-dir", default=None, help="folder of converted data (default: <out dir>/.careless_online_cache)")
-    g.add_argument("--parse-workers", type=_positive_int, default=None,
+    g.add_argument("--parse-workers", type=positive_int, default=None,
                    help="processes parsing CrystFEL streams into the cache, for streams over 64 MB "
                         "(default: the usable CPU cores, at most 8; 1 parses in the main process)")
     g.add_argument("--no-predictions", action="store_true", help="do not write <out>_predictions_<i>.mtz")
@@ -97,84 +72,79 @@ def add_arguments(parser):
 
     g = parser.add_argument_group("live mode")
     g.add_argument("--live", action="store_true",
-                   help="follow the input streams while they are written; needs --dmin")
-    g.add_argument("--live-timeout", type=float, default=60.0,
+                   help="follow the inputs while they are written (growing streams; folders or glob patterns "
+                        "of MTZ files and DIALS .expt/.refl pairs, each complete file taken once); needs --dmin; "
+                        "reports under <out>_live/")
+    g.add_argument("--live-timeout", type=positive_float, default=60.0,
                    help="seconds without new chunks after which a live merge finishes")
-    g.add_argument("--live-poll", type=float, default=2.0, help="seconds between looks at idle streams")
-    g.add_argument("--live-steps", type=_positive_int, default=100, help="gradient steps between looks at the streams")
+    g.add_argument("--live-poll", type=positive_float, default=2.0, help="seconds between looks at idle streams")
+    g.add_argument("--live-steps", type=positive_int, default=100, help="gradient steps between looks at the streams")
+    g.add_argument("--model-pdb", default=None,
+                   help="live report: follow the anomalous map heights at the S, Se and metal atoms of this model "
+                        "(PDB/mmCIF in the crystal's cell; needs --anomalous)")
 
     g = parser.add_argument_group("model")
-    g.add_argument("--mlp-width", "--d-model", dest="d_model", type=_positive_int, default=32,
+    g.add_argument("--mlp-width", "--d-model", dest="d_model", type=positive_int, default=32,
                    help="width of the encoder and scale networks (d_model)")
-    g.add_argument("--d-ff", type=_positive_int, default=None, help="hidden width of the ResNet blocks (default 2*d_model)")
-    g.add_argument("--mlp-layers", type=int, default=2, help="ResNet blocks of the scale head")
-    g.add_argument("--image-layers", type=int, default=2, help="ResNet blocks of the image encoder")
+    g.add_argument("--d-ff", type=positive_int, default=None, help="hidden width of the ResNet blocks (default 2*d_model)")
+    g.add_argument("--mlp-layers", type=non_negative_int, default=2, help="ResNet blocks of the scale head")
+    g.add_argument("--image-layers", type=non_negative_int, default=2, help="ResNet blocks of the image encoder")
     g.add_argument("--activation", default="relu", help="activation of the ResNet blocks (any keras name)")
     g.add_argument("--disable-metadata-standardization", action="store_true", help="use metadata as is")
 
     g = parser.add_argument_group("likelihood and priors")
-    g.add_argument("--studentt-likelihood-dof", type=float, default=None, help="Student-t likelihood dof (default: Normal)")
-    g.add_argument("--kl-weight", type=float, default=1.0, help="weight w_F of the structure factor KL")
-    g.add_argument("--scale-kl-weight", type=float, default=1.0, help="weight w_Sigma of the scale KL")
-    g.add_argument("--mc-samples", type=_positive_int, default=1, help="Monte Carlo samples per step")
+    g.add_argument("--studentt-likelihood-dof", type=positive_float, default=None, help="Student-t likelihood dof (default: Normal)")
+    g.add_argument("--kl-weight", type=non_negative_float, default=1.0, help="weight w_F of the structure factor KL")
+    g.add_argument("--scale-kl-weight", type=non_negative_float, default=1.0, help="weight w_Sigma of the scale KL")
+    g.add_argument("--mc-samples", type=positive_int, default=1, help="Monte Carlo samples per step")
 
     g = parser.add_argument_group("cross-validation")
-    g.add_argument("--test-fraction", type=_fraction, default=0.1, help="fraction of images held out")
+    g.add_argument("--test-fraction", type=fraction, default=0.1, help="fraction of images held out")
     g.add_argument("--merge-half-datasets", action="store_true", help="also merge random image halves (<out>_xval_<i>.mtz)")
-    g.add_argument("--half-dataset-repeats", type=_positive_int, default=1, help="number of half-dataset splits")
-    g.add_argument("--validation-frequency", type=_positive_int, default=100,
+    g.add_argument("--half-dataset-repeats", type=positive_int, default=1, help="number of half-dataset splits")
+    g.add_argument("--validation-frequency", type=positive_int, default=100,
                    help="steps between evaluations (history rows)")
-    g.add_argument("--validation-images", type=_positive_int, default=128, help="images scored per split at an evaluation")
+    g.add_argument("--validation-images", type=positive_int, default=128, help="images scored per split at an evaluation")
 
     g = parser.add_argument_group("TensorFlow")
-    g.add_argument("--seed", type=int, default=1234, help="random seed")
+    g.add_argument("--seed", type=non_negative_int, default=1234, help="random seed")
     g.add_argument("--disable-gpu", action="store_true", help="run on the CPU even if a GPU is present")
     g.add_argument("--run-eagerly", action="store_true", help="do not compile the training step (debugging)")
     g.add_argument("--jit-compile", action="store_true", help="compile the training step with XLA")
-    g.add_argument("--disable-progress-bar", action="store_true", help="no progress bar")
+    g.add_argument("--disable-progress-bar", action="store_true",
+                   help="no progress display (neither the bar on a terminal nor the periodic lines in a log)")
+    g.add_argument("--tf-debug", action="store_true",
+                   help="show TensorFlow's own log messages (C++ runtime, CUDA, absl), hidden by default")
     return parser
+
+
+#: Usage line of ``mono`` (argparse's would list every flag, 40 lines).
+USAGE = "%(prog)s [-h] [flags] metadata_keys inputs [inputs ...] out"
 
 
 def build_parser(prog="careless_online mono"):
     """The argparse parser of ``careless_online mono``."""
-    parser = _Parser(prog=prog, formatter_class=_Formatter, description=__doc__.split("\n\n")[0])
+    parser = Parser(prog=prog, usage=USAGE, description=__doc__.split("\n\n")[0])
     return add_arguments(parser)
 
 
-def _spacegroups(text, n_files):
-    if text is None:
-        return [None] * n_files
-    groups = [s.strip() for s in text.split(",") if s.strip()]
-    if len(groups) == 1:
-        return groups * n_files
-    if len(groups) != n_files:
-        raise InputError(f"--spacegroups gives {len(groups)} space groups for {n_files} input files")
-    return groups
+def settings_from_args(args, keys, groups):
+    """Translate checked arguments into (file groups, MergeSettings).
 
-
-def settings_from_args(args):
-    """Translate parsed arguments into (file groups, MergeSettings)."""
+    Parameters
+    ----------
+    args : argparse.Namespace
+        Parsed arguments.
+    keys, groups : list
+        Metadata keys and per-file space groups from
+        :func:`careless_online.cli.checks.mono_arguments`.
+    """
     from careless_online.io.cache import input_groups
     from careless_online.io.table import TableOptions, parse_cell
     from careless_online.training.loop import TrainConfig
     from careless_online.training.merge import MergeSettings
 
-    keys = [k.strip() for k in args.metadata_keys.split(",") if k.strip()]
-    if not keys:
-        raise InputError("no metadata keys given (e.g. 'dHKL,XDET,YDET')")
-    if args.live:
-        if args.separate_files or args.merge_half_datasets or args.naive or args.resume:
-            raise InputError("--live cannot be combined with --separate-files, --merge-half-datasets, --naive or --resume")
-        if args.dmin is None and args.model_in is None:
-            raise InputError("--live needs --dmin: the reflections to estimate are fixed before data arrive")
-    else:
-        for path in args.inputs:
-            if not os.path.exists(path):
-                raise InputError("no such file", path)
-    files = input_groups(args.inputs)
-    groups = _spacegroups(args.spacegroups, len(files))
-    if not args.separate_files and len(set(groups)) > 1:
-        raise InputError("different space groups per file need --separate-files")
+    files = list(args.inputs) if args.live else input_groups(args.inputs)
     cell = None if args.cell is None else list(parse_cell(args.cell).parameters)
     train = TrainConfig(
         steps=args.iterations, learning_rate=args.learning_rate, lr_decay=args.lr_decay, beta_1=args.beta_1, beta_2=args.beta_2,
@@ -206,12 +176,21 @@ def settings_from_args(args):
     return jobs, settings
 
 
+def check_combinations(args, groups):
+    """Refuse flag combinations that cannot work (no TensorFlow needed)."""
+    if not args.separate_files and len(set(groups)) > 1:
+        raise InputError("different space groups per file need --separate-files")
+    if args.live:
+        if args.separate_files or args.merge_half_datasets or args.naive or args.resume:
+            raise InputError("--live cannot be combined with --separate-files, --merge-half-datasets, --naive or --resume")
+        if args.dmin is None and args.model_in is None:
+            raise InputError("--live needs --dmin: the reflections to estimate are fixed before data arrive")
+
+
 def configure_tensorflow(args):
-    """Apply device and seed settings before any model is built."""
-    if args.disable_gpu:
-        os.environ["CUDA_VISIBLE_DEVICES"] = "-1"
+    """Import TensorFlow (quietly unless ``--tf-debug``), apply device and seed settings."""
+    tf = import_tensorflow(debug=args.tf_debug)
     import keras
-    import tensorflow as tf
 
     if args.disable_gpu:
         tf.config.set_visible_devices([], "GPU")
@@ -221,26 +200,59 @@ def configure_tensorflow(args):
     keras.utils.set_random_seed(args.seed)
 
 
+@contextlib.contextmanager
+def no_new_empty_folders(paths):
+    """Remove the folders of ``paths`` made inside the block if it fails and leaves them empty.
+
+    Parameters
+    ----------
+    paths : list of str
+        Folders the command may create (output folder, cache folder); those
+        that exist beforehand are never touched, and only empty ones are
+        removed (:func:`os.rmdir` refuses the others).
+    """
+    new = []
+    for path in paths:
+        path = os.path.abspath(path)
+        while not os.path.exists(path) and path not in new:
+            new.append(path)
+            path = os.path.dirname(path)
+    try:
+        yield
+    except BaseException:
+        for path in sorted(new, key=len, reverse=True):
+            with contextlib.suppress(OSError):
+                os.rmdir(path)
+        raise
+
+
 def run(args):
-    """Run ``mono`` for parsed arguments; returns the paths written."""
+    """Run ``mono`` for parsed arguments; returns the paths written.
+
+    Arguments, files and flag combinations are checked before TensorFlow is
+    imported; a failure leaves no new empty folder behind.
+    """
     from dataclasses import replace
 
-    from careless_online.training.merge import run_merge
+    keys, groups = checks.mono_arguments(args)
+    check_combinations(args, groups)
+    outdir = os.path.dirname(os.path.abspath(args.out))
+    cache_dir = args.cache_dir or os.path.join(outdir, ".careless_online_cache")
+    with no_new_empty_folders([outdir, cache_dir]):
+        configure_tensorflow(args)
+        jobs, settings = settings_from_args(args, keys, groups)
+        if args.live:
+            from careless_online.training.live import LiveSettings, run_live
 
-    jobs, settings = settings_from_args(args)
-    configure_tensorflow(args)
-    if args.live:
-        from careless_online.training.live import LiveSettings, run_live
+            live = LiveSettings(timeout=args.live_timeout, poll=args.live_poll, steps_per_round=args.live_steps,
+                                model_pdb=args.model_pdb)
+            files, options = jobs[0]
+            written = [run_live(files, replace(settings, table_options=options), live)]
+        else:
+            from careless_online.training.merge import run_merge
 
-        live = LiveSettings(timeout=args.live_timeout, poll=args.live_poll, steps_per_round=args.live_steps)
-        files, options = jobs[0]
-        paths = run_live(files, replace(settings, table_options=options), live)
-        for kind, path in paths.items():
-            print(f"wrote {kind}: {path}")
-        return [paths]
-    written = []
-    for output_id, (files, options) in enumerate(jobs):
-        written.append(run_merge(files, replace(settings, table_options=options), output_id=output_id))
+            written = [run_merge(files, replace(settings, table_options=options), output_id=output_id)
+                       for output_id, (files, options) in enumerate(jobs)]
     for paths in written:
         for kind, path in paths.items():
             print(f"wrote {kind}: {path}")

@@ -1,32 +1,12 @@
 """Arguments and output shared by the statistics commands (cchalf, ccpred, ...)."""
 
-import argparse
 import contextlib
 import sys
 
-from careless_online.errors import InputError
+from careless_online.cli.parser import Parser, positive_int
+from careless_online.errors import DataError, InputError
 from careless_online.stats.binning import DEFAULT_SHELLS, OVERALL, SHELLS_HELP
 from careless_online.stats.plots import save_figure
-
-
-def positive_int(text):
-    """Parse a positive integer for argparse.
-
-    Parameters
-    ----------
-    text : str
-
-    Returns
-    -------
-    int
-    """
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{value} is not a positive integer")
-    return value
 
 
 def stats_parser(prog, description, shells=True, overall=None):
@@ -47,10 +27,9 @@ def stats_parser(prog, description, shells=True, overall=None):
 
     Returns
     -------
-    argparse.ArgumentParser
+    careless_online.cli.parser.Parser
     """
-    parser = argparse.ArgumentParser(prog=prog, description=description,
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser = Parser(prog=prog, description=description)
     parser.add_argument("-o", "--output", metavar="FILE.csv", default=None,
                         help="also write the table to this CSV file")
     parser.add_argument("-i", "--image", metavar="FILE.png", default=None,
@@ -94,7 +73,10 @@ def methods(choice):
 
 @contextlib.contextmanager
 def about(path):
-    """Report problems found while computing statistics of ``path`` as input errors.
+    """Name ``path`` in the data errors raised while computing its statistics.
+
+    Only :class:`~careless_online.errors.DataError` (too little data for the
+    statistic) is caught; other exceptions are bugs and propagate unchanged.
 
     Parameters
     ----------
@@ -103,10 +85,8 @@ def about(path):
     """
     try:
         yield
-    except ValueError as err:
-        if isinstance(err, InputError):
-            raise
-        raise InputError(str(err), path=path) from None
+    except DataError as err:
+        raise InputError(err.message, path=err.path or path) from None
 
 
 def emit(table, args, figure=None, stream=None):

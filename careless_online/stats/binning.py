@@ -12,6 +12,7 @@ A *shell table* is a :class:`pandas.DataFrame` indexed by shell label
 import numpy as np
 import pandas as pd
 
+from careless_online.errors import DataError
 from careless_online.stats.correlation import count_per_group
 
 #: Default number of resolution shells.
@@ -44,7 +45,7 @@ def assign_shells(ds, bins=DEFAULT_SHELLS):
         Shell edges in Å, from low to high resolution.
     """
     if len(ds) == 0:
-        raise ValueError("no reflections to assign to resolution shells")
+        raise DataError("no reflections to assign to resolution shells")
     binned, edges = ds.assign_resolution_bins(bins=bins, return_labels=False, return_edges=True)
     edges = np.asarray(edges, dtype=float)
     if edges[0] < edges[-1]:

@@ -12,6 +12,7 @@ import pandas as pd
 import reciprocalspaceship as rs
 from scipy import ndimage
 
+from careless_online.errors import DataError
 from careless_online.stats.anomalous import anomalous_differences
 
 #: Default selection of atoms whose peaks are reported.
@@ -96,7 +97,7 @@ def anomalous_map(merged, structure, column="F", sample_rate=3.0):
     """
     differences = anomalous_differences(merged, column)
     if len(differences) == 0:
-        raise ValueError("no acentric reflection has both Friedel mates measured")
+        raise DataError("no acentric reflection has both Friedel mates measured")
     coefficients = rs.DataSet({"DANO": differences["D" + column].to_numpy(dtype=float)},
                               index=differences.index, cell=merged.cell,
                               spacegroup=merged.spacegroup, merged=True)

@@ -3,6 +3,7 @@
 import numpy as np
 import pandas as pd
 
+from careless_online.errors import DataError
 from careless_online.stats import binning
 from careless_online.stats.anomalous import stack_friedel
 from careless_online.stats.correlation import group_keys
@@ -57,7 +58,7 @@ def isigi_table(merged, bins=binning.DEFAULT_SHELLS):
     """
     pairs = [p for p in PAIRS if all(c in merged.columns for c in p)]
     if not pairs:
-        raise ValueError("no F, SIGF or I, SIGI columns")
+        raise DataError("no F, SIGF or I, SIGI columns")
     binned, edges = binning.assign_shells(merged, bins)
     nshells = len(edges) - 1
     columns = {f"{v}/{s}": _ratio_column(binned, v, s, nshells) for v, s in pairs}

@@ -1,0 +1,194 @@
+"""Checks of ``mono``'s arguments that need neither TensorFlow nor the data.
+
+They run before anything heavy is imported or any folder is made, so that a
+typo in a file name, a space group or a metadata key ends within a second with
+one line naming the problem.  Only the Python standard library and gemmi are
+used here.
+"""
+
+import os
+import re
+
+import gemmi
+
+from careless_online.errors import InputError
+
+#: File name endings of the readable inputs, and their formats.
+FORMATS = {".mtz": "mtz", ".stream": "stream", ".expt": "dials", ".refl": "dials"}
+
+#: A metadata key: a column or derived name without spaces or commas.
+_KEY = re.compile(r"^[^\s,]+$")
+
+
+def metadata_keys(text):
+    """Split and check the comma-separated metadata keys.
+
+    Parameters
+    ----------
+    text : str
+        The first positional argument of ``mono``, e.g. ``"dHKL,XDET,YDET"``.
+
+    Returns
+    -------
+    list of str
+
+    Raises
+    ------
+    InputError
+        If no key is given, a key is not a plain name (a file name given
+        instead of the keys, a space inside a key), or a key repeats.
+    """
+    keys = [k.strip() for k in text.split(",")]
+    if not any(keys):
+        raise InputError("no metadata keys given (e.g. 'dHKL,XDET,YDET')")
+    if os.path.splitext(text)[1].lower() in FORMATS or os.path.exists(text):
+        raise InputError(f"the first argument is the metadata keys (e.g. 'dHKL,XDET,YDET'), not a file: {text}")
+    for key in keys:
+        if not _KEY.match(key):
+            raise InputError(f"metadata keys: {key!r} is not a column name (keys are separated by commas)")
+    repeated = sorted({k for k in keys if keys.count(k) > 1})
+    if repeated:
+        raise InputError(f"metadata keys: {', '.join(repeated)} given twice")
+    return keys
+
+
+def input_format(path):
+    """The format of an input file from its name: ``mtz``, ``stream`` or ``dials``.
+
+    Raises
+    ------
+    InputError
+        For any other file name ending.
+    """
+    kind = FORMATS.get(os.path.splitext(str(path))[1].lower())
+    if kind is None:
+        raise InputError("unknown file format (expected .mtz, .stream, or DIALS .expt/.refl)", path)
+    return kind
+
+
+def readable_file(path, what="file"):
+    """Raise :class:`InputError` unless ``path`` is a non-empty regular file we may read."""
+    if not os.path.exists(path):
+        raise InputError("no such file", path)
+    if os.path.isdir(path):
+        raise InputError(f"is a folder, not a {what}", path)
+    if not os.path.isfile(path):
+        raise InputError(f"is not a regular file", path)
+    if not os.access(path, os.R_OK):
+        raise InputError("permission denied", path)
+    if os.path.getsize(path) == 0:
+        raise InputError("the file is empty", path)
+
+
+def input_files(paths, live=False):
+    """Check the input files: known formats, and (unless ``live``) readable.
+
+    A DIALS input needs both members of its ``.expt``/``.refl`` pair.  In live
+    mode the files may not exist yet, so only their names are checked.
+    """
+    from careless_online.io.arrivals import is_pattern
+
+    for path in paths:
+        if live and is_pattern(path):
+            continue  # a folder or glob pattern: searched again while data arrive
+        kind = input_format(path)
+        if live:
+            continue
+        members = [os.path.splitext(path)[0] + ext for ext in (".expt", ".refl")] if kind == "dials" else [path]
+        for member in members:
+            readable_file(member, what="reflection file")
+
+
+def spacegroups(text, paths, model_in=None):
+    """Check ``--spacegroups`` against the inputs; return one name (or None) per input.
+
+    Parameters
+    ----------
+    text : str or None
+        One space group for all inputs, or one per input separated by commas.
+    paths : list of str
+        The input files as given (a DIALS pair may be given as two files).
+    model_in : str, optional
+        A saved model; it knows its space group, so streams need none then.
+
+    Raises
+    ------
+    InputError
+        If a name is unknown to gemmi, the count matches neither one nor the
+        number of inputs, or a CrystFEL stream is given without a space group.
+    """
+    files = list(dict.fromkeys(os.path.splitext(p)[0] if input_format(p) == "dials" else p for p in paths))
+    if text is None:
+        streams = [p for p in files if input_format(p) == "stream"]
+        if streams and model_in is None:
+            raise InputError("CrystFEL streams do not give a space group; pass --spacegroups", streams[0])
+        return [None] * len(files)
+    groups = [s.strip() for s in text.split(",") if s.strip()]
+    for name in groups:
+        if gemmi.find_spacegroup_by_name(name) is None:
+            raise InputError(f"--spacegroups: unknown space group {name!r}")
+    if len(groups) == 1:
+        return groups * len(files)
+    if len(groups) != len(files):
+        raise InputError(f"--spacegroups gives {len(groups)} space groups for {len(files)} input files")
+    return groups
+
+
+def cell(text):
+    """Check ``--cell``: six positive numbers, angles below 180 degrees."""
+    if text is None:
+        return
+    words = [w for w in re.split(r"[,\s]+", text.strip()) if w]
+    try:
+        values = [float(w) for w in words]
+    except ValueError:
+        values = []
+    if len(values) != 6 or not all(v > 0 for v in values) or not all(v < 180 for v in values[3:]):
+        raise InputError(f"--cell: expected 'a,b,c,alpha,beta,gamma' (Å, degrees), got {text!r}")
+
+
+def output_prefix(out):
+    """Check the output prefix: a file name stem in a folder that is not a file."""
+    if out.endswith(("/", os.sep)) or os.path.isdir(out):
+        raise InputError(f"the output prefix is a folder; give a name in it, e.g. {os.path.join(out, 'merge')}")
+    folder = os.path.dirname(out)
+    while folder and not os.path.exists(folder):
+        folder = os.path.dirname(folder)
+    if folder and not os.path.isdir(folder):
+        raise InputError("is a file, not a folder for the outputs", folder)
+
+
+def existing_folder(path, flag):
+    """Raise unless ``path`` is None, absent (it will be made) or a folder."""
+    if path is not None and os.path.exists(path) and not os.path.isdir(path):
+        raise InputError(f"{flag}: is a file, not a folder", path)
+
+
+def mono_arguments(args):
+    """Check ``mono``'s parsed arguments before any data are read.
+
+    Parameters
+    ----------
+    args : argparse.Namespace
+
+    Returns
+    -------
+    keys : list of str
+        The metadata keys.
+    groups : list of str or None
+        The space group of each input file.
+
+    Raises
+    ------
+    InputError
+        For the first problem found.
+    """
+    keys = metadata_keys(args.metadata_keys)
+    input_files(args.inputs, live=args.live)
+    groups = spacegroups(args.spacegroups, args.inputs, model_in=args.model_in)
+    cell(args.cell)
+    output_prefix(args.out)
+    existing_folder(args.cache_dir, "--cache-dir")
+    if args.model_in is not None:
+        readable_file(args.model_in, what="saved model (.keras)")
+    return keys, groups
