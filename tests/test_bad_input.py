@@ -1,6 +1,10 @@
 """Bad inputs end in one-line InputErrors naming the file (exit code 2 from the CLI)."""
 
+import json
 import os
+import re
+import shutil
+from dataclasses import dataclass, field
 
 import numpy as np
 import pytest
@@ -39,10 +43,57 @@ def _edit_mtz(source, target, edit):
 def _set_sigma(value, rows=(3, 10, 20)):
     def edit(ds):
         sig = ds["SIGI"].to_numpy().copy()
-        sig[list(rows)] = value
+        sig[rows if isinstance(rows, slice) else list(rows)] = value
         ds["SIGI"] = rs.DataSeries(sig, dtype="Stddev", index=ds.index)
         return ds
     return edit
+
+
+def _edit_chunk(source, target, edit, chunk=3):
+    """Copy a stream with ``edit(bytes) -> bytes`` applied to chunk number ``chunk`` (0-based)."""
+    text = open(source, "rb").read()
+    begin = -1
+    for _ in range(chunk + 1):
+        begin = text.index(b"----- Begin chunk -----", begin + 1)
+    end = text.index(b"----- End chunk -----", begin) + len(b"----- End chunk -----")
+    with open(target, "wb") as handle:
+        handle.write(text[:begin] + edit(text[begin:end]) + text[end:])
+    return str(target)
+
+
+def _sub(pattern, replacement):
+    """An edit replacing the first match of a regex (bytes)."""
+    return lambda chunk: re.sub(pattern, replacement, chunk, count=1, flags=re.MULTILINE)
+
+
+def _reflection_line(number, replacement):
+    """An edit replacing reflection line ``number`` of a chunk with ``replacement``."""
+    def edit(chunk):
+        head, rest = chunk.split(b"panel\n", 1)
+        lines = rest.split(b"\n")
+        lines[number] = replacement
+        return head + b"panel\n" + b"\n".join(lines)
+    return edit
+
+
+def _edit_refl(source, target, edit):
+    """Copy a DIALS pair, the reflection table's msgpack body changed by ``edit(dict)``."""
+    import msgpack
+
+    body = msgpack.unpackb(open(source, "rb").read(), strict_map_key=False)
+    edit(body[2])
+    open(target, "wb").write(msgpack.packb(body))
+    shutil.copy(os.path.splitext(source)[0] + ".expt", os.path.splitext(str(target))[0] + ".expt")
+    return str(target)
+
+
+def _edit_expt(source, target, edit):
+    """Copy a DIALS pair, the experiment list's JSON changed by ``edit(dict)``."""
+    expt = json.load(open(os.path.splitext(source)[0] + ".expt"))
+    edit(expt)
+    json.dump(expt, open(os.path.splitext(str(target))[0] + ".expt", "w"))
+    shutil.copy(source, str(target))
+    return str(target)
 
 
 @pytest.fixture(scope="module")
@@ -55,60 +106,188 @@ def absent_mtz(tmp_path_factory):
                              cell=(79.1, 79.1, 38.0, 90, 90, 90), dmin=3.0)["mtz"]
 
 
+@dataclass
+class Case:
+    """One kind of bad input: files, options, and the file and words the error must name."""
+
+    paths: list
+    group: object
+    message: str
+    options: dict = field(default_factory=dict)  # TableOptions keywords
+    argv: list = field(default_factory=list)  # the same as command-line flags
+    culprit: object = None  # the file named (default: the last of ``paths``)
+    cli_named: object = None  # what the command line names instead (a flag checked before any file)
+
+    @property
+    def named(self):
+        return self.paths[-1] if self.culprit is None else self.culprit
+
+
+def _mtz_case(kind, p, sim_files, data_dir):
+    mtz = sim_files["mtz"]
+    cases = {
+        "no intensity": lambda: Case([_edit_mtz(mtz, p / "noi.mtz", lambda ds: ds.drop(columns=["I"]))], None,
+                                     "no intensity column"),
+        "merged": lambda: Case([sim_files["truth"]], None, "merged"),
+        "nan sigma": lambda: Case([_edit_mtz(mtz, p / "nan.mtz", _set_sigma(np.nan))], None,
+                                  "non-positive or enormous sigma"),
+        "negative sigma": lambda: Case([_edit_mtz(mtz, p / "neg.mtz", _set_sigma(-1.0))], None,
+                                       "non-positive or enormous sigma"),
+        "all-zero sigmas": lambda: Case([_edit_mtz(mtz, p / "zero.mtz", _set_sigma(0.0, rows=slice(None)))], None,
+                                        "non-positive or enormous sigma"),
+        "enormous sigmas": lambda: Case([_edit_mtz(mtz, p / "huge.mtz", _set_sigma(1e30))], None,
+                                        "non-positive or enormous sigma"),
+        "no image column": lambda: Case([_edit_mtz(mtz, p / "nob.mtz", lambda ds: ds.drop(columns=["BATCH"]))],
+                                        None, "no image (BATCH) column"),
+        "mtz without reflections": lambda: Case([_edit_mtz(mtz, p / "none.mtz", lambda ds: ds.iloc[:0])], None,
+                                                "not a readable MTZ"),  # gemmi refuses it
+        "mixed space groups": lambda: Case([mtz, str(data_dir / "pyp_laue_off_small.mtz")], None,
+                                           "differs from P 43 21 2"),
+        "same file twice": lambda: Case([mtz, mtz], None, "given twice"),
+        "same contents twice": lambda: Case([mtz, _copy(mtz, p / "copy.mtz")], None, "same contents as"),
+        "key for a stream": lambda: Case([sim_files["stream"]], SIM_SPACEGROUP, "choose MTZ columns",
+                                         {"intensity_key": "I"}, ["--intensity-key", "I"]),
+        "beyond dmin only": lambda: Case([mtz], None, "no usable observations", {"dmin": 60.0},
+                                         ["--dmin", "60"]),
+        "cells far from the reference": lambda: Case(
+            [sim_files["stream"]], SIM_SPACEGROUP, "images dropped for their cell",
+            {"cell": (90.0, 90.0, 45.0, 90.0, 90.0, 90.0)}, ["--cell", "90,90,45,90,90,90"]),
+    }
+    return cases[kind]() if kind in cases else None
+
+
+def _copy(source, target):
+    shutil.copy(source, target)
+    return str(target)
+
+
+def _stream_case(kind, p, sim_files):
+    stream = sim_files["stream"]
+
+    def chunk(name, edit, message, number=3):
+        return Case([_edit_chunk(stream, p / f"{name}.stream", edit, number)], SIM_SPACEGROUP, message)
+
+    cases = {
+        "stream chunk without cell": lambda: chunk("nocell", _sub(rb"^Cell parameters.*\n", b""),
+                                                   "without 'Cell parameters'"),
+        "stream chunk with garbled cell": lambda: chunk("garbled", _sub(rb"^Cell parameters.*$",
+                                                                        b"Cell parameters 7.9 x.y 3.8 nm"),
+                                                        "garbled cell parameters"),
+        "stream chunk with NaN cell": lambda: chunk("nancell", _sub(rb"^Cell parameters.*$",
+                                                                    b"Cell parameters nan nan nan nm, 90 90 90 deg"),
+                                                    "garbled cell parameters"),
+        "reflection line too short": lambda: chunk("short", _reflection_line(4, b"  1 2 3 4.0 1.0"),
+                                                   "has 5 columns, needs 9"),
+        "reflection line not numeric": lambda: chunk("text", _reflection_line(2, b"  1 2 3 four 1 1 1 1 1 p0"),
+                                                     "non-numeric reflection line 3"),
+        "reflection table without end": lambda: chunk("noend", _sub(rb"^End of reflections\n", b""),
+                                                      "without 'End of reflections'", number=10),
+        "chunk without end marker": lambda: chunk("nochunkend", _sub(rb"^----- End chunk -----", b""),
+                                                  "no 'End chunk' marker", number=10),
+        "non-UTF-8 bytes in a chunk": lambda: chunk("latin", _sub(rb"^(Cell parameters)", b"\xff\xfe\\1"),
+                                                    "not UTF-8"),
+        "no photon energy": lambda: chunk("noenergy", _sub(rb"^photon_energy_eV.*\n", b""),
+                                          "no photon_energy_eV line"),
+        "binary stream": lambda: Case([_write(p / "bin.stream", bytes(range(256)) * 64)], SIM_SPACEGROUP,
+                                      "not a CrystFEL stream"),
+        "crystals without reflections": lambda: Case(
+            [_write(p / "norefl.stream", re.sub(rb"Reflections measured after indexing\n.*?End of reflections\n",
+                                               b"", open(stream, "rb").read(), flags=re.DOTALL))],
+            SIM_SPACEGROUP, "no observations"),
+    }
+    return cases[kind]() if kind in cases else None
+
+
+def _write(path, data):
+    path.write_bytes(data)
+    return str(path)
+
+
+def _dials_case(kind, p, data_dir):
+    refl = str(data_dir / "stills.refl")
+    cases = {
+        "dials without intensity": lambda: Case(
+            [_edit_refl(refl, p / "noi.refl", lambda table: table["data"].pop("intensity.sum.value"))],
+            None, "missing columns intensity.sum.value"),
+        "dials expt of other refl": lambda: Case(
+            [_edit_expt(refl, p / "few.refl", lambda e: e.update(experiment=e["experiment"][:1]))],
+            None, "lists 1 experiments"),
+        "dials expt not json": lambda: Case(
+            [_copy(refl, p / "bad.refl"), _write(p / "bad.expt", b"{not json")], None,
+            "not a DIALS experiment list"),
+        "dials refl garbage": lambda: Case(
+            [_copy(str(data_dir / "stills.expt"), p / "g.expt"), _write(p / "g.refl", b"\x00garbage" * 50)],
+            None, "not a readable DIALS reflection table"),
+        "dials without expt": lambda: Case([_copy(refl, p / "alone.refl")], None, "no such file",
+                                           culprit=str(p / "alone.expt")),
+    }
+    return cases[kind]() if kind in cases else None
+
+
 @pytest.fixture
 def bad_file(request, tmp_path, sim_files, data_dir, absent_mtz):
-    """(path, space group option, expected message part) of one kind of bad input."""
+    """A :class:`Case` of one kind of bad input."""
     kind = request.param
     p = tmp_path / "in"
     p.mkdir()
+    for make in (lambda: _mtz_case(kind, p, sim_files, data_dir), lambda: _stream_case(kind, p, sim_files),
+                 lambda: _dials_case(kind, p, data_dir)):
+        case = make()
+        if case is not None:
+            return case
     if kind == "missing":
-        return str(p / "nope.mtz"), None, "no such file"
+        return Case([str(p / "nope.mtz")], None, "no such file")
     if kind in ("empty mtz", "empty stream"):
-        path = p / ("e.mtz" if kind == "empty mtz" else "e.stream")
-        path.write_bytes(b"")
-        return str(path), None, "file is empty"
+        return Case([_write(p / ("e.mtz" if kind == "empty mtz" else "e.stream"), b"")], None, "file is empty")
+    if kind == "folder":
+        (p / "folder.mtz").mkdir()
+        return Case([str(p / "folder.mtz")], None, "is a folder")
     if kind == "garbage mtz":
-        path = p / "g.mtz"
-        path.write_bytes(b"MTZ \x00" + bytes(range(256)) * 4)
-        return str(path), None, "not a readable MTZ"
+        return Case([_write(p / "g.mtz", b"MTZ \x00" + bytes(range(256)) * 4)], None, "not a readable MTZ")
     if kind == "header-only stream":
-        return _cut_stream(sim_files["stream"], p / "h.stream", 0, 300), SIM_SPACEGROUP, "no complete chunk"
+        return Case([_cut_stream(sim_files["stream"], p / "h.stream", 0, 300)], SIM_SPACEGROUP, "no complete chunk")
     if kind == "not a stream":
-        path = p / "n.stream"
-        path.write_text("h k l I sigma\n1 2 3 4.0 1.0\n")
-        return str(path), SIM_SPACEGROUP, "not a CrystFEL stream"
+        return Case([_write(p / "n.stream", b"h k l I sigma\n1 2 3 4.0 1.0\n")], SIM_SPACEGROUP,
+                    "not a CrystFEL stream")
     if kind == "unknown extension":
-        path = p / "data.hkl"
-        path.write_text("1 2 3 4.0 1.0\n")
-        return str(path), None, "unknown file format"
-    if kind == "no intensity":
-        return _edit_mtz(sim_files["mtz"], p / "noi.mtz", lambda ds: ds.drop(columns=["I"])), None, \
-            "no intensity column"
-    if kind == "merged":
-        return sim_files["truth"], None, "merged"
-    if kind == "nan sigma":
-        return _edit_mtz(sim_files["mtz"], p / "nan.mtz", _set_sigma(np.nan)), None, "non-positive or enormous sigma"
-    if kind == "negative sigma":
-        return _edit_mtz(sim_files["mtz"], p / "neg.mtz", _set_sigma(-1.0)), None, "non-positive or enormous sigma"
+        return Case([_write(p / "data.hkl", b"1 2 3 4.0 1.0\n")], None, "unknown file format")
     if kind == "incompatible cell":
-        return str(data_dir / "lysozyme_pal.stream"), "P 63", "incompatible with space group"
+        return Case([str(data_dir / "lysozyme_pal.stream")], "P 63", "incompatible with space group")
     if kind == "absences observed":
-        return absent_mtz, SIM_SPACEGROUP, "contradicts the data"
+        return Case([absent_mtz], SIM_SPACEGROUP, "contradicts the data")
+    if kind == "unknown space group":
+        return Case([sim_files["mtz"]], "P 7", "unknown space group", cli_named="--spacegroups")
+    if kind == "stream without space group":
+        return Case([sim_files["stream"]], None, "give a space group")
     raise ValueError(kind)
 
 
 KINDS = ["missing", "empty mtz", "empty stream", "garbage mtz", "header-only stream", "not a stream",
          "unknown extension", "no intensity", "merged", "nan sigma", "negative sigma", "incompatible cell",
-         "absences observed"]
+         "absences observed",
+         # added for issue 14
+         "folder", "all-zero sigmas", "enormous sigmas", "no image column", "mtz without reflections",
+         "mixed space groups", "same file twice", "same contents twice", "key for a stream", "beyond dmin only",
+         "cells far from the reference", "stream chunk without cell", "stream chunk with garbled cell",
+         "stream chunk with NaN cell", "reflection line too short", "reflection line not numeric",
+         "reflection table without end", "chunk without end marker", "non-UTF-8 bytes in a chunk",
+         "no photon energy", "binary stream", "crystals without reflections", "dials without intensity",
+         "dials expt of other refl", "dials expt not json", "dials refl garbage", "dials without expt",
+         "unknown space group", "stream without space group"]
+
+
+def test_the_corpus_has_at_least_30_kinds():
+    assert len(set(KINDS)) == len(KINDS) >= 30
 
 
 @pytest.mark.parametrize("bad_file", KINDS, indirect=True)
 def test_input_error_names_the_file(bad_file, tmp_path):
-    path, group, message = bad_file
+    case = bad_file
+    options = TableOptions(spacegroup=case.group, **case.options)
     with pytest.raises(InputError) as err:
-        build_cache([path], TableOptions(spacegroup=group), str(tmp_path / "cache"))
+        build_cache(case.paths, options, str(tmp_path / "cache"))
     text = str(err.value)
-    assert text.startswith(f"{path}: ") and message in text and "\n" not in text
+    assert text.startswith(f"{case.named}: ") and case.message in text and "\n" not in text
     assert _empty(tmp_path / "cache")  # no half-built cache is left behind
 
 
@@ -126,17 +305,18 @@ def test_failed_build_leaves_no_shards(sim_files, tmp_path):
 
 @pytest.mark.parametrize("bad_file", KINDS, indirect=True)
 def test_cli_exits_2_with_one_line(bad_file, tmp_path, capsys):
-    path, group, message = bad_file
+    case = bad_file
     out = tmp_path / "out"
-    argv = ["mono", "dHKL", path, str(out / "merge"), "--iterations", "2", "--disable-progress-bar"]
-    if group is not None:
-        argv += ["--spacegroups", group]
+    argv = ["mono", "dHKL", *case.paths, str(out / "merge"), "--iterations", "2", "--disable-progress-bar",
+            *case.argv]
+    if case.group is not None:
+        argv += ["--spacegroups", case.group]
     with pytest.raises(SystemExit) as exit_info:
         main(argv)
     assert exit_info.value.code == 2
     captured = capsys.readouterr()
     lines = captured.err.strip().splitlines()
-    assert len(lines) == 1 and path in lines[0] and message in lines[0]
+    assert len(lines) == 1 and (case.cli_named or case.named) in lines[0] and case.message in lines[0], lines
     assert "Traceback" not in captured.err + captured.out
     assert [f for _, _, files in os.walk(out) for f in files] == []  # no output written
 

@@ -88,7 +88,7 @@ def check_readable(path):
     if not os.path.exists(path):
         raise InputError("no such file", path)
     if os.path.isdir(path):
-        raise InputError("is a directory, not a reflection file", path)
+        raise InputError("is a folder, not a file", path)
     if not os.path.isfile(path):
         raise InputError("is not a regular file", path)
     if not os.access(path, os.R_OK):
