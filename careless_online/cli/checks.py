@@ -119,7 +119,7 @@ def spacegroups(text, paths, model_in=None):
     """
     files = list(dict.fromkeys(os.path.splitext(p)[0] if input_format(p) == "dials" else p for p in paths))
     if text is None:
-        streams = [p for p in files if input_format(p) == "stream"]
+        streams = [p for p in paths if input_format(p) == "stream"]
         if streams and model_in is None:
             raise InputError("CrystFEL streams do not give a space group; pass --spacegroups", streams[0])
         return [None] * len(files)
