@@ -356,3 +356,81 @@ def test_unknown_space_group_and_cell(sim_files, tmp_path):
         build_cache([sim_files["mtz"]], TableOptions(spacegroup="P 7"), str(tmp_path))
     with pytest.raises(InputError, match="does not give a space group"):
         build_cache([sim_files["stream"]], TableOptions(), str(tmp_path))
+
+
+def test_damaged_chunks_are_skipped_with_a_warning_under_drop_invalid(sim_files, tmp_path):
+    stream = _edit_chunk(sim_files["stream"], tmp_path / "one.stream", _reflection_line(2, b" 1 2 x"), 5)
+    damaged = _edit_chunk(stream, tmp_path / "two.stream", _sub(rb"^Cell parameters.*\n", b""), 20)
+    options = TableOptions(spacegroup=SIM_SPACEGROUP)
+    with pytest.raises(InputError, match=r"damaged chunk at byte \d+: reflection line 3 has 3 columns.*"
+                                         r"2 damaged chunks in this block; --drop-invalid skips them"):
+        build_cache([damaged], options, str(tmp_path / "c"))
+    messages = []
+    skipped = build_cache([damaged], TableOptions(spacegroup=SIM_SPACEGROUP, drop_invalid=True),
+                          str(tmp_path / "c"), log=messages.append)
+    whole = build_cache([sim_files["stream"]], options, str(tmp_path / "c"))
+    assert skipped.n_images == whole.n_images - 2
+    warning = [m for m in messages if "WARNING" in m]
+    assert len(warning) == 1 and warning[0].startswith(damaged)
+    assert "2 damaged chunks skipped (first at byte" in warning[0] and "reflection line 3" in warning[0]
+    assert skipped.info["report"]["damaged_chunks"] == 2
+
+
+def test_crystal_without_reflections_does_not_shift_the_cells(sim_files, tmp_path):
+    """A chunk whose first crystal has no reflections: the second keeps its own cell."""
+    empty_crystal = (b"--- Begin crystal\nCell parameters 9.00000 9.00000 4.00000 nm, 90 90 90 deg\n"
+                     b"astar = +0.1 0 0 nm^-1\nbstar = 0 +0.1 0 nm^-1\ncstar = 0 0 +0.2 nm^-1\n--- End crystal\n")
+    edited = _edit_chunk(sim_files["stream"], tmp_path / "two.stream",
+                         lambda chunk: chunk.replace(b"--- Begin crystal", empty_crystal + b"--- Begin crystal", 1), 4)
+    whole, raw = readers.read_stream(sim_files["stream"]), readers.read_stream(edited)
+    assert raw.image_cells == whole.image_cells  # the empty crystal is no image; no cell moves
+    assert raw.data.equals(whole.data)
+
+
+def test_stream_chunk_ends_pair_with_their_own_begins(sim_files, tmp_path):
+    """A chunk without its end marker is one damaged chunk; later chunks keep their spans."""
+    cut = _edit_chunk(sim_files["stream"], tmp_path / "noend.stream", _sub(rb"^----- End chunk -----", b""), 10)
+    spans = readers._chunk_spans(cut)
+    assert len(spans) == 48 and [complete for _, _, complete in spans].count(False) == 1 and not spans[10][2]
+    raw = readers.read_stream(cut)
+    assert raw.data["image"].nunique() == 47 and len(raw.damaged) == 1
+
+
+@pytest.mark.parametrize("flag", ["intensity_key", "uncertainty_key", "image_key"])
+def test_column_keys_refused_for_streams_and_dials(flag, sim_files, data_dir):
+    for path in (sim_files["stream"], str(data_dir / "stills.refl")):
+        with pytest.raises(InputError, match="choose MTZ columns"):
+            readers.read_file(path, **{flag: "I"})
+    assert len(readers.read_file(sim_files["mtz"], **{flag: {"image_key": "BATCH"}.get(flag, "I")}).data)
+
+
+def _with_batch_cells(source, target, lengths):
+    """Copy an MTZ, adding batch headers whose cell a-lengths are ``lengths`` (one per batch)."""
+    import gemmi
+
+    mtz = gemmi.read_mtz_file(source)
+    numbers = np.unique(np.array(mtz.column_with_label("BATCH"), dtype=int))
+    for number, a in zip(numbers, lengths):
+        batch = gemmi.Mtz.Batch()
+        batch.number, batch.dataset_id = int(number), mtz.datasets[-1].id
+        cell = mtz.cell.parameters
+        batch.cell = gemmi.UnitCell(a, cell[1], cell[2], cell[3], cell[4], cell[5])
+        mtz.batches.append(batch)
+    mtz.write_to_file(str(target))
+    return str(target)
+
+
+def test_cell_tolerance_uses_mtz_batch_cells(sim_files, tmp_path):
+    a = readers.read_file(sim_files["mtz"]).cell.a
+    n_images = readers.read_file(sim_files["mtz"]).data["image"].nunique()
+    lengths = [a * 1.08 if i % 4 == 0 else a for i in range(n_images)]  # every 4th image 8 % off
+    path = _with_batch_cells(sim_files["mtz"], tmp_path / "cells.mtz", lengths)
+    raw = readers.read_file(path)
+    assert len(raw.image_cells) == n_images
+    strict = build_cache([path], TableOptions(cell_tolerance=0.05), str(tmp_path / "c"))
+    loose = build_cache([path], TableOptions(cell_tolerance=0.10), str(tmp_path / "c"))
+    assert f"{len(range(0, n_images, 4))} images dropped for their cell" in strict.info["report"]["summary"]
+    assert "dropped for their cell" not in loose.info["report"]["summary"]
+    # without batch cells the log says the tolerance cannot act
+    plain = build_cache([sim_files["mtz"]], TableOptions(cell_tolerance=0.05), str(tmp_path / "c"))
+    assert "no per-image cells, so --cell-tolerance drops nothing" in plain.info["report"]["summary"]
