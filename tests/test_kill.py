@@ -1,0 +1,220 @@
+"""Kill-and-resume: real merges SIGKILLed at every phase, then resumed.
+
+One output prefix goes through a chain of runs, each a ``careless_online mono``
+subprocess killed with SIGKILL at a different moment:
+
+1. ``convert``: right after the first cache shard is written, before the
+   cache is complete;
+2. ``checkpoint``: in the middle of writing the second checkpoint;
+3. ``training``: at a random moment of training (the test draws the delay);
+4. ``merged``: halfway through writing the merged MTZ;
+5. ``predictions``: halfway through streaming the predictions MTZ;
+
+then a last ``--resume`` finishes.  The kills at fixed phases are made by the
+dying process itself (a few lines run before ``main`` patch the writer of that
+phase to write part of its data and SIGKILL the process), so the phase is hit
+whatever the machine's speed.  After every kill, every visible output file
+must read back with gemmi and reciprocalspaceship (a killed write leaves no
+partial file under the output's name); every resume must restart at most one
+checkpoint interval behind the last step the killed run reported; and the
+final merge must match an uninterrupted run with the same seed.
+"""
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+
+import gemmi
+import numpy as np
+import pandas as pd
+import pytest
+import reciprocalspaceship as rs
+
+from careless_online.cli.main import main
+
+KEYS = "dHKL,XDET,YDET"
+ITERATIONS = 40
+INTERVAL = 10
+FLAGS = ["--disable-progress-bar", "--spacegroups", "P 43 21 2", "--anomalous", "--iterations", ITERATIONS,
+         "--checkpoint-interval", INTERVAL, "--validation-frequency", 5, "--validation-images", 8,
+         "--mlp-width", 8, "--mlp-layers", 1, "--image-layers", 1, "--seed", 3, "--parse-workers", 1]
+
+#: Run in the subprocess before ``main``: arm the kill of the phase named by $H4_KILL_PHASE.
+HOOK = r"""
+import os, signal, sys, time
+import numpy as np
+
+def die():
+    sys.stdout.flush(); sys.stderr.flush()
+    os.kill(os.getpid(), signal.SIGKILL)
+
+phase = os.environ.get("H4_KILL_PHASE", "")
+if phase == "convert":
+    for name in ("save", "savez", "savez_compressed"):
+        original = getattr(np, name)
+        def saved_then_die(*args, _original=original, **kwargs):
+            _original(*args, **kwargs)
+            die()
+        setattr(np, name, saved_then_die)
+elif phase == "checkpoint":
+    import zipfile
+    opened = []
+    init, writestr = zipfile.ZipFile.__init__, zipfile.ZipFile.writestr
+    def counting_init(self, file, mode="r", *args, **kwargs):
+        init(self, file, mode, *args, **kwargs)
+        if mode == "w" and str(getattr(file, "name", file)).endswith(".keras"):
+            opened.append(file)
+    def half_then_die(self, *args, **kwargs):
+        writestr(self, *args, **kwargs)
+        if len(opened) >= 2:  # the second checkpoint file, after its first member
+            die()
+    zipfile.ZipFile.__init__, zipfile.ZipFile.writestr = counting_init, half_then_die
+elif phase == "training":
+    from careless_online.io.pipeline import ImageBatches
+    epoch = ImageBatches.epoch
+    def slow_epoch(self, *args, **kwargs):  # a step of a real merge takes longer: give the kill time to land
+        for batch in epoch(self, *args, **kwargs):
+            time.sleep(0.05)
+            yield batch
+    ImageBatches.epoch = slow_epoch
+elif phase == "merged":
+    import gemmi
+    def half_mtz_then_die(self, path):
+        data = self.write_to_bytes()
+        with open(path, "wb") as handle:
+            handle.write(data[: len(data) // 2])
+        die()
+    gemmi.Mtz.write_to_file = half_mtz_then_die
+elif phase == "predictions":
+    from careless_online.io import writers
+    block = writers._prediction_block
+    calls = []
+    def second_part_dies(*args):
+        calls.append(1)
+        if len(calls) == 2:
+            die()
+        return block(*args)
+    writers._prediction_block = second_part_dies
+
+from careless_online.cli.main import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def start(args, phase):
+    env = dict(os.environ, H4_KILL_PHASE=phase, TF_CPP_MIN_LOG_LEVEL="2", OMP_NUM_THREADS="1")
+    return subprocess.Popen([sys.executable, "-c", HOOK, "mono", *map(str, args)], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def finish(process, timeout=120):
+    out, _ = process.communicate(timeout=timeout)
+    return process.returncode, out
+
+
+def kill_during_training(args, out_dir, rng):
+    """Start a run and SIGKILL it a random time after its first new history row."""
+    history = out_dir / "m_history.csv"
+    rows_before = len(pd.read_csv(history)) if history.exists() else 0
+    process = start(args, "training")
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and process.poll() is None:
+        if history.exists() and len(_history_steps(history)) > rows_before:
+            break
+        time.sleep(0.02)
+    time.sleep(rng.uniform(0.0, 0.6))
+    process.send_signal(signal.SIGKILL)
+    return finish(process)
+
+
+def _history_steps(path):
+    try:
+        return list(pd.read_csv(path)["step"])
+    except (pd.errors.EmptyDataError, KeyError):
+        return []
+
+
+def check_outputs(out_dir):
+    """Every visible MTZ reads back with gemmi and rs; the history CSV with pandas."""
+    checked = []
+    for path in sorted(out_dir.iterdir()):
+        if path.name.endswith(".mtz") and not path.name.startswith("."):
+            mtz = gemmi.read_mtz_file(str(path))
+            ds = rs.read_mtz(str(path))
+            assert mtz.nreflections == len(ds) > 0, path
+            column = "Ipred" if "predictions" in path.name else "F"
+            assert np.isfinite(ds[column].to_numpy()).all(), path
+            checked.append(path.name)
+    if (out_dir / "m_history.csv").exists():
+        pd.read_csv(out_dir / "m_history.csv")
+    return checked
+
+
+def resumed_from(log):
+    match = re.search(r"resuming .* at step (\d+)", log)
+    return int(match.group(1)) if match else 0
+
+
+@pytest.fixture(scope="module")
+def reference(sim_files, tmp_path_factory):
+    """The uninterrupted merge with the same flags and seed (in this process)."""
+    out = tmp_path_factory.mktemp("reference")
+    assert main(["mono", *map(str, FLAGS), "--no-predictions", KEYS, sim_files["stream"], str(out / "m")]) == 0
+    return rs.read_mtz(str(out / "m_0.mtz"))
+
+
+def test_kill_at_every_phase_then_resume(sim_files, reference, tmp_path):
+    rng = np.random.default_rng(int(time.time()))
+    out_dir = tmp_path / "out"
+    args = [*FLAGS, "--cache-dir", tmp_path / "cache", KEYS, sim_files["stream"], out_dir / "m"]
+    report = []
+
+    def resume_args():
+        has_checkpoint = any(p.name.startswith("m_0.keras") for p in out_dir.iterdir()) if out_dir.exists() else False
+        return ["--resume", *args] if has_checkpoint else args
+
+    for phase in ("convert", "checkpoint", "training", "merged", "predictions"):
+        history = out_dir / "m_history.csv"
+        before = _history_steps(history)[-1] if history.exists() and _history_steps(history) else 0
+        if phase == "training":
+            code, log = kill_during_training(resume_args(), out_dir, rng)
+        else:
+            code, log = finish(start(resume_args(), phase))
+        assert code == -signal.SIGKILL, f"{phase}: the run was not killed ({code})\n{log[-2000:]}"
+        start_step = resumed_from(log)
+        reached = _history_steps(history)[-1] if history.exists() and _history_steps(history) else 0
+        visible = check_outputs(out_dir)
+        temporaries = [p.name for p in out_dir.iterdir() if p.name.startswith(".") and ".tmp" in p.name] \
+            if out_dir.exists() else []
+        report.append((phase, start_step, reached, visible))
+        if phase == "training":
+            assert INTERVAL < reached < ITERATIONS
+        if phase == "merged":
+            assert "m_0.mtz" not in visible and any(t.startswith(".m_0.tmp") for t in temporaries)
+        if phase == "predictions":
+            assert "m_0.mtz" in visible and "m_predictions_0.mtz" not in visible
+            assert any(t.startswith(".m_predictions_0.tmp") for t in temporaries)
+        assert reached >= before
+    code, log = finish(start(resume_args(), "none"))
+    assert code == 0, log[-3000:]
+    restart = resumed_from(log)
+    visible = check_outputs(out_dir)
+    assert {"m_0.mtz", "m_predictions_0.mtz"} <= set(visible)
+    assert not [p for p in out_dir.iterdir() if p.name.startswith(".") and ".tmp" in p.name]
+
+    # each resume restarted at most one checkpoint interval behind the step the killed run had reached
+    restarts = [s for _, s, _, _ in report[1:]] + [restart]
+    for (phase, _, reached, _), restarted in zip(report, restarts):
+        assert reached - restarted <= INTERVAL, (phase, reached, restarted)
+    assert restarts[1] >= INTERVAL  # the checkpoint kill kept the first checkpoint
+    print("kill-test:", [(p, r) for p, _, r, _ in report], "restarts:", restarts)
+
+    merged = rs.read_mtz(str(out_dir / "m_0.mtz"))
+    common = merged.index.intersection(reference.index)
+    assert len(common) == len(reference)
+    cc = np.corrcoef(merged.loc[common, "F"], reference.loc[common, "F"])[0, 1]
+    assert cc > 0.99
+    assert list(pd.read_csv(out_dir / "m_history.csv")["step"])[-1] == ITERATIONS
