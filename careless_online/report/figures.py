@@ -21,6 +21,12 @@ def _shell_axis(ax, shells):
     return x
 
 
+def _legend(ax, **options):
+    """A legend, where something labelled was drawn."""
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(**options)
+
+
 def _value(value, fmt="{:.3f}"):
     return fmt.format(value) if value is not None and np.isfinite(value) else "n/a"
 
@@ -75,7 +81,7 @@ def trend_figure(trend, shells, key, label):
     ax.grid(alpha=0.3)
     ax.legend(fontsize="x-small", ncol=2, title="shell")
     last = shells[-1][key] if shells else float("nan")
-    ax.set_title(f"{label} per shell against images merged (outer shell now {_value(last)})")
+    ax.set_title(f"{label} per shell vs images merged (outer now {_value(last)})")
     return figure
 
 
@@ -90,7 +96,7 @@ def history_figure(history):
     left.set_xlabel("gradient step")
     left.set_ylabel("loss per step (nats)")
     left.grid(alpha=0.3)
-    left.legend()
+    _legend(left)
     for column, name in (("ccpred_train", "train"), ("ccpred_test", "test")):
         if column in history:
             values = history[["step", column]].dropna()
@@ -98,7 +104,7 @@ def history_figure(history):
     right.set_xlabel("gradient step")
     right.set_ylabel("CCpred (Spearman, per image)")
     right.grid(alpha=0.3)
-    right.legend()
+    _legend(right)
     last = history.iloc[-1] if len(history) else {}
     figure.suptitle(f"Training: loss {_value(last.get('loss', np.nan), '{:.4g}')}, CCpred train "
                     f"{_value(last.get('ccpred_train', np.nan))} / test {_value(last.get('ccpred_test', np.nan))}")
@@ -115,8 +121,7 @@ def peaks_figure(trend):
     ax.set_xlabel("images merged")
     ax.set_ylabel("anomalous map height (σ)")
     ax.grid(alpha=0.3)
-    if series:
-        ax.legend(fontsize="x-small", ncol=2)
+    _legend(ax, fontsize="x-small", ncol=2)
     mean = np.mean([h[-1] for _, h in series.values()]) if series else float("nan")
     ax.set_title(f"Anomalous peaks at {len(series)} model atoms: mean {_value(mean, '{:.1f}')} σ now")
     return figure

@@ -1,0 +1,184 @@
+"""The live report: shell statistics, CC estimates, stopping hint, cost bound, page."""
+
+import json
+import os
+import shutil
+import subprocess
+
+import gemmi
+import numpy as np
+import pytest
+from matplotlib.image import imread
+
+from careless_online.io import writers
+from careless_online.io.reflections import ReflectionIndex
+from careless_online.report.live import LiveReport, RoundProgress
+from careless_online.report.shells import ShellLayout, posterior_cc, shell_statistics
+from careless_online.report.trend import Trend, crossing_resolution, gain_per_1000, stopping_hint
+
+CHROMIUM = "/usr/bin/chromium"
+
+
+def _index(anomalous=True):
+    return ReflectionIndex.from_cell(gemmi.UnitCell(40, 40, 60, 90, 90, 90), gemmi.SpaceGroup("P 43 21 2"),
+                                     3.0, anomalous)
+
+
+def _posterior(index, rng, noise=0.5):
+    """Counts and a posterior whose means scatter around a Wilson-like truth."""
+    counts = rng.poisson(3.0, len(index))
+    f_mean = rng.gamma(4.0, 2.0, len(index)) + rng.normal(0, noise, len(index))
+    return counts, f_mean, np.full(len(index), noise)
+
+
+@pytest.mark.parametrize("signal, noise", [(4.0, 1.0), (1.0, 2.0)])
+def test_posterior_cc_matches_the_correlation_of_two_half_datasets(signal, noise):
+    rng = np.random.default_rng(1)
+    truth = rng.normal(10.0, np.sqrt(signal), 50000)
+    halves = truth + rng.normal(0, np.sqrt(2 * noise), (2, len(truth)))  # each half: twice the noise
+    measured_cc = np.corrcoef(halves)[0, 1]
+    full = halves.mean(axis=0)
+    shrink = signal / (signal + noise)
+    mean = 10.0 + shrink * (full - 10.0)  # Gaussian posterior given all the data
+    std = np.full(len(mean), np.sqrt(signal * noise / (signal + noise)))
+    assert posterior_cc(mean, std) == pytest.approx(measured_cc, abs=0.01)
+    assert np.isnan(posterior_cc(mean[:5], std[:5]))
+
+
+def test_shell_layout_has_equal_count_shells_and_friedel_partners():
+    index = _index()
+    layout = ShellLayout.from_index(index, n_shells=8)
+    sizes = np.bincount(layout.shell[layout.unique], minlength=8)
+    assert sizes.max() - sizes.min() <= 1
+    assert np.all(np.diff(layout.d_min) < 0) and np.all(layout.d_max > layout.d_min)
+    has = layout.partner >= 0
+    assert np.array_equal(index.hkl[layout.unique[has]], index.hkl[layout.partner[has]])
+    assert not index.plus[layout.partner[has]].any()
+    assert np.array_equal(~has, index.centric[layout.unique])
+    assert np.array_equal(layout.shell[layout.partner[has]], layout.shell[layout.unique[has]])
+
+
+def test_shell_statistics_count_completeness_and_multiplicity():
+    index = _index(anomalous=False)
+    layout = ShellLayout.from_index(index, n_shells=4)
+    counts = np.zeros(len(index), dtype=int)
+    counts[::2] = 3
+    rng = np.random.default_rng(2)
+    shells, overall = shell_statistics(layout, counts, rng.gamma(4.0, 2.0, len(index)), np.full(len(index), 0.1))
+    assert overall["completeness"] == pytest.approx(np.mean(counts > 0))
+    assert overall["multiplicity"] == pytest.approx(3.0)
+    assert sum(s["n_measured"] for s in shells) == overall["n_measured"] == (counts > 0).sum()
+    assert all(np.isnan(s["ccanom"]) for s in shells)  # no Friedel mates kept apart
+    assert all(s["cchalf"] > 0.9 for s in shells)  # precise posterior, large spread
+
+
+def test_ccanom_follows_the_anomalous_differences():
+    index = _index()
+    layout = ShellLayout.from_index(index, n_shells=2)
+    rng = np.random.default_rng(3)
+    counts = np.ones(len(index), dtype=int)
+    f_mean = np.full(len(index), 10.0)
+    minus = layout.partner[layout.partner >= 0]
+    f_mean[minus] += rng.normal(0, 1.0, len(minus))  # anomalous differences of spread 1
+    for std, expected in ((0.01, 1.0), (5.0, 1.0 / (1.0 + 2 * 50.0))):
+        _, overall = shell_statistics(layout, counts, f_mean, np.full(len(index), std))
+        assert overall["ccanom"] == pytest.approx(expected, rel=0.1)
+
+
+def test_gain_is_the_slope_over_the_recent_half_of_the_data():
+    images = np.arange(1, 11) * 1000.0
+    assert gain_per_1000(images, 0.1 + 0.02 * images / 1000) == pytest.approx(0.02)
+    early_rise_then_flat = np.where(images < 5000, images / 10000, 0.5)
+    assert gain_per_1000(images, early_rise_then_flat) == pytest.approx(0.0, abs=1e-12)
+    assert np.isnan(gain_per_1000(images[:2], [0.1, 0.2]))
+    assert np.isnan(gain_per_1000([5, 5, 5], [0.1, 0.2, 0.3]))
+
+
+def _shells(values, edges):
+    return [{"d_max": a, "d_min": b, "cchalf": v} for v, a, b in zip(values, edges[:-1], edges[1:])]
+
+
+def test_crossing_resolution_interpolates_in_inverse_d_squared():
+    edges = [10.0, 4.0, 3.0, 2.5]
+    centres = [0.5 * (a ** -2 + b ** -2) for a, b in zip(edges[:-1], edges[1:])]
+    crossing = crossing_resolution(_shells([0.9, 0.5, 0.1], edges))
+    expected = (centres[1] + 0.5 * (centres[2] - centres[1])) ** -0.5
+    assert crossing == pytest.approx(expected)
+    assert crossing_resolution(_shells([0.9, 0.8, 0.7], edges)) == 2.5
+    assert crossing_resolution(_shells([0.2, 0.1, 0.0], edges)) is None
+
+
+def _trend(outer_values):
+    trend = Trend()
+    for number, value in enumerate(outer_values):
+        trend.add(1000 * (number + 1), [{"cchalf": 0.9, "ccanom": 0.1}, {"cchalf": value, "ccanom": 0.0}])
+    return trend
+
+
+def test_stopping_hint_tells_a_flat_outer_shell_from_a_rising_one():
+    edges = [10.0, 3.0, 2.0]
+    flat = stopping_hint(_trend([0.1, 0.3, 0.4, 0.4, 0.4, 0.4]), _shells([0.9, 0.4], edges))
+    assert flat["outer_stopped"] is True and "has stopped improving" in flat["text"]
+    assert "crosses 0.3" not in flat["text"] and "stays above 0.3" in flat["text"]
+    rising = stopping_hint(_trend([0.1, 0.15, 0.2, 0.25]), _shells([0.9, 0.25], edges))
+    assert rising["outer_stopped"] is False and rising["outer_gain_per_1000"] == pytest.approx(0.05)
+    assert "still improving" in rising["text"] and "crosses 0.3 at" in rising["text"]
+    assert stopping_hint(_trend([0.1]), _shells([0.9, 0.1], edges))["outer_stopped"] is None
+
+
+def _progress(images, elapsed):
+    return RoundProgress(images=images, images_waiting=3, images_per_second=images / elapsed, lag_seconds=1.5,
+                         steps=10 * images, elapsed_seconds=elapsed, round_seconds=2.0)
+
+
+def _update(report, index, images, elapsed, seed=0):
+    counts, f_mean, f_std = _posterior(index, np.random.default_rng(seed))
+    merged = writers.merged_table(index, f_mean, f_std, counts)
+    return report.update(_progress(images, elapsed), f_mean, f_std, counts, merged)
+
+
+def test_report_files_are_strict_json_written_atomically(tmp_path):
+    index = _index()
+    report = LiveReport(str(tmp_path / "live"), index, n_shells=5)
+    status = _update(report, index, 100, 10.0)
+    on_disk = json.loads((tmp_path / "live" / "status.json").read_text())  # strict: NaN would not parse back
+    for key in ("images", "images_waiting", "images_per_second", "lag_seconds", "steps", "elapsed_seconds"):
+        assert on_disk[key] == status[key]
+    assert [set(s) >= {"d_min", "d_max", "completeness", "multiplicity", "cchalf", "ccanom"}
+            for s in on_disk["shells"]] == [True] * 5
+    assert not [name for name in os.listdir(tmp_path / "live") if name.endswith(".tmp")]
+    page = (tmp_path / "live" / "index.html").read_text()
+    assert '<meta http-equiv="refresh" content="10">' in page and "Stopping hint" in page
+
+
+def test_report_draws_only_within_its_cost_bound(tmp_path):
+    index = _index()
+    report = LiveReport(str(tmp_path / "live"), index, n_shells=5, max_fraction=0.1)
+    _update(report, index, 100, 10.0)
+    first_page = (tmp_path / "live" / "index.html").read_text()
+    status = _update(report, index, 200, 10.5, seed=1)  # at once: drawing again would cost far over 10 %
+    assert report.drawings == 1 and status["images"] == 200
+    assert (tmp_path / "live" / "index.html").read_text() == first_page
+    report.finish()  # the end of the merge is always drawn
+    assert report.drawings == 2 and "200 images" in (tmp_path / "live" / "index.html").read_text()
+    assert len(report.trend.points) == 2
+
+
+def test_index_html_renders_in_headless_chromium(tmp_path):
+    if not os.path.exists(CHROMIUM) or shutil.which(CHROMIUM) is None:
+        pytest.skip(f"no browser at {CHROMIUM} (Debian: apt-get install chromium); .ci/run installs one")
+    index = _index()
+    report = LiveReport(str(tmp_path / "live"), index, n_shells=6, max_fraction=1.0)
+    for number in range(3):
+        _update(report, index, 100 * (number + 1), 10.0 * (number + 1), seed=number)
+    shot = tmp_path / "page.png"
+    command = [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+               "--disable-background-networking", "--disable-component-update", "--disable-sync",
+               f"--user-data-dir={tmp_path / 'profile'}", f"--screenshot={shot}", "--window-size=1200,2000",
+               f"file://{tmp_path / 'live' / 'index.html'}"]
+    subprocess.run(command, capture_output=True, timeout=120, check=False)
+    assert shot.exists(), "chromium wrote no screenshot"
+    pixels = imread(str(shot))
+    assert pixels.shape[:2] == (2000, 1200)
+    coloured = np.ptp(pixels[..., :3], axis=-1) > 0.2  # saturated pixels: the plotted lines and bars
+    assert coloured.mean() > 0.01, "the figures did not render"
