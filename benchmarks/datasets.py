@@ -20,8 +20,13 @@ from pathlib import Path
 from bench_util import bench_root, run_measured
 
 #: Simulator options giving about 1,500 reflections per image to 2.0 Å
-#: (P 43 21 2 lysozyme-like cell, 4 Se per ASU: anomalous signal).
-SIM_OPTIONS = ("--dmin", "2.0", "--mosaicity", "0.27")
+#: (P 43 21 2 lysozyme-like cell, 4 Se per ASU: anomalous signal), with a
+#: shot-to-shot jitter of the mean photon energy of 0.2 % rms (SASE-like; the
+#: stream records the nominal energy).  Besides it the simulator's defaults
+#: give partiality (mosaicity, bandwidth 0.2 %, domain size), per-image scale
+#: (log sd 0.5) and B (sd 5 Å²), polarization, Poisson counts with background
+#: and cell jitter.
+SIM_OPTIONS = ("--dmin", "2.0", "--mosaicity", "0.27", "--energy-jitter", "0.002")
 #: Space group of the simulated crystal (the simulator's default).
 SPACEGROUP = "P 43 21 2"
 #: Resolution limit of the simulated data (Å).
@@ -64,9 +69,10 @@ class Dataset:
 
     def command(self, root=None):
         """Simulator command line making this dataset."""
+        truth = ("--mtz-truth-columns",) if "mtz" in self.formats else ()  # for the oracle merge
         return [sys.executable, "-m", "careless_online.simulate.cli", str(self.base(root)),
                 "--n-images", str(self.n_images), "--seed", str(self.seed),
-                "--format", ",".join(self.formats), *SIM_OPTIONS, *self.extra]
+                "--format", ",".join(self.formats), *SIM_OPTIONS, *truth, *self.extra]
 
 
 #: The benchmark datasets by name.  The 20k set is stream-only (its MTZ would
@@ -108,9 +114,10 @@ def ensure_dataset(name, root=None, log=print):
     ds = get_dataset(name)
     paths = ds.paths(root)
     record = Path(f"{ds.base(root)}_benchmark.json")
-    if all(p.exists() for p in paths.values()) and record.exists():
+    simulation = json.loads(record.read_text()) if record.exists() else None
+    same = simulation is not None and simulation.get("cmd", [])[1:] == list(map(str, ds.command(root)))[1:]
+    if all(p.exists() for p in paths.values()) and same:
         log(f"[datasets] reusing {name} in {paths['stream'].parent}")
-        simulation = json.loads(record.read_text())
     else:
         # the record is written last: without it (an interrupted simulation) the files are made again
         record.unlink(missing_ok=True)

@@ -7,6 +7,7 @@ import reciprocalspaceship as rs
 
 from careless_online.stats import binning
 from careless_online.stats.reference import cc_to_reference
+from careless_online.stats.truth import fall_off, sigf_calibration
 
 
 def with_mean_amplitude(ds):
@@ -82,8 +83,11 @@ def merged_quality(merged_path, truth_path, shells=10, model_path=None):
     -------
     dict
         ``cc_F``, ``cc_F_high``, ``cc_anom``, ``cc_anom_high``, ``n_F``,
-        ``n_anom``, ``high_shell`` (d range of the last shell, Å) and
-        ``shell_table`` (list of dict rows).
+        ``n_anom``, ``high_shell`` (d range of the last shell, Å),
+        ``shell_table`` (list of dict rows), the figures of
+        :func:`careless_online.stats.truth.fall_off` and
+        :func:`careless_online.stats.truth.sigf_calibration` and, with ``model_path``, the
+        :func:`peak_heights`.
     """
     merged = with_mean_amplitude(rs.read_mtz(str(merged_path)))
     truth = rs.read_mtz(str(truth_path))
@@ -93,7 +97,7 @@ def merged_quality(merged_path, truth_path, shells=10, model_path=None):
     overall = binning.OVERALL
     peaks = peak_heights(merged, model_path) if model_path and os.path.exists(model_path) else {}
     return {
-        **peaks,
+        **peaks, **fall_off(merged, truth, edges), **sigf_calibration(merged, truth),
         "cc_F": float(table.loc[overall, "CC"]), "cc_F_high": float(table.loc[last, "CC"]),
         "cc_anom": float(table.loc[overall, "CCanom"]), "cc_anom_high": float(table.loc[last, "CCanom"]),
         "n_F": int(table.loc[overall, "n"]), "n_anom": int(table.loc[overall, "n_anom"]),

@@ -19,7 +19,7 @@ excluded and the few small evaluations are included).
 
 Usage::
 
-    python benchmarks/run_merge.py quick --tools careless_online,naive,abismal,careless
+    python benchmarks/run_merge.py quick --tools careless_online,naive,oracle,abismal,careless
     python benchmarks/run_merge.py 2k --tools careless_online,naive --steps careless_online=2000
     python benchmarks/run_merge.py 2k --budget-s 600 --tools careless_online,abismal,careless
     python benchmarks/run_merge.py quick --tools none --sweep-batch-sizes 1,8,32,128
@@ -219,11 +219,27 @@ def batch_sweep(info, sizes, args):
     return rows
 
 
+#: Figures given as a percentage of the oracle's: (figure, column of the percentage).
+ORACLE_PERCENT = (("cc_F", "cc_F_pct_oracle"), ("cc_anom", "cc_anom_pct_oracle"), ("se_peak", "se_peak_pct_oracle"))
+
 MERGE_TABLE = [("tool", "tool"), ("steps", "steps"), ("batch_size", "batch"), ("wall_s", "wall s", 0),
                ("peak_rss_mb", "peak RSS MiB", 0), ("ms_per_step", "ms/step", 1), ("images_per_s", "images/s", 0),
-               ("cc_F", "CC(F)"), ("cc_F_high", "CC(F) high"), ("cc_anom", "CCanom"),
-               ("cc_anom_high", "CCanom high"), ("se_peak", "Se peak σ", 1), ("other_peak", "next peak σ", 1),
-               ("error", "note")]
+               ("cc_F", "CC(F)"), ("cc_F_pct_oracle", "% oracle", 1), ("cc_F_high", "CC(F) high"),
+               ("cc_anom", "CCanom"), ("cc_anom_pct_oracle", "% oracle", 1), ("cc_anom_high", "CCanom high"),
+               ("se_peak", "Se peak σ", 1), ("se_peak_pct_oracle", "% oracle", 1), ("other_peak", "next peak σ", 1),
+               ("ratio_flat_pct", "F/Ftrue flat ±%", 1), ("rms_z", "rms z", 1), ("error", "note")]
+
+
+def add_oracle_percentages(rows):
+    """Add each row's CC(F), CCanom and Se peak as a percentage of the oracle row's (if there is one)."""
+    oracle = next((r for r in rows if r.get("tool") == "oracle" and "error" not in r), None)
+    if oracle is None:
+        return rows
+    for row in rows:
+        for figure, column in ORACLE_PERCENT:
+            if row.get(figure) is not None and oracle.get(figure):
+                row[column] = 100.0 * row[figure] / oracle[figure]
+    return rows
 SWEEP_TABLE = [("batch_size", "batch images"), ("steps", "steps"), ("ms_per_step", "ms/step", 1),
                ("images_per_s", "images/s", 1), ("wall_s", "wall s", 0), ("peak_rss_mb", "peak RSS MiB", 0),
                ("error", "note")]
@@ -234,8 +250,9 @@ def build_parser():
     p = argparse.ArgumentParser(description="Merge a benchmark dataset with several tools and compare.",
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("dataset", help="dataset name (see datasets.py: quick, 2k, 20k)")
-    p.add_argument("--tools", default="careless_online,naive,abismal,careless",
-                   help="comma-separated tools among careless_online, naive, abismal, careless ('none': skip)")
+    p.add_argument("--tools", default="careless_online,naive,oracle,abismal,careless",
+                   help="comma-separated tools among careless_online, naive, oracle, abismal, careless "
+                        "('none': skip)")
     p.add_argument("--steps", default=None,
                    help="gradient steps: one number or tool=N pairs (defaults: "
                         + ", ".join(f"{k}={v}" for k, v in DEFAULT_STEPS.items()) + ")")
@@ -268,6 +285,7 @@ def main(argv=None):
     steps = per_tool(args.steps, int, DEFAULT_STEPS)
     batches = per_tool(args.batch_size, int, DEFAULT_BATCH)
     rows, calibrations = merge_all(info, tool_names, steps, batches, args)
+    add_oracle_percentages(rows)
     sweep = batch_sweep(info, parse_list(args.sweep_batch_sizes, int), args) if args.sweep_batch_sizes else []
     machine = machine_info()
     print(f"\nDataset {info['name']}: {info['n_images']} images, {info['spacegroup']}, dmin {info['dmin']} A")

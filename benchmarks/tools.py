@@ -6,6 +6,10 @@ Tools (``--tools`` names):
     ``careless_online mono`` reading the dataset's CrystFEL stream.
 ``naive``
     ``careless_online mono --naive`` (per-image scales + weighted average).
+``oracle``
+    ``python -m careless_online.simulate.oracle``: every observation divided
+    by its true correction (the simulator's hidden scale, B, partiality and
+    polarization), weighted mean, French-Wilson: the ceiling.
 ``abismal``
     ``abismal`` 0.0.7 from its own virtual environment, reading the stream
     (it reads streams and DIALS files only); merged file
@@ -102,6 +106,13 @@ def _careless(info, out, spec):
     return cmd + [METADATA, info["paths"]["mtz"], str(out / "merge")]
 
 
+def _oracle(info, out, spec):
+    if "mtz" not in info["paths"]:
+        raise ValueError(f"the oracle needs the unmerged MTZ with truth columns, which dataset {info['name']} lacks")
+    return [sys.executable, "-m", "careless_online.simulate.oracle", info["paths"]["mtz"],
+            str(out / "merge_0.mtz"), "--dmin", str(info["dmin"])]
+
+
 def _last_epoch_mtz(out):
     files = sorted(Path(out).glob("asu_0_epoch_*.mtz"), key=lambda p: int(p.stem.rsplit("_", 1)[1]))
     return files[-1] if files else Path(out) / "asu_0_epoch_missing.mtz"
@@ -140,6 +151,7 @@ TOOLS = {
     "careless_online": Tool("careless_online", _careless_online, lambda out: Path(out) / "merge_0.mtz"),
     "naive": Tool("naive", lambda info, out, spec: _careless_online(info, out, spec, naive=True),
                   lambda out: Path(out) / "merge_0.mtz", iterative=False, batched=False),
+    "oracle": Tool("oracle", _oracle, lambda out: Path(out) / "merge_0.mtz", iterative=False, batched=False),
     "abismal": Tool("abismal", _abismal, _last_epoch_mtz),
     "careless": Tool("careless", _careless, lambda out: Path(out) / "merge_0.mtz", batched=False),
 }

@@ -76,9 +76,9 @@ def add_arguments(parser):
                         "of MTZ files and DIALS .expt/.refl pairs, each complete file taken once); needs --dmin; "
                         "reports under <out>_live/")
     g.add_argument("--live-timeout", type=positive_float, default=60.0,
-                   help="seconds without new chunks after which a live merge finishes")
-    g.add_argument("--live-poll", type=positive_float, default=2.0, help="seconds between looks at idle streams")
-    g.add_argument("--live-steps", type=positive_int, default=100, help="gradient steps between looks at the streams")
+                   help="seconds without new data after which a live merge finishes")
+    g.add_argument("--live-poll", type=positive_float, default=2.0, help="seconds between looks at idle sources")
+    g.add_argument("--live-steps", type=positive_int, default=100, help="gradient steps between looks at the sources (and live report refreshes)")
     g.add_argument("--model-pdb", default=None,
                    help="live report: follow the anomalous map heights at the S, Se and metal atoms of this model "
                         "(PDB/mmCIF in the crystal's cell; needs --anomalous)")
@@ -97,6 +97,13 @@ def add_arguments(parser):
     g.add_argument("--kl-weight", type=non_negative_float, default=1.0, help="weight w_F of the structure factor KL")
     g.add_argument("--scale-kl-weight", type=non_negative_float, default=1.0, help="weight w_Sigma of the scale KL")
     g.add_argument("--mc-samples", type=positive_int, default=1, help="Monte Carlo samples per step")
+    g.add_argument("--wilson-prior-b", type=number(float), default=None,
+                   help="fixed Wilson B (A^2) of the amplitude prior, <F^2> ~ exp(-B/(2 d^2)); 0: flat prior "
+                        "(default: the prior's resolution dependence is learned from the data)")
+    g.add_argument("--refine-uncertainties", action="store_true",
+                   help="learn an error model SigI' = a sqrt(SigI^2 + b I + (c I)^2) of the input uncertainties")
+    g.add_argument("--wilson-prior-knots", type=number(int, at_least=2), default=8,
+                   help="knots in 1/d^2 of the learned log Sigma of the prior (at least 2)")
 
     g = parser.add_argument_group("cross-validation")
     g.add_argument("--test-fraction", type=fraction, default=0.1, help="fraction of images held out")
@@ -156,7 +163,9 @@ def settings_from_args(args, keys, groups):
     model_options = dict(d_model=args.d_model, d_ff=args.d_ff, encoder_layers=args.image_layers,
                          scale_layers=args.mlp_layers, activation=args.activation,
                          studentt_dof=args.studentt_likelihood_dof, mc_samples=args.mc_samples,
-                         kl_weight=args.kl_weight, scale_kl_weight=args.scale_kl_weight)
+                         kl_weight=args.kl_weight, scale_kl_weight=args.scale_kl_weight,
+                         wilson_prior_b=args.wilson_prior_b, wilson_knots=args.wilson_prior_knots,
+                         refine_uncertainties=args.refine_uncertainties)
     jobs = []
     file_sets = [[f] for f in files] if args.separate_files else [files]
     group_sets = [[g] for g in groups] if args.separate_files else [groups[:1]]

@@ -123,12 +123,17 @@ class StructureFactorPosterior(keras.layers.Layer):
     def _gather(self, value, ids):
         return value if ids is None else tf.gather(value, ids)
 
-    def prior(self, ids=None):
-        """:class:`WilsonPrior` of the reflections ``ids`` (all if None)."""
+    def prior(self, ids=None, sigma=None):
+        """:class:`WilsonPrior` of the reflections ``ids`` (all if None).
+
+        ``sigma``: per-reflection Wilson Σ of those reflections (e.g. from
+        :class:`~careless_online.distributions.wilson_scale.WilsonSigma`);
+        default the constant ``self.sigma``.
+        """
         return WilsonPrior(
             self._gather(self.centric, ids) > 0.5,
             self._gather(self.epsilon, ids),
-            self.sigma,
+            self.sigma if sigma is None else sigma,
         )
 
     def distribution(self, ids=None):
@@ -154,7 +159,7 @@ class StructureFactorPosterior(keras.layers.Layer):
         """Reparameterized samples ``[mc_samples, n]`` of reflections ``ids``."""
         return self.distribution(ids).sample(mc_samples, seed=seed)
 
-    def kl_to_prior(self, ids, samples):
+    def kl_to_prior(self, ids, samples, sigma=None):
         """Monte Carlo ``KL(q || Wilson)`` per reflection.
 
         Parameters
@@ -164,6 +169,8 @@ class StructureFactorPosterior(keras.layers.Layer):
         samples : tf.Tensor
             ``[mc, n]`` samples of ``q`` for those reflections (reparameterized
             ones for gradients).
+        sigma : tf.Tensor, optional
+            ``[n]`` Wilson Σ of those reflections (see :meth:`prior`).
 
         Returns
         -------
@@ -171,7 +178,7 @@ class StructureFactorPosterior(keras.layers.Layer):
             ``[n]`` mean over samples of ``log q(F) - log p(F)``.
         """
         F = tf.maximum(samples, _TINY_F)
-        log_ratio = self.distribution(ids).log_prob(F) - self.prior(ids).log_prob(F)
+        log_ratio = self.distribution(ids).log_prob(F) - self.prior(ids, sigma).log_prob(F)
         return tf.reduce_mean(log_ratio, axis=0)
 
     def call(self, ids, mc_samples=1):

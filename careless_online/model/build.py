@@ -45,11 +45,33 @@ def new_model(manifest, standardizer, **options):
     MergingModel
     """
     index = manifest.index
-    return MergingModel(
+    model = MergingModel(
         len(index), len(standardizer.keys), centric=index.centric, epsilon=index.epsilon,
         intensity_scale=intensity_scale(manifest, index), index_config=index.to_config(),
-        standardizer_config=standardizer.get_config(), **options,
+        standardizer_config=standardizer.get_config(), inverse_d2=1.0 / np.square(index.dHKL.astype(np.float64)),
+        **options,
     )
+    start_wilson_prior(model, manifest, index)
+    return model
+
+
+def start_wilson_prior(model, manifest, index):
+    """Start a learned prior Σ(1/d²) at the data's shell means of ``I/ε``, and q(F) at that prior.
+
+    See :meth:`careless_online.distributions.wilson_scale.WilsonSigma.fit_moments`
+    (one pass over the cache; all images, a moment estimate of a hyperparameter's start).
+    """
+    sigma = model.wilson_sigma
+    if not sigma.learned or len(index) == 0:
+        return
+    total = np.zeros(len(index))
+    for i in range(len(manifest.shards)):
+        part = manifest.load_shard(i, ["refl_id", "I"])
+        total += np.bincount(part["refl_id"], part["I"], minlength=len(index))
+    sigma.fit_moments(sigma.inverse_d2.numpy(), total / index.epsilon, manifest.counts())
+    q = model.structure_factors
+    prior = q.prior(sigma=sigma(np.arange(len(index), dtype=np.int32)))
+    q.set_initial(prior.mean().numpy(), q.init_scale_fraction * prior.stddev().numpy())
 
 
 def load_model(path):

@@ -3,7 +3,8 @@
 For an observation ``i`` of unique reflection ``h(i)`` on image ``b(i)``:
 
 - ``q(F_h) = TruncatedNormal(loc_h, scale_h, 0, inf)``, prior Wilson (acentric
-  or centric, with the reflection's epsilon factor, ``Sigma = 1``);
+  or centric, with the reflection's epsilon factor and ``Sigma(1/d^2)``, learned
+  or from a fixed B: :mod:`careless_online.distributions.wilson_scale`);
 - ``q(Sigma_i) = LogNormal(mu_i, s_i)`` with ``(mu_i, s_i) = ScaleHead(z_b, m_i)``,
   prior ``LogNormal(0, 1)``; ``z_b`` is the image vector that the
   :class:`~careless_online.layers.ImageEncoder` pools from the image's own
@@ -33,6 +34,8 @@ import tensorflow as tf
 import tensorflow_probability as tfp
 
 from careless_online.distributions import StructureFactorPosterior
+from careless_online.distributions.wilson_scale import WilsonSigma
+from careless_online.model.error_model import ErrorModel
 from careless_online.layers import ImageEncoder, ScaleHead
 from careless_online.layers.scale_head import scale_distribution, scale_kl
 
@@ -76,12 +79,26 @@ class MergingModel(keras.Model):
         ``k0``: initial factor putting the intensities on the prior's scale.
     index_config, standardizer_config : dict
         The reflection index and metadata standardization (saved with the model).
+    inverse_d2 : array-like, optional
+        ``[n_reflections]`` 1/d² of each reflection (saved as weights); without
+        it the Wilson prior is flat (``Sigma = 1``).
+    wilson_prior_b : float, optional
+        Fixed Wilson B (Å²) of the prior's ``Sigma(1/d^2)``; None learns the
+        curve (see :class:`~careless_online.distributions.wilson_scale.WilsonSigma`).
+    wilson_knots : int
+        Knots of the learned curve.
+    wilson_max_inverse_d2 : float, optional
+        1/d² of the last knot (taken from ``inverse_d2`` when given; kept in the config).
+    refine_uncertainties : bool
+        Learn an error model of the input uncertainties
+        (:class:`~careless_online.model.error_model.ErrorModel`).
     """
 
     def __init__(self, n_reflections, n_meta, centric=None, epsilon=None, d_model=32, d_ff=None,
                  encoder_layers=2, scale_layers=2, activation="relu", studentt_dof=None, mc_samples=1,
                  kl_weight=1.0, scale_kl_weight=1.0, intensity_scale=1.0, index_config=None,
-                 standardizer_config=None, **kwargs):
+                 standardizer_config=None, inverse_d2=None, wilson_prior_b=None, wilson_knots=8,
+                 wilson_max_inverse_d2=None, refine_uncertainties=False, **kwargs):
         super().__init__(**kwargs)
         self.n_reflections = int(n_reflections)
         self.n_meta = int(n_meta)
@@ -103,6 +120,9 @@ class MergingModel(keras.Model):
                                     n_features=_N_OBS_FEATURES + self.n_meta, name="encoder")
         self.scale_head = ScaleHead(self.d_model, self.d_ff, self.scale_layers, activation,
                                     d_image=self.d_model, n_meta=self.n_meta, name="scale_head")
+        self.refine_uncertainties = bool(refine_uncertainties)
+        self.error_model = ErrorModel(name="error_model") if self.refine_uncertainties else None
+        self.wilson_sigma = self._wilson_sigma(inverse_d2, wilson_prior_b, wilson_knots, wilson_max_inverse_d2)
         self.kappa = self.add_weight(name="kappa", shape=(), trainable=True,
                                      initializer=keras.initializers.Constant(_softplus_inverse(1.0)))
         self.kl_inverse_counts = self.add_weight(name="kl_inverse_counts", shape=(self.n_reflections,),
@@ -110,6 +130,15 @@ class MergingModel(keras.Model):
         self.built = True
 
     # ------------------------------------------------------------------ set-up
+    def _wilson_sigma(self, inverse_d2, b_factor, knots, max_inverse_d2):
+        """The prior's Σ(1/d²) (learned, or a fixed B); flat while 1/d² is unknown."""
+        if inverse_d2 is not None:
+            max_inverse_d2 = float(np.max(inverse_d2)) if len(inverse_d2) else 1.0
+        layer = WilsonSigma(self.n_reflections, max_inverse_d2 or 1.0, knots, b_factor, name="wilson_sigma")
+        if inverse_d2 is not None:
+            layer.set_resolution(inverse_d2)
+        return layer
+
     def set_reflection_counts(self, counts):
         """Set ``n_h``, the training observations of each reflection (for the F KL weight)."""
         counts = np.asarray(counts, dtype=np.float64)
@@ -150,7 +179,10 @@ class MergingModel(keras.Model):
         scales with it) towards zero instead of explaining the data.
         """
         k = self.k
-        return self._likelihood(prediction, k * batch["SigI"]).log_prob(k * batch["I"]) + tf.math.log(k)
+        sigma = k * batch["SigI"]
+        if self.error_model is not None:
+            sigma = self.error_model(sigma, prediction)
+        return self._likelihood(prediction, sigma).log_prob(k * batch["I"]) + tf.math.log(k)
 
     def loss_terms(self, batch, seed=None):
         """The pieces of minus the ELBO of one batch.
@@ -173,7 +205,7 @@ class MergingModel(keras.Model):
         ids = batch["refl_id"]
         seed_f, seed_sigma = tfp.random.split_seed(seed, 2) if seed is not None else (None, None)
         F = self.structure_factors.sample(ids, self.mc_samples, seed=seed_f)
-        kl_f = self.structure_factors.kl_to_prior(ids, F)
+        kl_f = self.structure_factors.kl_to_prior(ids, F, sigma=self.wilson_sigma(ids))
         loc, scale = self.scale_parameters(batch)
         sigma = scale_distribution(loc, scale).sample(self.mc_samples, seed=seed_sigma)
         prediction = sigma * tf.square(F)
@@ -246,6 +278,8 @@ class MergingModel(keras.Model):
             studentt_dof=self.studentt_dof, mc_samples=self.mc_samples, kl_weight=self.kl_weight,
             scale_kl_weight=self.scale_kl_weight, intensity_scale=self.intensity_scale,
             index_config=json.dumps(self.index_config), standardizer_config=json.dumps(self.standardizer_config),
+            wilson_prior_b=self.wilson_sigma.b_factor, wilson_knots=self.wilson_sigma.knots,
+            wilson_max_inverse_d2=self.wilson_sigma.max_inverse_d2, refine_uncertainties=self.refine_uncertainties,
         )
         return config
 

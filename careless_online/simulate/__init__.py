@@ -17,6 +17,10 @@ Image i.  Uniform random orientation U_i; cell lengths jittered (relative rms
 B_i (columns a*, b*, c*).  Beam along +z, s0 = (0, 0, 1/λ):
 
     q = U_i B_i h,   s1 = s0 + q,   e = |s1| - 1/λ          (Ewald offset)
+
+With ``energy_jitter`` > 0 each shot has its own mean wavelength λ_i = λ (1 +
+energy_jitter · N(0, 1)): e and p use λ_i, while the stream and the
+``ewald_offset`` column record the offset for the nominal λ.
     σ(q)² = r² + (η|q|)² + (δλ/λ · λ|q|²/2)²               (profile width)
     p = exp(-e²/(2σ²))                                      (partiality, ≤ 1)
 

@@ -58,6 +58,8 @@ def build_parser():
     g = p.add_argument_group("beam, crystal quality and detector")
     g.add_argument("--wavelength", type=float, default=d.wavelength, help="wavelength (Å)")
     g.add_argument("--bandwidth", type=float, default=d.bandwidth, help="rms dλ/λ")
+    g.add_argument("--energy-jitter", type=float, default=d.energy_jitter,
+                   help="relative rms shot-to-shot change of the mean wavelength (the stream records the nominal one)")
     g.add_argument("--mosaicity", type=float, default=d.mosaicity, help="rms mosaic spread (deg)")
     g.add_argument("--profile-radius", type=float, default=d.profile_radius,
                    help="rms reciprocal-lattice-point radius (1/Å)")
@@ -105,7 +107,7 @@ def main(argv=None):
     args = build_parser().parse_args(argv)
     params = {k: getattr(args, k) for k in (
         "dmin", "pdb", "n_atoms", "atom_b", "anomalous_element", "n_anomalous", "fprime",
-        "fpp", "wavelength", "bandwidth", "mosaicity", "profile_radius", "cell_jitter",
+        "fpp", "wavelength", "bandwidth", "energy_jitter", "mosaicity", "profile_radius", "cell_jitter",
         "partiality_min", "detector_distance", "pixel_size", "polarization", "mean_counts",
         "scale_spread", "image_b_sd", "background", "background_ratio", "min_reflections",
         "spacegroup")}

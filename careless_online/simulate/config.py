@@ -49,7 +49,12 @@ class SimulationConfig:
     wavelength : float
         X-ray wavelength (Å).  The default 0.97 Å lies above the Se K edge.
     bandwidth : float
-        Relative rms spread of the wavelength (dλ/λ).
+        Relative rms spread of the wavelength within one pulse (dλ/λ).
+    energy_jitter : float
+        Relative rms shot-to-shot change of the mean wavelength.  Partiality
+        follows the shot's own wavelength while the recorded wavelength and
+        Ewald offsets (stream, ``ewald_offset``) use the nominal one, as
+        processing programs without a per-shot spectrum do.
     mosaicity : float
         Rms mosaic spread (degrees).
     profile_radius : float
@@ -98,6 +103,7 @@ class SimulationConfig:
     fpp: float = None
     wavelength: float = 0.97
     bandwidth: float = 0.002
+    energy_jitter: float = 0.0
     mosaicity: float = 0.1
     profile_radius: float = 5e-4
     cell_jitter: float = 0.002
@@ -128,7 +134,7 @@ class SimulationConfig:
         """
         positive = ("dmin", "wavelength", "detector_distance", "pixel_size",
                     "mean_counts", "background_ratio", "atom_b")
-        non_negative = ("bandwidth", "mosaicity", "profile_radius", "cell_jitter",
+        non_negative = ("bandwidth", "energy_jitter", "mosaicity", "profile_radius", "cell_jitter",
                         "scale_spread", "image_b_sd", "background")
         for name in positive:
             if not getattr(self, name) > 0:

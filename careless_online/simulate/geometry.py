@@ -92,6 +92,29 @@ def scattered_beam(hkl_t, a_matrix, wavelength, out=None):
     return s1, offset
 
 
+def nominal_offset(s1, wavelength, nominal_wavelength):
+    """Ewald offsets recomputed with the nominal wavelength.
+
+    A processing program that knows only the nominal wavelength λ₀ places the
+    sphere at radius 1/λ₀: for q = s1 - s0 (s0 of the shot's own λ), the
+    recorded offset is |q + (0, 0, 1/λ₀)| - 1/λ₀.
+
+    Parameters
+    ----------
+    s1 : numpy.ndarray
+        Shape (n, 3), scattered beams of the shot (wavelength ``wavelength``).
+    wavelength, nominal_wavelength : float
+
+    Returns
+    -------
+    numpy.ndarray
+        Shape (n,).
+    """
+    s1_nominal = np.array(s1, dtype=float, copy=True)
+    s1_nominal[:, 2] += 1.0 / nominal_wavelength - 1.0 / wavelength
+    return np.sqrt(np.einsum("ij,ij->i", s1_nominal, s1_nominal)) - 1.0 / nominal_wavelength
+
+
 def profile_width(q2, wavelength, profile_radius, mosaicity_deg, bandwidth):
     """Rms width of the Ewald-offset profile of reflections at |q|² = ``q2``.
 

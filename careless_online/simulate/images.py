@@ -1,8 +1,10 @@
 """Still images of a simulated crystal: which reflections each records, and how bright.
 
 Per image i (its own generator seeded with (seed, i)): a uniform random
-orientation U_i, a jittered cell B_i, a lognormal scale K_i (mean 1) and a
-B-factor B_i; each reflection h near the Ewald sphere gets
+orientation U_i, a jittered cell B_i, optionally a jittered mean wavelength
+λ_i (``energy_jitter``; partiality follows λ_i, the recorded Ewald offset the
+nominal λ), a lognormal scale K_i (mean 1) and a B-factor B_i; each
+reflection h near the Ewald sphere gets
 
     expected signal  S = mean_counts K_i |F(h)|²/<|F|²> exp(-B_i s²/2) p P
     counts           C ~ Poisson(S + bg)
@@ -113,6 +115,13 @@ class ImageSimulator:
         self._hkl_t = np.ascontiguousarray(self.cat.hkl.T, dtype=float)
         self._buffers = (np.empty(self._hkl_t.shape), np.empty(len(self.cat.hkl)))
 
+    def _shot_wavelength(self, rng):
+        """The mean wavelength of one shot: nominal, or jittered by ``energy_jitter``."""
+        jitter = self.config.energy_jitter
+        if jitter == 0:
+            return self.config.wavelength  # no draw: data without jitter stay as they were
+        return self.config.wavelength * (1.0 + jitter * rng.standard_normal())
+
     def block(self, start, stop):
         """Simulate images ``start`` to ``stop - 1`` (0-based) as an :class:`ImageBlock`."""
         results = [self.image(i) for i in range(start, stop)]
@@ -141,8 +150,8 @@ class ImageSimulator:
             u = geometry.random_rotation(rng)
             img_cell = geometry.jitter_cell(self.cell, self.spacegroup, config.cell_jitter, rng)
             a_matrix = u @ geometry.reciprocal_basis(img_cell)
-            s1, offset = geometry.scattered_beam(self._hkl_t, a_matrix, config.wavelength,
-                                                 self._buffers)
+            wavelength = self._shot_wavelength(rng)
+            s1, offset = geometry.scattered_beam(self._hkl_t, a_matrix, wavelength, self._buffers)
             near = np.flatnonzero(np.abs(offset) < self.cutoff)
             x, y, hit = geometry.detector_position(s1[:, near].T, config.detector_distance,
                                                    config.pixel_size, config.detector_pixels)
@@ -155,6 +164,7 @@ class ImageSimulator:
                 "--profile-radius, lower --dmin, or enlarge the detector")
         x, y, s1, offset = x[hit], y[hit], s1[:, near].T, offset[near]
         part = geometry.partiality(offset, self.width[near])
+        recorded_offset = geometry.nominal_offset(s1, wavelength, config.wavelength)
         pol = geometry.polarization_factor(s1, config.polarization)
         scale = np.exp(config.scale_spread * rng.standard_normal() - config.scale_spread ** 2 / 2)
         bfac = config.image_b_sd * rng.standard_normal()
@@ -167,14 +177,14 @@ class ImageSimulator:
         refl = {
             "hkl": cat.hkl[near], "I": counts - bg_est,
             "SIGI": np.sqrt(np.maximum(counts + bg_est / ratio, 1.0)),
-            "XDET": x, "YDET": y, "ewald_offset": offset,
+            "XDET": x, "YDET": y, "ewald_offset": recorded_offset,
             "s1x": s1[:, 0], "s1y": s1[:, 1], "s1z": s1[:, 2],
             "PARTIALITY": part, "SCALE": np.full(n, scale), "BFACTOR": np.full(n, bfac),
             "POLARIZATION": pol, "FTRUE": cat.amplitude[near], "IEXPECTED": expected,
             "BACKGROUND": np.full(n, float(config.background)), "COUNTS": counts,
             "peak": counts, "background_estimate": bg_est,
         }
-        image = {"image": index, "BATCH": index + 1, "scale": scale, "bfactor": bfac,
+        image = {"image": index, "BATCH": index + 1, "scale": scale, "bfactor": bfac, "wavelength": wavelength,
                  **{f"U{r}{c}": u[r, c] for r in range(3) for c in range(3)},
                  "a": img_cell.a, "b": img_cell.b, "c": img_cell.c,
                  "alpha": img_cell.alpha, "beta": img_cell.beta, "gamma": img_cell.gamma,
