@@ -10,7 +10,6 @@ mkdir -p "$out"
 careless_online mono \
     --anomalous --spacegroups "P 43 21 2" \
     --iterations 1500 --batch-size 8 --merge-half-datasets \
-    --disable-progress-bar \
     "dHKL,XDET,YDET,ewald_offset" "$here/example.stream" "$out/hewl"
 
 careless_online.cchalf  "$out/hewl_xval_0.mtz"        -i "$out/cchalf.png"

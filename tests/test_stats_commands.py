@@ -6,9 +6,10 @@ import pytest
 import reciprocalspaceship as rs
 
 from careless_online.cli import (ccanom, cchalf, ccpred, completeness, image_ccpred, isigi, plot_history,
-                                 rsplit)
+                                 rsplit, stats_args)
 from careless_online.cli.main import main
 from careless_online.simulate import simulate_to_files
+from careless_online.stats.plots import save_figure
 
 KEYS = "dHKL,XDET,YDET,ewald_offset"
 
@@ -50,12 +51,54 @@ def test_cchalf_is_one_for_clean_data_and_zero_for_noise(merges, tmp_path):
     assert abs(noise[pearson]) < 0.15
 
 
-def test_shell_tables_and_figures(merges, tmp_path):
+@pytest.fixture
+def figures(monkeypatch):
+    """The matplotlib figures the commands save (they are still written)."""
+    saved = []
+
+    def keep(figure, path):
+        saved.append(figure)
+        save_figure(figure, path)
+
+    monkeypatch.setattr(stats_args, "save_figure", keep)
+    return saved
+
+
+def _readable(figure, data, folder):
+    """Assert a figure has a title naming ``data`` (not a path), labelled axes and legends.
+
+    Returns the texts of its titles and legends.
+    """
+    axes = [ax for ax in figure.axes if ax.get_visible()]
+    titles = [figure._suptitle.get_text() if figure._suptitle else ""] + [ax.get_title() for ax in axes]
+    assert any(data in title for title in titles), titles
+    assert not any(str(folder) in title for title in titles), titles
+    legends = []
+    for ax in axes:
+        assert ax.has_data() and ax.get_title()
+        assert ax.get_xlabel() and ax.get_ylabel()
+        legend = ax.get_legend()
+        assert legend is not None and legend.get_texts()
+        legends += [t.get_text() for t in legend.get_texts()]
+    return titles, legends
+
+
+def test_shell_tables_and_figures(merges, tmp_path, figures):
     table = _table(cchalf, [merges / "clean_xval_0.mtz", "-b", 5, "-i", tmp_path / "cc.png"], tmp_path)
     assert len(table) == 6  # five shells and the overall row
     assert (tmp_path / "cc.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    anom = _table(ccanom, [merges / "clean_xval_0.mtz"], tmp_path)
-    assert np.isfinite(anom.select_dtypes("number").to_numpy()).any()
+    _, legends = _readable(figures[-1], "clean_xval_0", merges)
+    overall = table.set_index("shell").loc["overall", "CC1/2_pearson"]
+    assert f"CC1/2_pearson (overall {overall:.3g})" in legends
+    for command, argv in ((ccanom, ["clean_xval_0.mtz"]), (rsplit, ["clean_xval_0.mtz"]),
+                          (ccpred, ["clean_predictions_0.mtz"]), (completeness, ["clean_0.mtz"]),
+                          (isigi, ["clean_0.mtz"]), (image_ccpred, ["clean_predictions_0.mtz"])):
+        _table(command, [merges / argv[0], "-i", tmp_path / "f.png"], tmp_path)
+        _readable(figures[-1], argv[0][:-4], merges)
+    # the clean simulation has a selenium anomalous signal, the noise merge none
+    anom_clean = _table(ccanom, [merges / "clean_xval_0.mtz", "--overall"], tmp_path).iloc[-1]
+    anom_noise = _table(ccanom, [merges / "noise_xval_0.mtz", "--overall"], tmp_path).iloc[-1]
+    assert anom_clean["CCanom_pearson"] > anom_noise["CCanom_pearson"] + 0.1
     split_clean = _table(rsplit, [merges / "clean_xval_0.mtz", "--overall"], tmp_path).iloc[-1]
     split_noise = _table(rsplit, [merges / "noise_xval_0.mtz", "--overall"], tmp_path).iloc[-1]
     value = [c for c in split_clean.index if "rsplit" in c.lower()][0]
@@ -79,7 +122,19 @@ def test_merged_file_tables(merges, tmp_path):
     assert signal["F/SIGF"] > noise["F/SIGF"]
 
 
-def test_plot_history(merges, tmp_path):
+def test_plot_history_reports_last_and_best_and_draws_every_metric(merges, tmp_path, figures):
     table = _table(plot_history, [merges / "clean_history.csv", "-i", tmp_path / "h.png"], tmp_path)
     assert (tmp_path / "h.png").stat().st_size > 1000
-    assert "loss" in set(table["metric"])
+    history = pd.read_csv(merges / "clean_history.csv")
+    loss = table.set_index("metric").loc["loss"]
+    assert loss["last"] == pytest.approx(history["loss"].iloc[-1], rel=1e-4)
+    assert loss["best"] == pytest.approx(history["loss"].min(), rel=1e-4)
+    assert loss["best_step"] == history["step"][history["loss"].idxmin()]
+    cc = table.set_index("metric").loc["ccpred_test"]
+    assert cc["best"] == pytest.approx(history["ccpred_test"].max(), rel=1e-4)
+    titles, legends = _readable(figures[-1], "clean_history", merges)
+    # one panel per metric with finite values, no empty panel; CCpred says what it averages
+    assert set(titles[1:]) == {"loss", "NLL", "KL_F", "KL_Sigma", "NLL_test", "grad_norm", "CCpred"}
+    notes = [t.get_text() for ax in figures[-1].axes for t in ax.texts]
+    assert any("per-image" in n and "careless_online.ccpred" in n for n in notes)
+    assert any(label.startswith("clean_history.csv test (last ") for label in legends)

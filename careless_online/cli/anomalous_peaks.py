@@ -9,7 +9,7 @@ from careless_online.cli.stats_args import about, emit, stats_parser
 from careless_online.errors import InputError
 from careless_online.stats.inputs import friedel_columns, read_mtz
 from careless_online.stats.maps import DEFAULT_ELEMENTS, anomalous_peak_table, parse_elements
-from careless_online.stats.plots import peaks_figure
+from careless_online.stats.plots import data_name, peaks_figure
 
 
 def build_parser():
@@ -69,4 +69,5 @@ def main(argv=None):
         table = anomalous_peak_table(merged, structure, elements=args.elements,
                                      n_peaks=args.peaks, exclude=args.exclude,
                                      sample_rate=args.sample_rate)
-    emit(table, args, figure=peaks_figure)
+    title = f"Anomalous difference map of {data_name(args.merged)}: {args.elements} atoms and other peaks"
+    emit(table, args, figure=lambda t: peaks_figure(t, title))

@@ -5,7 +5,7 @@ from careless_online.cli.common import user_errors_exit
 from careless_online.cli.stats_args import about, add_method, emit, methods, stats_parser
 from careless_online.stats.halves import HALF_COLUMNS, ccanom_table
 from careless_online.stats.inputs import friedel_columns, read_mtz
-from careless_online.stats.plots import shell_figure
+from careless_online.stats.plots import data_name, shell_figure
 
 
 def build_parser():
@@ -33,4 +33,5 @@ def main(argv=None):
     with about(args.xval):
         table = ccanom_table(xval, column, bins=args.bins, methods=methods(args.method))
     cc = [c for c in table.columns if c.startswith("CCanom")]
-    emit(table, args, figure=lambda t: shell_figure(t, cc, "CCanom", title=args.xval))
+    emit(table, args, figure=lambda t: shell_figure(t, cc, "CCanom (correlation, no unit)",
+                                                   title=f"CCanom of {data_name(args.xval)}"))

@@ -4,7 +4,7 @@ from careless_online.cli.common import user_errors_exit
 from careless_online.cli.stats_args import about, add_method, emit, methods, stats_parser
 from careless_online.stats.halves import HALF_COLUMNS, cchalf_table
 from careless_online.stats.inputs import read_mtz
-from careless_online.stats.plots import shell_figure
+from careless_online.stats.plots import data_name, shell_figure
 
 #: What the input file is called in error messages.
 XVAL_FILE = "half-dataset MTZ file (<base>_xval_<i>.mtz)"
@@ -37,4 +37,5 @@ def main(argv=None):
         table = cchalf_table(xval, column, bins=args.bins, methods=methods(args.method),
                              anomalous=False if args.merge_friedel else "auto")
     cc = [c for c in table.columns if c.startswith("CC1/2")]
-    emit(table, args, figure=lambda t: shell_figure(t, cc, "CC1/2", title=args.xval))
+    emit(table, args, figure=lambda t: shell_figure(t, cc, "CC1/2 (correlation, no unit)",
+                                                   title=f"CC1/2 of {data_name(args.xval)}"))

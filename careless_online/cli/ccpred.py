@@ -3,7 +3,7 @@
 from careless_online.cli.common import user_errors_exit
 from careless_online.cli.stats_args import about, add_method, emit, stats_parser
 from careless_online.stats.inputs import read_mtz
-from careless_online.stats.plots import shell_figure
+from careless_online.stats.plots import data_name, shell_figure
 from careless_online.stats.predictions import PREDICTION_COLUMNS, ccpred_table
 
 #: What the input file is called in error messages.
@@ -29,5 +29,6 @@ def main(argv=None):
     predictions = read_mtz(args.predictions, required=PREDICTION_COLUMNS, what=PREDICTIONS_FILE)
     with about(args.predictions):
         table = ccpred_table(predictions, bins=args.bins, method=args.method)
-    emit(table, args, figure=lambda t: shell_figure(t, ["CCpred_train", "CCpred_test"], "CCpred",
-                                                    title=args.predictions))
+    emit(table, args, figure=lambda t: shell_figure(t, ["CCpred_train", "CCpred_test"],
+                                                    "CCpred (pooled correlation of Iobs and Ipred)",
+                                                    title=f"CCpred of {data_name(args.predictions)}"))

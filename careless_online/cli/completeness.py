@@ -4,7 +4,7 @@ from careless_online.cli.common import user_errors_exit
 from careless_online.cli.stats_args import about, emit, stats_parser
 from careless_online.stats.completeness import completeness_table
 from careless_online.stats.inputs import read_mtz
-from careless_online.stats.plots import shell_figure
+from careless_online.stats.plots import data_name, shell_figure
 
 #: What the input file is called in error messages.
 MERGED_FILE = "merged MTZ file (<base>_<i>.mtz)"
@@ -31,4 +31,5 @@ def main(argv=None):
     with about(args.merged):
         table = completeness_table(merged, "F", bins=args.bins)
     kinds = [c for c in table.columns if c.startswith("completeness")]
-    emit(table, args, figure=lambda t: shell_figure(t, kinds, "completeness", title=args.merged))
+    emit(table, args, figure=lambda t: shell_figure(t, kinds, "completeness (fraction of the ASU)",
+                                                   title=f"Completeness of {data_name(args.merged)}"))

@@ -6,7 +6,7 @@ from careless_online.cli.ccpred import PREDICTIONS_FILE
 from careless_online.cli.common import user_errors_exit
 from careless_online.cli.stats_args import about, add_method, emit, stats_parser
 from careless_online.stats.inputs import read_mtz
-from careless_online.stats.plots import image_cc_figure
+from careless_online.stats.plots import data_name, image_cc_figure
 from careless_online.stats.predictions import PREDICTION_COLUMNS, image_cc_summary, image_cc_table
 
 
@@ -32,10 +32,11 @@ def main(argv=None):
     with about(args.predictions):
         per_image = image_cc_table(predictions, method=args.method)
     summary = image_cc_summary(per_image)
+    title = f"Per-image CCpred of {data_name(args.predictions)}"
     if args.overall:
-        emit(summary, args, figure=lambda t: image_cc_figure(per_image))
+        emit(summary, args, figure=lambda t: image_cc_figure(per_image, title))
         return
-    emit(per_image, args, figure=image_cc_figure)
+    emit(per_image, args, figure=lambda t: image_cc_figure(t, title))
     for split, row in summary.iterrows():
         print(f"# {split}: mean CC {row['mean_cc']:.4f}, median CC {row['median_cc']:.4f} "
               f"over {int(row['images'])} images", file=sys.stdout)

@@ -4,7 +4,7 @@ from careless_online.cli.common import user_errors_exit
 from careless_online.cli.completeness import MERGED_FILE
 from careless_online.cli.stats_args import about, emit, stats_parser
 from careless_online.stats.inputs import read_mtz
-from careless_online.stats.plots import shell_figure
+from careless_online.stats.plots import data_name, shell_figure
 from careless_online.stats.signal import isigi_table
 
 
@@ -27,5 +27,5 @@ def main(argv=None):
     with about(args.merged):
         table = isigi_table(merged, bins=args.bins)
     ratios = [c for c in table.columns if "/" in c]
-    emit(table, args, figure=lambda t: shell_figure(t, ratios, "mean value / sigma",
-                                                    title=args.merged))
+    emit(table, args, figure=lambda t: shell_figure(t, ratios, "mean F/SIGF or I/SIGI (no unit)",
+                                                    title=f"Signal to noise of {data_name(args.merged)}"))

@@ -5,7 +5,7 @@ from careless_online.cli.common import user_errors_exit
 from careless_online.cli.stats_args import about, emit, stats_parser
 from careless_online.stats.halves import HALF_COLUMNS, rsplit_table
 from careless_online.stats.inputs import read_mtz
-from careless_online.stats.plots import shell_figure
+from careless_online.stats.plots import data_name, shell_figure
 
 
 def build_parser():
@@ -30,4 +30,5 @@ def main(argv=None):
     with about(args.xval):
         table = rsplit_table(xval, "I", bins=args.bins,
                              anomalous=False if args.merge_friedel else "auto")
-    emit(table, args, figure=lambda t: shell_figure(t, ["Rsplit"], "Rsplit", title=args.xval))
+    emit(table, args, figure=lambda t: shell_figure(t, ["Rsplit"], "Rsplit (no unit)",
+                                                   title=f"Rsplit of {data_name(args.xval)}"))
