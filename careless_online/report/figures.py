@@ -7,9 +7,19 @@ states the overall value, labelled axes with units, and a legend.
 import numpy as np
 
 from careless_online.report.trend import CC_THRESHOLD
-from careless_online.stats.plots import new_figure
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
 
 _SIZE = (6.0, 3.6)
+
+
+def new_figure(nrows=1, ncols=1, size=_SIZE):
+    """A figure with fixed margins (no constrained layout: it would cost most of the drawing time)."""
+    figure = Figure(figsize=(size[0] * ncols, size[1]))
+    FigureCanvasAgg(figure)
+    axes = figure.subplots(nrows, ncols, squeeze=False)
+    figure.subplots_adjust(left=0.13 if ncols == 1 else 0.08, right=0.97, bottom=0.24, top=0.88, wspace=0.35)
+    return figure, axes
 
 
 def _shell_axis(ax, shells):

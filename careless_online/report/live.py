@@ -206,7 +206,9 @@ class LiveReport:
         for name, _, png in panels:
             replace_bytes(os.path.join(self.folder, name), png)
         status["figures"] = [name for name, _, _ in panels]
-        text = page.render(status, [(caption, png) for _, caption, png in panels], self.refresh_seconds)
+        wide = ("completeness.png", "training.png")
+        text = page.render(status, [(caption, png, name in wide) for name, caption, png in panels],
+                           self.refresh_seconds)
         replace_bytes(os.path.join(self.folder, "index.html"), text.encode())
         self.drawings += 1
 

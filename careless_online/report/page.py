@@ -46,8 +46,8 @@ def render(status, figures, refresh_seconds):
     ----------
     status : dict
         As written to ``status.json``.
-    figures : list of (str, bytes)
-        Caption and PNG bytes of each panel.
+    figures : list of (str, bytes, bool)
+        Caption, PNG bytes and whether the panel takes the page's full width.
     refresh_seconds : int
         The browser reloads the page this often.
 
@@ -56,9 +56,9 @@ def render(status, figures, refresh_seconds):
     str
     """
     images = "".join(
-        f"<figure><img alt='{html.escape(caption)}' src='data:image/png;base64,"
+        f"<figure class='{'wide' if wide else 'half'}'><img alt='{html.escape(caption)}' src='data:image/png;base64,"
         f"{base64.b64encode(png).decode()}'><figcaption>{html.escape(caption)}</figcaption></figure>"
-        for caption, png in figures)
+        for caption, png, wide in figures)
     hint = html.escape(status.get("stopping_hint", {}).get("text", ""))
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8">
@@ -71,7 +71,8 @@ body {{ font-family: sans-serif; margin: 1em; }}
 .v {{ font-size: 1.4em; font-weight: bold; }} .k {{ color: #555; font-size: 0.85em; }}
 .hint {{ background: #fff6d5; border-left: 4px solid #e0a800; padding: 0.6em; margin: 0.8em 0; }}
 table {{ border-collapse: collapse; }} td, th {{ border: 1px solid #ddd; padding: 0.2em 0.6em; text-align: right; }}
-figure {{ display: inline-block; width: 48%; margin: 0.4em; vertical-align: top; }} img {{ width: 100%; }}
+figure {{ display: inline-block; margin: 0.4em; vertical-align: top; }} figure.half {{ width: 48%; }}
+figure.wide {{ width: 97%; }} img {{ width: 100%; }}
 </style></head><body>
 <h1>careless_online live merge</h1>
 <p>Updated after step {status['steps']}; this page reloads every {int(refresh_seconds)} s.</p>
