@@ -1,12 +1,17 @@
 """Merging quality against the simulator's truth: the oracle ceiling, the prior's fall-off, honest SIGF."""
 
+import math
+
 import numpy as np
+import pandas as pd
 import pytest
 import reciprocalspaceship as rs
 
 from careless_online.cli.main import main
 from careless_online.distributions.wilson_scale import WilsonSigma
 from careless_online.errors import InputError
+from careless_online.model.build import load_model
+from careless_online.model.error_model import INITIAL
 from careless_online.simulate import simulate, simulate_to_files
 from careless_online.simulate.geometry import partiality, profile_width
 from careless_online.simulate.oracle import main as oracle_main
@@ -14,6 +19,7 @@ from careless_online.simulate.oracle import oracle_merge, true_correction
 from careless_online.stats import binning
 from careless_online.stats.reference import cc_to_reference
 from careless_online.stats.truth import fall_off, sigf_calibration
+from careless_online.training.merge import epoch_steps
 
 #: A small, demanding simulation: partiality, energy jitter, image scales and B, Poisson noise, Se anomalous signal.
 SIM = dict(n_images=80, seed=21, dmin=3.5, mosaicity=0.27, energy_jitter=0.002)
@@ -104,12 +110,42 @@ def test_wilson_sigma_fixed_b_and_flat():
         WilsonSigma(11, 0.1, knots=1)
 
 
-def test_learned_wilson_prior_keeps_the_fall_off(sim, tmp_path):
+@pytest.fixture(scope="module")
+def merges(sim, tmp_path_factory):
+    """Short merges of the simulation: default flags, a flat prior, and the learned error model."""
+    out = tmp_path_factory.mktemp("merges")
+    steps = ["--iterations", "300", "--validation-frequency", "150"]
+    flags = {"default": [], "flat": ["--wilson-prior-b", "0"], "refine": ["--refine-uncertainties"]}
+    merged = {name: _merge(sim, out / name, *steps, *extra) for name, extra in flags.items()}
+    return {**merged, "paths": {name: out / name for name in flags}}
+
+
+def test_learned_wilson_prior_keeps_the_fall_off(sim, merges):
     """--wilson-prior-b 0 (flat prior) flattens F's fall-off; the learned default keeps it."""
     truth = rs.read_mtz(sim["truth"])
     edges = [60.0, 6.0, 4.5, 4.0, DMIN]
-    steps = ["--iterations", "400", "--validation-frequency", "200"]
-    flat = fall_off(_merge(sim, tmp_path / "flat", *steps, "--wilson-prior-b", "0"), truth, edges)
-    learned = fall_off(_merge(sim, tmp_path / "learned", *steps), truth, edges)
+    flat = fall_off(merges["flat"], truth, edges)
+    learned = fall_off(merges["default"], truth, edges)
     assert learned["ratio_flat_pct"] < 0.5 * flat["ratio_flat_pct"]
     assert learned["ratio_flat_pct"] < 4.0
+
+
+def test_refine_uncertainties_learns_an_error_model(merges):
+    """--refine-uncertainties learns a, b, c of SigI' (its a or c grow from their starts) and changes the merge."""
+    refine = load_model(str(merges["paths"]["refine"]) + "_0.keras")
+    default = load_model(str(merges["paths"]["default"]) + "_0.keras")
+    assert default.error_model is None
+    a, _, c = (float(v) for v in refine.error_model.parameters())
+    assert a > 1.05 or c > 2 * INITIAL["c"]
+    sigf = merges["refine"]["SIGF"].to_numpy(float) / merges["default"].loc[merges["refine"].index, "SIGF"].to_numpy(float)
+    assert np.nanmedian(np.abs(np.log(sigf))) > 0.02
+
+
+def test_epochs_set_the_number_of_steps(sim, tmp_path):
+    """--epochs 2 takes ceil(2 x training images / batch size) steps instead of --iterations."""
+    _merge(sim, tmp_path / "m", "--epochs", "2", "--batch-size", "8", "--iterations", "5000",
+           "--validation-frequency", "5")
+    history = pd.read_csv(f"{tmp_path / 'm'}_history.csv")
+    n_train = 0.9 * SIM["n_images"]
+    assert history["step"].max() == pytest.approx(math.ceil(2 * n_train / 8), abs=3)
+    assert epoch_steps(2, 72, 8) == 18 and epoch_steps(0.01, 10, 8) == 1

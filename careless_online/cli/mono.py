@@ -44,6 +44,9 @@ def add_arguments(parser):
 
     g = parser.add_argument_group("optimizer")
     g.add_argument("--iterations", type=positive_int, default=10000, help="gradient steps (one batch of images each)")
+    g.add_argument("--epochs", type=positive_float, default=None,
+                   help="passes over the training images instead of --iterations "
+                        "(steps = epochs x training images / --batch-size)")
     g.add_argument("--learning-rate", type=positive_float, default=1e-2, help="Adam learning rate")
     g.add_argument("--lr-decay", type=fraction, default=0.3,
                    help="fraction of the final steps over which the learning rate falls linearly to "
@@ -180,7 +183,7 @@ def settings_from_args(args, keys, groups):
         batch_images=args.batch_size, test_fraction=args.test_fraction, seed=args.seed,
         standardize=not args.disable_metadata_standardization, half_datasets=args.merge_half_datasets,
         half_repeats=args.half_dataset_repeats, naive=args.naive, resume=args.resume, model_in=args.model_in,
-        cache_dir=args.cache_dir, workers=args.parse_workers, predictions=not args.no_predictions,
+        epochs=args.epochs, cache_dir=args.cache_dir, workers=args.parse_workers, predictions=not args.no_predictions,
     )
     return jobs, settings
 

@@ -4,8 +4,9 @@
 input files (all files jointly, or each alone with ``--separate-files``).
 """
 
+import math
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -30,6 +31,7 @@ class MergeSettings:
     metadata_keys : list of str
     table_options : careless_online.io.table.TableOptions
     train : TrainConfig
+        Its ``steps`` are replaced by :func:`epoch_steps` when ``epochs`` is given.
     model_options : dict
         Passed to :class:`~careless_online.model.MergingModel`.
     batch_images : int
@@ -46,6 +48,8 @@ class MergeSettings:
         Processes parsing streams into the cache (None: the usable cores, at most 8).
     predictions : bool
     log : callable
+    epochs : float or None
+        Passes over the training images instead of ``train.steps``.
     """
 
     base: str
@@ -66,6 +70,7 @@ class MergeSettings:
     workers: int = None
     predictions: bool = True
     log: object = print
+    epochs: float = None
 
 
 def half_filter(repeat, half, seed):
@@ -84,6 +89,14 @@ def _merged(index, moments, counts):
     return writers.merged_table(index, moments["F"], moments["SIGF"], counts, moments["I"], moments["SIGI"])
 
 
+def epoch_steps(epochs, n_images, batch_images):
+    """Gradient steps of ``epochs`` passes over ``n_images`` training images, ``batch_images`` per step.
+
+    ``steps = ceil(epochs * n_images / batch_images)``, at least 1.
+    """
+    return max(1, math.ceil(float(epochs) * int(n_images) / int(batch_images)))
+
+
 def _train_model(manifest, standardizer, settings, history_path, checkpoint_path, image_filter=None,
                  test_fraction=None, model=None, start=(0, 0.0)):
     """Train ``model`` (a new one if None) from ``start`` = (step, elapsed seconds)."""
@@ -98,7 +111,10 @@ def _train_model(manifest, standardizer, settings, history_path, checkpoint_path
     if model is None:
         model = new_model(manifest, standardizer, **settings.model_options)
     model.set_reflection_counts(train.reflection_counts())
-    trainer = Trainer(model, train, test, settings.train, history_path, checkpoint_path, monitor=monitor,
+    config = settings.train
+    if settings.epochs is not None:
+        config = replace(config, steps=epoch_steps(settings.epochs, train.n_images, settings.batch_images))
+    trainer = Trainer(model, train, test, config, history_path, checkpoint_path, monitor=monitor,
                       seed=settings.seed)
     trainer.run(start_step=start[0], elapsed=start[1])
     return model, trainer
