@@ -108,12 +108,29 @@ def _pick(columns, candidates, what, path, override=None):
     raise InputError(f"no {what} column (looked for {', '.join(candidates)}; columns: {', '.join(columns)})", path)
 
 
+#: Largest |h|, |k|, |l| a reflection index can hold.
+MAX_MILLER = 511
+
+
+def _check_integers(frame, names, path):
+    """InputError for rows whose Miller indices or image number are not (small) integers."""
+    values = np.column_stack([np.asarray(frame[name], dtype=np.float64) for name in names])
+    whole = np.isfinite(values) & (values == np.round(values))
+    limits = np.array([MAX_MILLER] * 3 + [2**31 - 1])
+    whole &= np.abs(np.nan_to_num(values)) <= limits
+    bad = ~whole.all(axis=1)
+    if bad.any():
+        raise InputError(f"{int(bad.sum())} damaged records: a Miller index (beyond +-{MAX_MILLER}) or "
+                         f"{names[3]} (beyond int32) that is NaN, not an integer or out of range", path)
+
+
 def _finish(frame, path, intensity_key=None, uncertainty_key=None, image_key=None):
     """Rename to the common columns and cast; keep numeric metadata."""
     columns = list(frame.columns)
     ikey = _pick(columns, INTENSITY_KEYS, "intensity", path, intensity_key)
     skey = _pick(columns, UNCERTAINTY_KEYS, "intensity uncertainty", path, uncertainty_key)
     bkey = _pick(columns, IMAGE_KEYS, "image (BATCH)", path, image_key)
+    _check_integers(frame, ["H", "K", "L", bkey], path)
     out = pd.DataFrame(
         {
             "H": frame["H"].to_numpy(np.int32),
@@ -132,15 +149,38 @@ def _finish(frame, path, intensity_key=None, uncertainty_key=None, image_key=Non
             continue
         values = frame[name]
         if pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values):
-            out[name] = values.to_numpy(np.float32)
+            with np.errstate(invalid="ignore"):  # a missing integer becomes NaN (checked by the table)
+                out[name] = values.to_numpy(np.float32)
     return out
+
+
+def _check_index_columns(mtz, labels, path):
+    """Refuse damaged Miller indices, image numbers or symmetry operators before rs casts them to integers."""
+    values = np.asarray(mtz.array)
+    names = ["H", "K", "L"] + [k for k in IMAGE_KEYS if k in labels][:1]
+    if len(names) == 4:
+        _check_integers(pd.DataFrame({n: values[:, labels.index(n)] for n in names}), names, path)
+    if "M/ISYM" in labels:
+        isym = values[:, labels.index("M/ISYM")].astype(np.float64)
+        ok = np.isfinite(isym) & (isym == np.round(isym)) & (isym >= 1) & (isym <= 512 + 2 * 192)
+        if not ok.all():
+            raise InputError(f"{int((~ok).sum())} damaged records: an M/ISYM value that is not a valid "
+                             "symmetry operator number", path)
 
 
 def _open_mtz(path):
     """The gemmi MTZ object and its rs.DataSet; InputError if gemmi cannot read it."""
     try:
         mtz = gemmi.read_mtz_file(str(path))
-        return mtz, rs.DataSet.from_gemmi(mtz)
+        labels = [column.label for column in mtz.columns]
+        missing = [c for c in ("H", "K", "L") if c not in labels]
+        if missing:
+            raise InputError(f"no Miller index column {', '.join(missing)} (columns: {', '.join(labels)})", path)
+        if len(set(labels)) != len(labels):
+            raise InputError(f"repeated column labels ({', '.join(labels)})", path)
+        _check_index_columns(mtz, labels, path)
+        with np.errstate(invalid="ignore"):  # NaN in other integer columns: rs's cast would warn
+            return mtz, rs.DataSet.from_gemmi(mtz)
     except (RuntimeError, ValueError, IndexError, OverflowError, MemoryError) as err:
         # gemmi raises RuntimeError for a damaged file, rs ValueError for impossible columns
         reason = str(err).splitlines()[0][:120] if str(err) else type(err).__name__

@@ -40,6 +40,8 @@ import numpy as np
 #: Columns of a parsed reflection row, in order.
 COLUMNS = ("H", "K", "L", "I", "SigI", "peak", "background", "XDET", "YDET",
            "s1x", "s1y", "s1z", "ewald_offset", "angular_ewald_offset")
+#: Largest |h|, |k|, |l| accepted (the reflection index packs them in 10 bits).
+MAX_MILLER = 511
 #: hc in eV * Angstrom (photon energy to wavelength).
 HC_EV_ANGSTROM = 12398.419843320026
 
@@ -127,8 +129,8 @@ def _reflection_table(text):
             raise DamagedChunk(f"reflection line {number} has {len(words)} columns, needs 9 or more")
         rows.append(_floats(" ".join(words[:9]), 9, f"reflection line {number}"))
     table = np.array(rows, dtype=np.float64).reshape(-1, 9)
-    if np.any(table[:, :3] != np.rint(table[:, :3])):
-        raise DamagedChunk("non-integer Miller index in the reflection table")
+    if np.any(table[:, :3] != np.rint(table[:, :3])) or np.any(np.abs(table[:, :3]) > MAX_MILLER):
+        raise DamagedChunk(f"a Miller index that is not an integer within +-{MAX_MILLER}")
     return table
 
 

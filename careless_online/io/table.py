@@ -49,8 +49,8 @@ class TableOptions:
         the reference cell are dropped.
     drop_invalid : bool
         Skip damaged records instead of refusing the file: observations with
-        a NaN/inf or enormous intensity or sigma, a non-positive sigma, and
-        damaged stream chunks.  What is skipped is counted in the load report.
+        a NaN/inf or enormous intensity or sigma, a non-positive sigma, a
+        NaN/inf metadata value, and damaged stream chunks.  What is skipped is counted in the load report.
     intensity_key, uncertainty_key, image_key : str or None
         MTZ column overrides for I, SigI and the image number.
     """
@@ -260,14 +260,24 @@ def check_damage(raw, options, report=None):
         report.skip_damaged(raw.damaged)
 
 
-def _invalid_rows(intensity, sigma, options, path):
-    """Rows with a non-finite or enormous I or SigI, or SigI <= 0; InputError unless ``drop_invalid``."""
+def _invalid_rows(data, options, path):
+    """Rows with a non-finite or enormous I or SigI, SigI <= 0, or non-finite metadata.
+
+    InputError unless ``options.drop_invalid``.
+    """
+    intensity = data["I"].to_numpy(np.float64)
+    sigma = data["SigI"].to_numpy(np.float64)
     bad_i = ~np.isfinite(intensity) | (np.abs(intensity) > MAX_MAGNITUDE)
     bad_sigma = ~np.isfinite(sigma) | (sigma <= 0) | (sigma > MAX_MAGNITUDE)
-    invalid = bad_i | bad_sigma
+    metadata = [c for c in data.columns if c not in ("H", "K", "L", "I", "SigI", "image")]
+    bad_meta = np.zeros(len(data), dtype=bool)
+    for name in metadata:
+        bad_meta |= ~np.isfinite(data[name].to_numpy(np.float64))
+    invalid = bad_i | bad_sigma | bad_meta
     if invalid.any() and not options.drop_invalid:
         parts = [f"{int(bad_i.sum())} observations have a NaN, inf or enormous intensity",
-                 f"{int(bad_sigma.sum())} observations have a NaN, non-positive or enormous sigma"]
+                 f"{int(bad_sigma.sum())} observations have a NaN, non-positive or enormous sigma",
+                 f"{int(bad_meta.sum())} observations have a NaN or inf metadata value"]
         parts = [p for p in parts if not p.startswith("0 ")]
         raise InputError(f"{' and '.join(parts)} (enormous: > {MAX_MAGNITUDE:.0e}; use --drop-invalid "
                          "to discard them)", path)
@@ -301,7 +311,7 @@ def make_observations(raw, index, file_id, image_offset, options):
     report.no_image_cells = not raw.image_cells
     intensity = data["I"].to_numpy(np.float64)
     sigma = data["SigI"].to_numpy(np.float64)
-    invalid = _invalid_rows(intensity, sigma, options, raw.path)
+    invalid = _invalid_rows(data, options, raw.path)
     keep = ~invalid
     report.drop("invalid I or SigI", invalid.sum())
 
