@@ -175,3 +175,16 @@ def test_cell_outliers_dropped_and_counted(tmp_path):
     # a wide tolerance keeps every image
     _, report, _ = _table(raw, spacegroup="P 43 21 2", cell_tolerance=0.5)
     assert report.images_dropped_cell == 0
+
+
+@pytest.mark.parametrize("options, message", [
+    ({"cell_tolerance": 0.0}, "--cell-tolerance must be a positive"),
+    ({"cell_tolerance": -0.1}, "--cell-tolerance must be a positive"),
+    ({"dmin": 0.0}, "--dmin must be positive"),
+    ({"dmin": float("nan")}, "--dmin must be positive"),
+    ({"isigi_cutoff": float("inf")}, "--isigi-cutoff must be a number"),
+    ({"image_key": " "}, "--image-key is empty"),
+])
+def test_table_options_are_validated_at_construction(options, message):
+    with pytest.raises(InputError, match=message):
+        TableOptions(**options)

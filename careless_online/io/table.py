@@ -66,6 +66,18 @@ class TableOptions:
     uncertainty_key: object = None
     image_key: object = None
 
+    def __post_init__(self):
+        if not (np.isfinite(self.cell_tolerance) and self.cell_tolerance > 0):
+            raise InputError(f"--cell-tolerance must be a positive fraction (got {self.cell_tolerance})")
+        if self.dmin is not None and not (np.isfinite(self.dmin) and self.dmin > 0):
+            raise InputError(f"--dmin must be positive (got {self.dmin})")
+        if self.isigi_cutoff is not None and not np.isfinite(self.isigi_cutoff):
+            raise InputError(f"--isigi-cutoff must be a number (got {self.isigi_cutoff})")
+        for flag, key in (("--intensity-key", self.intensity_key), ("--uncertainty-key", self.uncertainty_key),
+                          ("--image-key", self.image_key)):
+            if key is not None and not str(key).strip():
+                raise InputError(f"{flag} is empty")
+
     def to_dict(self):
         """JSON-serializable copy."""
         return {
