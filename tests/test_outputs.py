@@ -135,9 +135,10 @@ def test_wavelength_of_inputs(tmp_path):
     assert file_wavelength(DATA / "stills.expt") == pytest.approx(1.2713057, rel=1e-6)
     stream = file_wavelength(DATA / "lysozyme_pal.stream")
     assert stream == pytest.approx(12398.42 / 9700.0, rel=0.02)
-    assert file_wavelength(DATA / "stills.refl") is None
-    assert input_wavelength([DATA / "stills.expt", DATA / "stills.refl"]) == pytest.approx(1.2713057)
-    assert input_wavelength([DATA / "stills.refl"]) is None
+    assert file_wavelength(DATA / "stills.refl") == file_wavelength(DATA / "stills.expt")  # the pair's beam
+    assert file_wavelength(DATA / "hewl_rotation_unmerged.mtz") is None  # records 0
+    assert input_wavelength([DATA / "stills.refl", DATA / "lysozyme_pal.stream"]) == pytest.approx((stream + 1.2713057) / 2)
+    assert input_wavelength([DATA / "hewl_rotation_unmerged.mtz"]) is None
 
 
 def test_merged_mtz_carries_wavelength(index, tmp_path):

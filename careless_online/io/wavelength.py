@@ -3,7 +3,8 @@
 Merging does not use the wavelength, so the observation table does not carry
 it; the writers only need one value per merge.  It is read from the head of
 each input: a CrystFEL stream's first ``photon_energy_eV`` (or the geometry's
-``photon_energy``) in eV, a DIALS ``.expt``'s first beam, an MTZ's datasets.
+``photon_energy``) in eV, a DIALS ``.expt``'s first beam (also for its ``.refl``),
+an MTZ's datasets.
 """
 
 import gzip
@@ -60,9 +61,11 @@ def file_wavelength(path):
     -------
     float or None
         None when the file records none or is not a readable stream, ``.expt``
-        or MTZ (its reader reports damage; this is only a header value).
+        (or the ``.refl`` of a DIALS pair) or MTZ (its reader reports damage; this is only a header value).
     """
     path = str(path)
+    if path.endswith(".refl"):  # a DIALS pair is given by its reflection table: the beam is in the .expt
+        path = path[: -len(".refl")] + ".expt"
     readers = {".expt": _expt_wavelength, ".mtz": _mtz_wavelength}
     suffix = next((s for s in readers if path.endswith(s)), None)
     reader = readers.get(suffix, _stream_wavelength if ".stream" in path else None)
