@@ -32,6 +32,7 @@ and the angular offset is the signed angle between :math:`q = A h` and its
 projection :math:`q' = s_1 / (\\lambda |s_1|) - s_0` onto the Ewald sphere.
 """
 
+import io
 import re
 from dataclasses import dataclass
 
@@ -112,6 +113,16 @@ def _reciprocal_basis(text):
     return basis
 
 
+def _first_bad_line(lines):
+    """Raise DamagedChunk naming the first reflection line that is not 9 or more numbers."""
+    for number, line in enumerate(lines, start=1):
+        words = line.split()
+        if len(words) < 9:
+            raise DamagedChunk(f"reflection line {number} has {len(words)} columns, needs 9 or more")
+        _floats(" ".join(words[:9]), 9, f"reflection line {number}")
+    raise DamagedChunk("unreadable reflection table")
+
+
 def _reflection_table(text):
     """The (n, 9) numbers h, k, l, I, sigma, peak, background, fs, ss of a crystal (n may be 0)."""
     start = text.find(_TABLE_START)
@@ -121,14 +132,15 @@ def _reflection_table(text):
     end = body.find(_TABLE_END)
     if end < 0:
         raise DamagedChunk("reflection table without 'End of reflections'")
-    lines = body[:end].splitlines()[1:]  # the first line names the columns
-    rows = []
-    for number, line in enumerate(lines, start=1):
-        words = line.split()
-        if len(words) < 9:
-            raise DamagedChunk(f"reflection line {number} has {len(words)} columns, needs 9 or more")
-        rows.append(_floats(" ".join(words[:9]), 9, f"reflection line {number}"))
-    table = np.array(rows, dtype=np.float64).reshape(-1, 9)
+    rows = body[body.find("\n") + 1:end]  # the first line names the columns
+    if not rows.strip():
+        return np.zeros((0, 9))
+    try:
+        table = np.loadtxt(io.StringIO(rows), usecols=range(9), comments=None, ndmin=2, dtype=np.float64)
+    except ValueError:
+        table = None
+    if table is None or not np.isfinite(table).all():
+        _first_bad_line(rows.splitlines())
     if np.any(table[:, :3] != np.rint(table[:, :3])) or np.any(np.abs(table[:, :3]) > MAX_MILLER):
         raise DamagedChunk(f"a Miller index that is not an integer within +-{MAX_MILLER}")
     return table
@@ -188,10 +200,11 @@ def parse_chunk(data, wavelength=None):
     crystals = []
     for block in _CRYSTAL.findall(text):
         table = _reflection_table(block)
-        cell = _cell(block)
+        head = block.split(_TABLE_START, 1)[0]  # the crystal's parameters, before its reflections
+        cell = _cell(head)
         if len(table) == 0:
             continue
-        ewald = _ewald(table, _reciprocal_basis(block), _wavelength(text, wavelength))
+        ewald = _ewald(table, _reciprocal_basis(head), _wavelength(text, wavelength))
         crystals.append(Crystal(cell, np.column_stack([table, ewald])))
     return crystals
 
