@@ -173,8 +173,9 @@ def test_kill_at_every_phase_then_resume(sim_files, reference, tmp_path):
     report = []
 
     def resume_args():
-        has_checkpoint = any(p.name.startswith("m_0.keras") for p in out_dir.iterdir()) if out_dir.exists() else False
-        return ["--resume", *args] if has_checkpoint else args
+        """``--resume`` once a checkpoint exists (a run killed before its first one is started again)."""
+        names = os.listdir(out_dir) if out_dir.exists() else []
+        return ["--resume", *args] if {"m_0.keras", "m_0.ckpt"} & set(names) else args
 
     for phase in ("convert", "checkpoint", "training", "merged", "predictions"):
         history = out_dir / "m_history.csv"

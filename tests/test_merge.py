@@ -4,12 +4,14 @@ import json
 import os
 from pathlib import Path
 
+import gemmi
 import numpy as np
 import pandas as pd
 import pytest
 import reciprocalspaceship as rs
 
 from careless_online.cli.main import main
+from careless_online.io.wavelength import input_wavelength
 from careless_online.simulate import simulate_to_files
 from careless_online.simulate.api import SimulationConfig, make_crystal
 from careless_online.simulate.images import ImageSimulator
@@ -51,10 +53,17 @@ def test_outputs_have_careless_columns(merged):
     for column, dtype in {"F": "SFAmplitude", "SIGF": "Stddev", "F(+)": "FriedelSFAmplitude",
                           "SIGF(+)": "StddevFriedelSF", "F(-)": "FriedelSFAmplitude", "N": "MTZInt"}.items():
         assert ds.dtypes[column].name == dtype, column
-    assert (ds["N"] > 0).all()
-    assert np.isfinite(ds["F"]).all() and (ds["F"] > 0).all() and (ds["SIGF"] > 0).all()
+    # each Friedel mate's intensity is E[F^2] = F^2 + SIGF^2 of its own posterior
+    for sign in ("(+)", "(-)"):
+        mate = ds[["F" + sign, "SIGF" + sign, "I" + sign]].dropna()
+        np.testing.assert_allclose(mate["I" + sign], mate["F" + sign] ** 2 + mate["SIGF" + sign] ** 2, rtol=1e-4)
     centric = ds.label_centrics()["CENTRIC"]
     np.testing.assert_allclose(ds.loc[centric, "F(+)"], ds.loc[centric, "F(-)"])
+    # F combines both mates of an acentric pair by inverse-variance weighting
+    pair = ds[~centric].dropna(subset=["F(+)", "F(-)"])
+    wp, wm = pair["SIGF(+)"] ** -2, pair["SIGF(-)"] ** -2
+    np.testing.assert_allclose(pair["F"], (pair["F(+)"] * wp + pair["F(-)"] * wm) / (wp + wm), rtol=1e-4)
+    np.testing.assert_allclose(ds["N"], ds["N(+)"] + np.where(centric, 0, ds["N(-)"]))
     predictions = rs.read_mtz(str(out / "m_predictions_0.mtz"))
     assert {"Iobs", "SigIobs", "Ipred", "SigIpred", "image_id", "test"} <= set(predictions.columns)
     assert 0.02 < predictions["test"].mean() < 0.25
@@ -62,11 +71,15 @@ def test_outputs_have_careless_columns(merged):
     assert predictions.dtypes["Ipred"].name == "Intensity" and predictions.dtypes["SigIpred"].name == "Stddev"
     assert (predictions["Ipred"] > 0).all() and (predictions["SigIpred"] > 0).all()
     assert set(predictions["plus"]) == {0, 1}
-    in_asu = predictions.reset_index()[["H", "K", "L"]].to_numpy()
-    assert np.array_equal(rs.utils.hkl_to_asu(in_asu, predictions.spacegroup)[0], in_asu)
+    # M/ISYM marks Friedel-minus observations: rs reads them back as -H, so the ASU and the plus flag agree
+    observed = predictions.reset_index()[["H", "K", "L"]].to_numpy()
+    asu, isym = rs.utils.hkl_to_asu(observed, predictions.spacegroup)
+    acentric = ~rs.utils.is_centric(asu, predictions.spacegroup)
+    np.testing.assert_array_equal((isym % 2 == 1)[acentric], predictions["plus"].to_numpy()[acentric] == 1)
     # every observation once: the counts per reflection are the merged N
-    per_refl = predictions.reset_index().groupby(["H", "K", "L"]).size()
+    per_refl = pd.DataFrame(asu, columns=["H", "K", "L"]).groupby(["H", "K", "L"]).size()
     assert per_refl.sum() == int(ds["N"].sum())
+    np.testing.assert_array_equal(per_refl.loc[ds.index].to_numpy(), ds["N"].to_numpy())
     history = pd.read_csv(out / "m_history.csv")
     assert list(history["step"]) == [300, 600, 900]
     assert history["ccpred_test"].iloc[-1] > history["ccpred_test"].iloc[0]
@@ -152,10 +165,19 @@ def test_half_datasets_and_separate_files(simulated, tmp_path):
     assert mono("--spacegroups", SG, "--iterations", 10, "--separate-files", "--merge-half-datasets",
                 "--no-predictions", "--validation-frequency", 10, KEYS, paths["stream"], other["stream"],
                 tmp_path / "sep") == 0
+    n_obs = []
     for i in (0, 1):
-        assert (tmp_path / f"sep_{i}.mtz").exists()
+        merged = rs.read_mtz(str(tmp_path / f"sep_{i}.mtz"))
         xval = rs.read_mtz(str(tmp_path / f"sep_xval_{i}.mtz"))
         assert set(np.unique(xval["half"])) == {0, 1}
+        n_obs.append(int(merged["N"].sum()))
+        # the halves split the images: their counts add up to the full merge's, reflection by reflection
+        halves = [xval[xval["half"] == h]["N"] for h in (0, 1)]
+        total = halves[0].add(halves[1], fill_value=0)
+        np.testing.assert_array_equal(total.loc[merged.index].to_numpy(), merged["N"].to_numpy())
+        assert all(0.3 < h.sum() / merged["N"].sum() < 0.7 for h in halves)
+    # each file is merged alone (160 and 30 images)
+    assert 4 < n_obs[0] / n_obs[1] < 7
 
 
 @pytest.mark.parametrize("files, extra", [
@@ -170,9 +192,17 @@ def test_real_files_merge(files, extra, tmp_path):
     assert mono(*extra, "--iterations", 6, "--batch-size", 2, "--validation-frequency", 3, "--test-fraction", 0,
                 "--cache-dir", tmp_path / "cache", keys, *[SHARED / f for f in files], tmp_path / "real") == 0
     ds = rs.read_mtz(str(tmp_path / "real_0.mtz"))
-    assert len(ds) > 50 and np.isfinite(ds["F"]).all()
     predictions = rs.read_mtz(str(tmp_path / "real_predictions_0.mtz"))
-    assert np.isfinite(predictions["Ipred"]).all()
+    assert len(ds) > 50 and np.isfinite(predictions["Ipred"]).all() and (predictions["SigIpred"] > 0).all()
+    # the merged reflections are exactly the observed ones, each observation counted once
+    asu = predictions.hkl_to_asu()
+    assert set(asu.index) == set(ds.index)
+    assert int(ds["N"].sum()) == len(predictions)
+    # the wavelength of the inputs (0 where they record none) is in every output
+    expected = input_wavelength([SHARED / f for f in files]) or 0.0
+    for name in ("real_0.mtz", "real_predictions_0.mtz"):
+        wavelengths = [d.wavelength for d in gemmi.read_mtz_file(str(tmp_path / name)).datasets]
+        assert wavelengths == pytest.approx([expected] * len(wavelengths), abs=1e-5)  # 5 decimals in the header
 
 
 @pytest.mark.parametrize("args, message", [
@@ -194,9 +224,12 @@ def test_user_errors_are_one_line(simulated, tmp_path, capsys, args, message):
 
 
 def test_version_and_devices(capsys):
+    from careless_online import __version__
+
     with pytest.raises(SystemExit) as exit_info:
         main(["--version"])
     assert exit_info.value.code == 0
+    assert capsys.readouterr().out.split() == ["careless_online", __version__]
     assert main(["--list-devices"]) == 0
     assert "CPU" in capsys.readouterr().out
 
@@ -217,3 +250,28 @@ def test_mtz_column_overrides(tmp_path, capsys):
     with pytest.raises(SystemExit):
         mono(*common, "--intensity-key", "NOPE", "dHKL", mtz, tmp_path / "nope")
     assert "NOPE" in capsys.readouterr().err
+
+
+def test_naive_writes_predictions_and_half_datasets(sim_files, tmp_path, capsys):
+    stream = sim_files["stream"]
+    common = ["--spacegroups", SG, "--anomalous", "--naive", "--cache-dir", tmp_path / "cache"]
+    assert mono(*common, "--merge-half-datasets", KEYS, stream, tmp_path / "n") == 0
+    merged = rs.read_mtz(str(tmp_path / "n_0.mtz"))
+    # the predictions are image scale times merged intensity: their ratio to sigma is the merged I/SIGI
+    predictions = rs.read_mtz(str(tmp_path / "n_predictions_0.mtz"))
+    assert len(predictions) == int(merged["N"].sum()) and (predictions["test"] == 0).all()
+    observed = predictions.hkl_to_asu(anomalous=True)
+    ratio = (observed["Ipred"] / observed["SigIpred"]).to_numpy()
+    mates = merged[["I(+)", "SIGI(+)", "I(-)", "SIGI(-)"]].stack_anomalous()
+    expected = (mates["I"] / mates["SIGI"]).reindex(observed.index).to_numpy()
+    np.testing.assert_allclose(ratio, expected, rtol=1e-4)
+    # the half-dataset merges split the images: their counts add up to the full merge's
+    xval = rs.read_mtz(str(tmp_path / "n_xval_0.mtz"))
+    halves = [xval[xval["half"] == h]["N"] for h in (0, 1)]
+    total = halves[0].add(halves[1], fill_value=0)
+    np.testing.assert_array_equal(total.loc[merged.index].to_numpy(), merged["N"].to_numpy())
+    assert min(h.sum() for h in halves) > 0.3 * merged["N"].sum()
+    # the metadata keys are checked even though the naive model uses none
+    with pytest.raises(SystemExit) as stopped:
+        mono(*common, "dHKL,NOPE", stream, tmp_path / "typo")
+    assert stopped.value.code == 2 and "NOPE" in capsys.readouterr().err
