@@ -7,6 +7,7 @@ import pandas as pd
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from careless_online.io.atomic import write_atomically
 from careless_online.stats.binning import OVERALL
 from careless_online.stats.history import CC_COLUMNS, LOSS_COLUMNS, history_metrics
 
@@ -32,7 +33,7 @@ def new_figure(nrows=1, ncols=1, size=(6.0, 4.0)):
 
 
 def save_figure(figure, path, dpi=150):
-    """Write a figure to an image file (format from the file name).
+    """Write a figure to an image file (format from the file name), atomically.
 
     Parameters
     ----------
@@ -40,7 +41,7 @@ def save_figure(figure, path, dpi=150):
     path : str or os.PathLike
     dpi : int, optional
     """
-    figure.savefig(path, dpi=dpi)
+    write_atomically(os.fspath(path), lambda tmp: figure.savefig(tmp, dpi=dpi))
 
 
 def data_name(path):
