@@ -216,3 +216,20 @@ def test_full_disk_while_writing_merged_mtz(index, tmp_path, monkeypatch):
     with pytest.raises(InputError, match="no space left on device"):
         writers.write_mtz(ds, str(path))
     assert path.read_bytes() == before and os.listdir(tmp_path) == ["m.mtz"]
+
+
+def test_gemmi_write_failure_is_one_line(index, tmp_path):
+    n = len(index)
+    ds = writers.merged_table(index, np.ones(n), np.ones(n), np.ones(n))
+    with pytest.raises(InputError, match="cannot write"):
+        writers.write_mtz(ds, str(tmp_path / "missing_folder" / "m.mtz"))
+
+
+def test_other_errors_are_not_turned_into_write_errors(index, tmp_path):
+    def broken_parts():
+        yield from parts(index, 1, 10)
+        raise RuntimeError("a bug, not a full disk")
+
+    with pytest.raises(RuntimeError, match="a bug"):
+        writers.write_predictions(index, None, broken_parts(), str(tmp_path / "p.mtz"))
+    assert not os.listdir(tmp_path)

@@ -52,10 +52,10 @@ def _remove(path):
 
 
 def write_error(err, path):
-    """The one-line :class:`InputError` for a failed write of ``path``."""
-    if isinstance(err, OSError) and err.errno == errno.ENOSPC:
+    """The one-line :class:`InputError` for an :class:`OSError` while writing ``path``."""
+    if err.errno == errno.ENOSPC:
         return InputError("cannot write: no space left on device (the previous file is kept)", path)
-    reason = err.strerror if isinstance(err, OSError) and err.strerror else str(err)
+    reason = err.strerror or str(err)
     return InputError(f"cannot write ({reason}; the previous file is kept)", path)
 
 
@@ -79,7 +79,8 @@ def atomic_path(path):
     ------
     InputError
         When writing or renaming fails with an :class:`OSError` (ENOSPC
-        included) or gemmi's :class:`RuntimeError`.
+        included).  Other exceptions pass through unchanged (the temporary
+        file is removed all the same).
     """
     for stale in _stale_temporaries(path):
         _remove(stale)
@@ -88,7 +89,7 @@ def atomic_path(path):
         yield tmp
         _sync(tmp)
         os.replace(tmp, path)
-    except (OSError, RuntimeError) as err:
+    except OSError as err:
         _remove(tmp)
         raise write_error(err, path) from None
     except BaseException:

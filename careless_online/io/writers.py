@@ -13,6 +13,7 @@ Every file is written atomically (:mod:`careless_online.io.atomic`) and
 carries the wavelength of the data when it is known.
 """
 
+import errno
 import struct
 
 import gemmi
@@ -185,7 +186,10 @@ def write_mtz(ds, path, wavelength=None):
     """
     mtz = _to_gemmi(ds, wavelength)
     with atomic_path(path) as tmp:
-        mtz.write_to_file(tmp)
+        try:
+            mtz.write_to_file(tmp)
+        except RuntimeError as err:  # gemmi reports a failed write as RuntimeError
+            raise OSError(errno.EIO, str(err)) from None
     return str(path)
 
 
