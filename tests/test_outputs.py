@@ -233,3 +233,22 @@ def test_other_errors_are_not_turned_into_write_errors(index, tmp_path):
     with pytest.raises(RuntimeError, match="a bug"):
         writers.write_predictions(index, None, broken_parts(), str(tmp_path / "p.mtz"))
     assert not os.listdir(tmp_path)
+
+
+def test_full_disk_during_a_merge_is_one_line_and_keeps_outputs(sim_files, tmp_path, monkeypatch, capsys):
+    from careless_online.cli.main import main
+
+    args = ["mono", "--disable-progress-bar", "--spacegroups", "P 43 21 2", "--naive", "--cache-dir",
+            str(tmp_path / "cache"), "dHKL", sim_files["stream"], str(tmp_path / "out" / "n")]
+    assert main(args) == 0
+    predictions = tmp_path / "out" / "n_predictions_0.mtz"
+    before = predictions.read_bytes()
+    monkeypatch.setattr(writers, "_prediction_block", _full_disk)
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as stopped:
+        main(args)
+    err = capsys.readouterr().err.strip().splitlines()
+    assert stopped.value.code == 2 and len(err) == 1
+    assert "no space left on device" in err[0] and "n_predictions_0.mtz" in err[0]
+    assert predictions.read_bytes() == before
+    assert not [p for p in os.listdir(tmp_path / "out") if ".tmp" in p]
