@@ -61,15 +61,17 @@ if phase == "convert":
         setattr(np, name, saved_then_die)
 elif phase == "checkpoint":
     import zipfile
-    opened = []
+    opened = {True: 0, False: 0}  # .keras archives written inside a checkpoint folder (*.ckpt) or not
     init, writestr = zipfile.ZipFile.__init__, zipfile.ZipFile.writestr
     def counting_init(self, file, mode="r", *args, **kwargs):
         init(self, file, mode, *args, **kwargs)
-        if mode == "w" and str(getattr(file, "name", file)).endswith(".keras"):
-            opened.append(file)
+        name = str(getattr(file, "name", file))
+        if mode == "w" and name.endswith(".keras"):
+            opened[".ckpt" + os.sep in name] += 1
     def half_then_die(self, *args, **kwargs):
         writestr(self, *args, **kwargs)
-        if len(opened) >= 2:  # the second checkpoint file, after its first member
+        # the second checkpoint's model, after its first member
+        if opened[True] >= 2 or (opened[True] == 0 and opened[False] >= 2):
             die()
     zipfile.ZipFile.__init__, zipfile.ZipFile.writestr = counting_init, half_then_die
 elif phase == "training":
