@@ -96,6 +96,8 @@ def _cell(text):
     if match is None:
         raise DamagedChunk("crystal without 'Cell parameters'")
     numbers = re.findall(r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?", match.group(1))
+    if len(numbers) < 6:
+        raise DamagedChunk(f"garbled cell parameters '{match.group(1).strip()[:40]}'")
     a, b, c, al, be, ga = _floats(" ".join(numbers), 6, "cell parameters")
     if min(a, b, c) <= 0 or not all(0 < x < 180 for x in (al, be, ga)):
         raise DamagedChunk(f"impossible cell parameters '{match.group(1).strip()[:40]}'")

@@ -209,7 +209,7 @@ def default_dmin(raw, cell):
     hkl = raw.data[["H", "K", "L"]].to_numpy()
     hkl = hkl[np.any(hkl != 0, axis=1)]
     if len(hkl) == 0:
-        raise InputError("no observations with nonzero Miller indices", raw.path)
+        raise InputError("no indexed reflections (no observations with nonzero Miller indices)", raw.path)
     return float(np.min(cell.calculate_d_array(hkl)))
 
 
@@ -266,8 +266,9 @@ def check_damage(raw, options, report=None):
         return
     offset, reason = raw.damaged[0]
     if not options.drop_invalid:
-        raise InputError(f"damaged chunk at byte {offset}: {reason} ({len(raw.damaged)} damaged chunks "
-                         "in this block; --drop-invalid skips them)", raw.path)
+        count = f"{len(raw.damaged)} damaged chunk{'s' if len(raw.damaged) > 1 else ''}"
+        raise InputError(f"damaged chunk at byte {offset}: {reason} ({count} in this block; "
+                         "--drop-invalid skips them)", raw.path)
     if report is not None:
         report.skip_damaged(raw.damaged)
 
