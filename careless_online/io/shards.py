@@ -93,7 +93,8 @@ class _ShardWriter:
             self.columns = list(table.columns)
         missing = [c for c in self.columns if c not in table]
         if missing:
-            raise InputError(f"columns {', '.join(missing)} missing from a later input; merge files with the same columns")
+            raise InputError(f"columns {', '.join(missing)} missing from a later input; "
+                             "merge files with the same columns")
         table = table[self.columns]
         self.pending.append(table)
         self.pending_images += table["image_id"].nunique()
