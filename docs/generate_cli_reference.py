@@ -37,8 +37,11 @@ HEADER = """# Command-line reference
      Regenerate with: python docs/generate_cli_reference.py -->
 
 Every command prints this information with `-h`. Defaults shown as "—" mean the flag is off or unset.
-User errors (missing file or column, bad value) end the command with one line `prog: error: file: problem`
-and exit status 2.
+Flags must be spelt out in full (no abbreviations). User errors (missing file or column, bad value) end the
+command with one line `prog: error: file: problem` (after the usage line when a flag is unknown or its value
+out of range, with the closest known flag suggested) and exit status 2; those that can be seen from the
+arguments alone are found before TensorFlow starts. TensorFlow's own log messages are hidden unless
+`--tf-debug` is given.
 """
 
 

@@ -103,6 +103,14 @@ def test_out_of_range_number_is_refused(flag, value):
         _mono(f"{flag}={value}")
 
 
+def test_bad_value_is_one_line_without_usage(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["mono", "--learning-rate", "0", "dHKL", "in.mtz", "out/x"])
+    assert exit_info.value.code == 2
+    assert capsys.readouterr().err.strip().splitlines() == [
+        "main: error: argument --learning-rate: must be greater than 0: 0"]
+
+
 @pytest.mark.parametrize("flag,value,dest,expected", [
     ("--mlp-layers", "0", "mlp_layers", 0), ("--kl-weight", "0", "kl_weight", 0.0),
     ("--global-clipnorm", "0", "global_clipnorm", 0.0), ("--beta-2", "0.5", "beta_2", 0.5),

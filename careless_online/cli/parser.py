@@ -36,8 +36,9 @@ class Parser(argparse.ArgumentParser):
 
     Differences from argparse: abbreviations are refused (``allow_abbrev``
     is always False), errors raise :class:`~careless_online.errors.InputError`
-    after printing this parser's usage line, and an unknown flag comes with a
-    "did you mean" suggestion.  Sub-command parsers report their own unknown
+    (after printing this parser's usage line when an argument is unknown,
+    missing or surplus; a bad value of a known flag is one line), and an
+    unknown flag comes with a "did you mean" suggestion.  Sub-command parsers report their own unknown
     flags, so the usage shown is the sub-command's.
 
     Parameters
@@ -81,7 +82,9 @@ class Parser(argparse.ArgumentParser):
         return ""
 
     def error(self, message):
-        self.print_usage(sys.stderr)
+        if not message.startswith("argument "):
+            # an unknown, missing or surplus argument: show what the command takes
+            self.print_usage(sys.stderr)
         raise InputError(message)
 
 
