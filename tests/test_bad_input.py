@@ -144,6 +144,9 @@ def _mtz_case(kind, p, sim_files, data_dir):
         "mixed space groups": lambda: Case([mtz, str(data_dir / "pyp_laue_off_small.mtz")], None,
                                            "differs from P 43 21 2"),
         "same file twice": lambda: Case([mtz, mtz], None, "given twice"),
+        "later file lacks a column": lambda: Case(
+            [mtz, _edit_mtz(mtz, p / "noxdet.mtz", lambda ds: ds.drop(columns=["XDET"]))], None,
+            "columns XDET missing (the first input has them)"),
         "same contents twice": lambda: Case([mtz, _copy(mtz, p / "copy.mtz")], None, "same contents as"),
         "key for a stream": lambda: Case([sim_files["stream"]], SIM_SPACEGROUP, "choose MTZ columns",
                                          {"intensity_key": "I"}, ["--intensity-key", "I"]),
@@ -267,7 +270,7 @@ KINDS = ["missing", "empty mtz", "empty stream", "garbage mtz", "header-only str
          "absences observed",
          # added for issue 14
          "folder", "all-zero sigmas", "enormous sigmas", "no image column", "mtz without reflections",
-         "mixed space groups", "same file twice", "same contents twice", "key for a stream", "beyond dmin only",
+         "mixed space groups", "same file twice", "later file lacks a column", "same contents twice", "key for a stream", "beyond dmin only",
          "cells far from the reference", "stream chunk without cell", "stream chunk with garbled cell",
          "stream chunk with NaN cell", "reflection line too short", "reflection line not numeric",
          "reflection table without end", "chunk without end marker", "non-UTF-8 bytes in a chunk",

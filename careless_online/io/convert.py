@@ -119,7 +119,7 @@ def convert(groups, options, index, folder, shard_images, workers, log):
                     table["image_id"] += np.int32(image_offset + n_file_images)
                 n_file_images += n_images
                 file_report.merge(block_report)
-                writer.add(table)
+                writer.add(table, path)
             if file_report.kept == 0:
                 raise InputError(f"no usable observations ({file_report.summary()})", path)
             log(f"{path}: {file_report.summary()}")

@@ -85,16 +85,16 @@ class _ShardWriter:
         self.stats = {}
         self.counts = np.zeros(n_reflections, dtype=np.int64)
 
-    def add(self, table):
-        """Queue the rows of ``table``; writes shards once enough images are queued."""
+    def add(self, table, path=None):
+        """Queue the rows of ``table`` (read from ``path``); writes shards once enough images are queued."""
         if len(table) == 0:
             return
         if self.columns is None:
             self.columns = list(table.columns)
         missing = [c for c in self.columns if c not in table]
         if missing:
-            raise InputError(f"columns {', '.join(missing)} missing from a later input; "
-                             "merge files with the same columns")
+            raise InputError(f"columns {', '.join(missing)} missing (the first input has them); "
+                             "merge files with the same columns", path)
         table = table[self.columns]
         self.pending.append(table)
         self.pending_images += table["image_id"].nunique()
