@@ -13,7 +13,8 @@ from matplotlib.image import imread
 from careless_online.io import writers
 from careless_online.io.reflections import ReflectionIndex
 from careless_online.report.live import LiveReport, RoundProgress
-from careless_online.report.shells import ShellLayout, posterior_cc, shell_statistics
+from careless_online.report.halves import HalfMerge, merge_halves
+from careless_online.report.shells import ShellLayout, shell_statistics
 from careless_online.report.trend import Trend, crossing_resolution, gain_per_1000, stopping_hint
 
 CHROMIUM = "/usr/bin/chromium"
@@ -31,18 +32,24 @@ def _posterior(index, rng, noise=0.5):
     return counts, f_mean, np.full(len(index), noise)
 
 
-@pytest.mark.parametrize("signal, noise", [(4.0, 1.0), (1.0, 2.0)])
-def test_posterior_cc_matches_the_correlation_of_two_half_datasets(signal, noise):
+def test_half_merges_undo_the_predicted_scale_of_each_observation():
     rng = np.random.default_rng(1)
-    truth = rng.normal(10.0, np.sqrt(signal), 50000)
-    halves = truth + rng.normal(0, np.sqrt(2 * noise), (2, len(truth)))  # each half: twice the noise
-    measured_cc = np.corrcoef(halves)[0, 1]
-    full = halves.mean(axis=0)
-    shrink = signal / (signal + noise)
-    mean = 10.0 + shrink * (full - 10.0)  # Gaussian posterior given all the data
-    std = np.full(len(mean), np.sqrt(signal * noise / (signal + noise)))
-    assert posterior_cc(mean, std) == pytest.approx(measured_cc, abs=0.01)
-    assert np.isnan(posterior_cc(mean[:5], std[:5]))
+    n, n_obs = 500, 20000
+    f_true = rng.gamma(4.0, 2.0, n)
+    refl = rng.integers(0, n, n_obs)
+    image = rng.integers(0, 400, n_obs)
+    scale = rng.lognormal(0.0, 0.7, 400)[image]  # per-image scales the model predicts
+    predicted = scale * f_true[refl] ** 2
+    sigma = 0.05 * predicted
+    observed = predicted + rng.normal(0, 1, n_obs) * sigma
+    halves = merge_halves([{"refl_id": refl, "image_id": image, "I": observed, "SigI": sigma,
+                            "Ipred": predicted}], f_true, np.zeros(n))
+    both = np.isfinite(halves).all(axis=0)
+    np.testing.assert_allclose(halves[:, both], np.tile(f_true[both] ** 2, (2, 1)), rtol=0.1)
+    unscaled = HalfMerge(f_true, np.zeros(n))
+    unscaled.add(refl, image, observed, sigma, np.ones(n_obs) * f_true[refl] ** 2)  # scales left in
+    assert np.corrcoef(*halves[:, both])[0, 1] > 0.99 > np.corrcoef(*unscaled.means()[:, both])[0, 1]
+    assert np.array_equal(np.isfinite(halves[0]), np.isin(np.arange(n), refl[image % 2 == 0]))
 
 
 def test_shell_layout_has_equal_count_shells_and_friedel_partners():
@@ -64,25 +71,30 @@ def test_shell_statistics_count_completeness_and_multiplicity():
     counts = np.zeros(len(index), dtype=int)
     counts[::2] = 3
     rng = np.random.default_rng(2)
-    shells, overall = shell_statistics(layout, counts, rng.gamma(4.0, 2.0, len(index)), np.full(len(index), 0.1))
+    truth = rng.gamma(4.0, 2.0, len(index))
+    halves = truth + rng.normal(0, 0.1, (2, len(index)))
+    halves[:, counts == 0] = np.nan
+    shells, overall = shell_statistics(layout, counts, halves)
     assert overall["completeness"] == pytest.approx(np.mean(counts > 0))
     assert overall["multiplicity"] == pytest.approx(3.0)
     assert sum(s["n_measured"] for s in shells) == overall["n_measured"] == (counts > 0).sum()
     assert all(np.isnan(s["ccanom"]) for s in shells)  # no Friedel mates kept apart
-    assert all(s["cchalf"] > 0.9 for s in shells)  # precise posterior, large spread
+    assert all(s["cchalf"] > 0.9 for s in shells)  # precise halves, large spread
+    assert np.isnan(shell_statistics(layout, counts)[1]["cchalf"])  # no halves, no CC
 
 
-def test_ccanom_follows_the_anomalous_differences():
+def test_ccanom_correlates_the_anomalous_differences_of_the_halves():
     index = _index()
     layout = ShellLayout.from_index(index, n_shells=2)
     rng = np.random.default_rng(3)
     counts = np.ones(len(index), dtype=int)
-    f_mean = np.full(len(index), 10.0)
     minus = layout.partner[layout.partner >= 0]
-    f_mean[minus] += rng.normal(0, 1.0, len(minus))  # anomalous differences of spread 1
-    for std, expected in ((0.01, 1.0), (5.0, 1.0 / (1.0 + 2 * 50.0))):
-        _, overall = shell_statistics(layout, counts, f_mean, np.full(len(index), std))
-        assert overall["ccanom"] == pytest.approx(expected, rel=0.1)
+    truth = np.full(len(index), 100.0)
+    truth[minus] += rng.normal(0, 1.0, len(minus))  # anomalous differences of spread 1
+    for noise, expected in ((0.01, 1.0), (1.0, 1.0 / 3.0)):  # var D / (var D + 2 noise^2) per half
+        halves = truth + rng.normal(0, noise, (2, len(index)))
+        _, overall = shell_statistics(layout, counts, halves)
+        assert overall["ccanom"] == pytest.approx(expected, abs=0.1)
 
 
 def test_gain_is_the_slope_over_the_recent_half_of_the_data():
@@ -132,9 +144,16 @@ def _progress(images, elapsed):
 
 
 def _update(report, index, images, elapsed, seed=0):
-    counts, f_mean, f_std = _posterior(index, np.random.default_rng(seed))
+    rng = np.random.default_rng(seed)
+    counts, f_mean, f_std = _posterior(index, rng)
     merged = writers.merged_table(index, f_mean, f_std, counts)
-    return report.update(_progress(images, elapsed), f_mean, f_std, counts, merged)
+    refl = np.repeat(np.arange(len(index)), counts)
+    intensity = f_mean[refl] ** 2 * (1 + 0.1 * rng.normal(size=len(refl)))
+
+    def observations():
+        yield {"refl_id": refl, "image_id": np.arange(len(refl)), "I": intensity,
+               "SigI": np.full(len(refl), 5.0), "Ipred": f_mean[refl] ** 2}
+    return report.update(_progress(images, elapsed), f_mean, f_std, counts, merged, observations=observations)
 
 
 def test_report_files_are_strict_json_written_atomically(tmp_path):

@@ -65,7 +65,7 @@ def cc_figure(shells, overall, key, label, threshold=None):
     figure, axes = new_figure(size=_SIZE)
     ax = axes[0, 0]
     x = _shell_axis(ax, shells)
-    ax.plot(x, [s[key] for s in shells], "o-", label=f"{label} (posterior estimate)")
+    ax.plot(x, [s[key] for s in shells], "o-", label=f"{label} (model-scaled halves)")
     if threshold is not None:
         ax.axhline(threshold, color="gray", linestyle=":", label=f"{label} = {threshold}")
     ax.axhline(0.0, color="black", linewidth=0.5)

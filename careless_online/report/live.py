@@ -11,9 +11,11 @@ Files (each replaced atomically):
 ``*.png`` and ``index.html``
     The panels and the page that shows them.
 
-Cost is bounded: the shell statistics cost time proportional to the unique
-reflections and are computed every round; the figures, the anomalous map and
-the page are redrawn only when the time since they were last drawn is at least
+Cost is bounded: completeness and multiplicity cost time proportional to the
+unique reflections and are computed every round; the half-dataset merges
+behind CC1/2 and CCanom (a pass of the model over the observations, see
+:mod:`careless_online.report.halves`), the figures, the anomalous map and the
+page are redone only when the time since they were last drawn is at least
 ``1 / max_fraction`` times what drawing them took, so drawing takes at most
 about ``max_fraction`` of the run (and always at the end).
 """
@@ -26,6 +28,7 @@ import pandas as pd
 
 from careless_online.errors import InputError
 from careless_online.report import figures, page
+from careless_online.report.halves import merge_halves
 from careless_online.report.files import figure_png, replace_bytes, replace_json
 from careless_online.report.shells import ShellLayout, shell_statistics
 from careless_online.report.trend import Trend, stopping_hint
@@ -118,6 +121,7 @@ class LiveReport:
         self.last_seconds = 0.0
         self.drawings = 0
         self.peaks = {}
+        self.halves, self.halves_images = None, 0
         self._last = None
         self._draw_seconds = None
         self._drawn_at = None
@@ -155,7 +159,7 @@ class LiveReport:
                            figures.peaks_figure(self.trend)))
         return [(name, caption, figure_png(figure)) for name, caption, figure in panels]
 
-    def update(self, progress, f_mean, f_std, counts, merged, history_path=None, final=False):
+    def update(self, progress, f_mean, f_std, counts, merged, history_path=None, observations=None, final=False):
         """Refresh the report after a round.
 
         Parameters
@@ -169,6 +173,11 @@ class LiveReport:
             The merged table just written (for the anomalous map).
         history_path : str, optional
             The training history CSV.
+        observations : callable, optional
+            Returns an iterable of batches (``refl_id``, ``image_id``, ``I``,
+            ``SigI``, ``Ipred``) of every observation merged: the half-dataset
+            merges behind CC1/2 and CCanom are made from them when the report
+            redraws (the last ones are kept in between).
         final : bool
             Draw regardless of the cost bound.
 
@@ -178,14 +187,16 @@ class LiveReport:
             The status written to ``status.json``.
         """
         started = self.clock()
-        shells, overall = shell_statistics(self.layout, counts, f_mean, f_std)
         drawing = self._drawing_due(started, final)
-        peaks = self._peaks(merged) if drawing else {}
-        self.trend.add(progress.images, shells, peaks)
-        self.peaks = peaks if drawing else self.peaks
+        if drawing and observations is not None:
+            self.halves, self.halves_images = merge_halves(observations(), f_mean, f_std), progress.images
+        shells, overall = shell_statistics(self.layout, counts, self.halves)
+        if drawing:
+            self.peaks = self._peaks(merged)
+            self.trend.add(progress.images, shells, self.peaks)
         status = asdict(progress)
         status.update(shells=shells, overall=overall, stopping_hint=stopping_hint(self.trend, shells),
-                      peaks=self.peaks,
+                      peaks=self.peaks, cc_images=self.halves_images,
                       report_fraction=self.total_seconds / max(progress.elapsed_seconds, 1e-9),
                       trend=self.trend.points)
         if drawing:
@@ -197,7 +208,7 @@ class LiveReport:
         status.update(report_seconds=self.last_seconds,
                       report_fraction=self.total_seconds / max(progress.elapsed_seconds + self.last_seconds, 1e-9))
         replace_json(os.path.join(self.folder, "status.json"), status)
-        self._last = (status, history_path, drawing, merged)
+        self._last = (progress, f_mean, f_std, counts, merged, history_path, observations, drawing)
         return status
 
     def _draw(self, status, history_path):
@@ -213,13 +224,8 @@ class LiveReport:
         self.drawings += 1
 
     def finish(self):
-        """Draw the last status if the cost bound skipped it (call once the merge ends)."""
-        if self._last is None or self._last[2]:
+        """Draw the last state if the cost bound skipped it (call once the merge ends)."""
+        if self._last is None or self._last[-1]:
             return
-        status, history_path, _, merged = self._last
-        started = self.clock()
-        self.peaks = status["peaks"] = self.trend.points[-1]["peaks"] = self._peaks(merged)
-        self._draw(status, history_path)
-        self.total_seconds += self.clock() - started
-        replace_json(os.path.join(self.folder, "status.json"), status)
-        self._last = (status, history_path, True, merged)
+        *arguments, observations, _ = self._last
+        self.update(*arguments, observations=observations, final=True)

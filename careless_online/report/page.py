@@ -36,7 +36,7 @@ def _shell_rows(status):
                     f"<td>{_cell(shell['multiplicity'], '{:.1f}')}</td><td>{_cell(shell['cchalf'], '{:.3f}')}</td>"
                     f"<td>{_cell(shell['ccanom'], '{:.3f}')}</td></tr>")
     return ("<table><tr><th>shell (Å)</th><th>completeness (%)</th><th>multiplicity</th>"
-            "<th>CC1/2 (est.)</th><th>CCanom (est.)</th></tr>" + "".join(rows) + "</table>")
+            "<th>CC1/2 (halves)</th><th>CCanom (halves)</th></tr>" + "".join(rows) + "</table>")
 
 
 def render(status, figures, refresh_seconds):

@@ -1,7 +1,7 @@
-r"""Per-shell statistics of a live merge, from the counts and the posterior alone.
+"""Per-shell statistics of a live merge.
 
-Everything here costs time proportional to the number of unique reflections:
-the observations are never read again.  Shells are fixed by the reflection
+Everything here costs time proportional to the number of unique reflections
+(the half-dataset means it correlates are made elsewhere).  Shells are fixed by the reflection
 index (equal numbers of unique reflections, lowest resolution first), so the
 same shell means the same reflections in every round and trends are
 comparable.
@@ -11,28 +11,12 @@ Completeness and multiplicity
     has at least one observation; multiplicity is observations per measured
     reflection.
 
-CC1/2 and CCanom (an estimate from the posterior, not from two half merges)
-    Training two half models side by side would double the cost of the live
-    merge; instead the half-dataset correlation is estimated from the
-    posterior of the one model.  In a shell, let :math:`\mu_i` and
-    :math:`s_i` be the posterior mean and standard deviation of the measured
-    amplitudes.  If the true amplitudes vary with variance :math:`S` in the
-    shell and the full data determine each with error variance :math:`N`
-    (each half with :math:`2N`), the posterior under a Gaussian prior has
-    :math:`\operatorname{Var}(\mu) = S^2/(S+N)` and :math:`s^2 = SN/(S+N)`,
-    and the correlation of two independent half-data estimates is
-
-    .. math::
-
-        CC_{1/2} = \frac{S}{S + 2N}
-                 = \frac{\operatorname{Var}(\mu)}{\operatorname{Var}(\mu) + 2\langle s^2\rangle}.
-
-    The same formula on the anomalous differences
-    :math:`\Delta = \mu_+ - \mu_-` with :math:`s_\Delta^2 = s_+^2 + s_-^2`
-    (acentric reflections with both mates measured) estimates CCanom.  The
-    estimate is as good as the posterior's calibration: an overconfident
-    posterior overstates it.  With ``--anomalous`` the Friedel mates count as
-    separate reflections for CC1/2.
+CC1/2 and CCanom
+    Pearson correlations, per shell, between the two half-dataset means of
+    :mod:`careless_online.report.halves` (model-scaled observations of even
+    and odd images), over the index entries measured in both halves (Friedel
+    mates as separate reflections with ``--anomalous``); CCanom between the
+    halves' differences ``I(+) - I(-)`` of acentric reflections.
 """
 
 from dataclasses import dataclass
@@ -46,31 +30,21 @@ MIN_REFLECTIONS = 10
 SHELL_KEYS = ("d_max", "d_min", "completeness", "multiplicity", "cchalf", "ccanom", "n_measured")
 
 
-def posterior_cc(mean, std):
-    r"""Half-dataset correlation estimated from posterior means and standard deviations.
-
-    :math:`\operatorname{Var}(\mu) / (\operatorname{Var}(\mu) + 2\langle s^2\rangle)`
-    (see the module docstring).
-
-    Parameters
-    ----------
-    mean, std : array-like of float, shape (n,)
-        Posterior means and standard deviations of the reflections of a shell.
+def pearson(x, y):
+    """Pearson correlation over the pairs where both are finite.
 
     Returns
     -------
     float
-        NaN for fewer than :data:`MIN_REFLECTIONS` finite pairs.
+        NaN for fewer than :data:`MIN_REFLECTIONS` pairs or no spread.
     """
-    mean, std = np.asarray(mean, dtype=float), np.asarray(std, dtype=float)
-    finite = np.isfinite(mean) & np.isfinite(std)
+    x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
+    finite = np.isfinite(x) & np.isfinite(y)
     if finite.sum() < MIN_REFLECTIONS:
         return float("nan")
-    signal = float(np.var(mean[finite]))
-    noise = float(np.mean(np.square(std[finite])))
-    if signal + noise <= 0:
-        return float("nan")
-    return signal / (signal + 2.0 * noise)
+    x, y = x[finite] - x[finite].mean(), y[finite] - y[finite].mean()
+    norm = np.sqrt(np.sum(x * x) * np.sum(y * y))
+    return float(np.sum(x * y) / norm) if norm > 0 else float("nan")
 
 
 @dataclass
@@ -135,7 +109,7 @@ class ShellLayout:
         return len(self.d_max)
 
 
-def shell_statistics(layout, counts, f_mean, f_std):
+def shell_statistics(layout, counts, halves=None):
     """Completeness, multiplicity, CC1/2 and CCanom per shell and overall.
 
     Parameters
@@ -143,8 +117,9 @@ def shell_statistics(layout, counts, f_mean, f_std):
     layout : ShellLayout
     counts : array of int, shape (n_reflections,)
         Observations of each index entry.
-    f_mean, f_std : array of float, shape (n_reflections,)
-        Posterior mean and standard deviation of each index entry.
+    halves : array of float, shape (2, n_reflections), optional
+        Half-dataset means (see :func:`careless_online.report.halves.merge_halves`);
+        without them CC1/2 and CCanom are NaN.
 
     Returns
     -------
@@ -155,33 +130,29 @@ def shell_statistics(layout, counts, f_mean, f_std):
         The same over all shells.
     """
     counts = np.asarray(counts, dtype=np.int64)
-    f_mean, f_std = np.asarray(f_mean, dtype=float), np.asarray(f_std, dtype=float)
+    if halves is None:
+        halves = np.full((2, len(counts)), np.nan)
     unique, partner = layout.unique, layout.partner
     has_partner = partner >= 0
     per_unique = counts[unique] + np.where(has_partner, counts[np.maximum(partner, 0)], 0)
-    measured_entry = counts > 0
-    pair = has_partner & measured_entry[unique] & measured_entry[np.maximum(partner, 0)]
-    plus_ids, minus_ids = unique[pair], partner[pair]
-    delta = f_mean[plus_ids] - f_mean[minus_ids]
-    delta_std = np.hypot(f_std[plus_ids], f_std[minus_ids])
+    plus_ids, minus_ids = unique[has_partner], partner[has_partner]
+    delta = halves[:, plus_ids] - halves[:, minus_ids]
     delta_shell = layout.shell[plus_ids]
 
     def record(in_shell_unique, in_shell_entry, in_shell_pair, d_max, d_min):
         n_measured = int((per_unique[in_shell_unique] > 0).sum())
-        entries = in_shell_entry & measured_entry
         return {
             "d_max": float(d_max), "d_min": float(d_min),
             "completeness": n_measured / max(int(in_shell_unique.sum()), 1),
             "multiplicity": float(per_unique[in_shell_unique].sum() / n_measured) if n_measured else float("nan"),
-            "cchalf": posterior_cc(f_mean[entries], f_std[entries]),
-            "ccanom": posterior_cc(delta[in_shell_pair], delta_std[in_shell_pair]),
+            "cchalf": pearson(halves[0, in_shell_entry], halves[1, in_shell_entry]),
+            "ccanom": pearson(delta[0, in_shell_pair], delta[1, in_shell_pair]),
             "n_measured": n_measured,
         }
 
     unique_shell = layout.shell[unique]
     shells = [record(unique_shell == s, layout.shell == s, delta_shell == s, layout.d_max[s], layout.d_min[s])
               for s in range(layout.n_shells)]
-    everything = np.ones(len(counts), dtype=bool)
-    overall = record(np.ones(len(unique), dtype=bool), everything, np.ones(len(delta), dtype=bool),
-                     layout.d_max[0], layout.d_min[-1])
+    overall = record(np.ones(len(unique), dtype=bool), np.ones(len(counts), dtype=bool),
+                     np.ones(len(plus_ids), dtype=bool), layout.d_max[0], layout.d_min[-1])
     return shells, overall

@@ -189,9 +189,11 @@ def run_live(files, settings, live, clock=time.monotonic, sleep=time.sleep):
             images=manifest.n_images, images_waiting=cache.n_images - manifest.n_images,
             images_per_second=manifest.n_images / max(now - started, 1e-9), lag_seconds=now - arrived,
             steps=rounds.step, elapsed_seconds=now - started, round_seconds=now - round_started)
-        status = report.update(progress, f_mean, f_std, counts, merged, paths["history"])
+        status = report.update(progress, f_mean, f_std, counts, merged, paths["history"],
+                               observations=_observations(rounds.trainer, manifest, standardizer, settings))
         settings.log(f"step {rounds.step}: {manifest.n_images} images, CCpred test "
-                     f"{row.get('ccpred_test', float('nan')):.3f}, CC1/2 {status['overall']['cchalf']:.3f} (est.); "
+                     f"{row.get('ccpred_test', float('nan')):.3f}, CC1/2 {status['overall']['cchalf']:.3f} "
+                     f"(at {status['cc_images']} images); "
                      f"report {report.last_seconds:.2f} s = "
                      f"{100 * report.last_seconds / (progress.round_seconds + report.last_seconds):.1f}% of the round")
         if not new:
@@ -205,6 +207,18 @@ def run_live(files, settings, live, clock=time.monotonic, sleep=time.sleep):
             arrived = clock()
             manifest = cache.manifest
             settings.log(f"{new} new images ({cache.n_images} in all)")
+
+
+def _observations(trainer, manifest, standardizer, settings):
+    """A function that yields every observation of ``manifest`` with the model's predicted intensity."""
+    def batches():
+        view = ImageBatches(manifest, standardizer, batch_images=max(settings.batch_images, 32), split="all",
+                            shuffle=False, seed=settings.seed)
+        for number, batch in enumerate(view.epoch(0)):
+            ipred, _, _ = trainer.predict(batch, number)
+            yield {"refl_id": batch["refl_id"], "image_id": batch["image_id"], "I": batch["I"],
+                   "SigI": batch["SigI"], "Ipred": ipred.numpy()}
+    return batches
 
 
 def _idle(cache, live, step, steps, clock, sleep, log):
