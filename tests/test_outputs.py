@@ -252,3 +252,21 @@ def test_full_disk_during_a_merge_is_one_line_and_keeps_outputs(sim_files, tmp_p
     assert "no space left on device" in err[0] and "n_predictions_0.mtz" in err[0]
     assert predictions.read_bytes() == before
     assert not [p for p in os.listdir(tmp_path / "out") if ".tmp" in p]
+
+
+def test_predictions_isym_is_the_symmetry_operator_of_the_observed_index(index, tmp_path):
+    # observed indices anywhere in reciprocal space, mapped to the ASU as the readers do
+    rng = np.random.default_rng(3)
+    observed = index.hkl[rng.integers(0, len(index), 400)] * rng.choice([-1, 1], size=(400, 3))
+    asu, isym = rs.utils.hkl_to_asu(observed, SG)
+    from careless_online.io.reflections import map_to_asu
+
+    ids = index.lookup(*map_to_asu(observed, SG))
+    keep = ids >= 0
+    part = next(parts(index, 1, int(keep.sum())))
+    part.update(refl_id=ids[keep], Hobs=observed[keep, 0], Kobs=observed[keep, 1], Lobs=observed[keep, 2])
+    path = str(tmp_path / "p.mtz")
+    writers.write_predictions(index, None, [part], path)
+    assert len(set(np.asarray(gemmi.read_mtz_file(path).column_with_label("M/ISYM")))) > 2
+    back = rs.read_mtz(path).reset_index()[["H", "K", "L"]].to_numpy()
+    np.testing.assert_array_equal(back, observed[keep])  # every original index comes back

@@ -215,7 +215,8 @@ def write_predictions(index, n_rows, parts, path, wavelength=None):
     n_rows : int or None
         Total number of observations the parts hold (checked if given).
     parts : iterable of dict of arrays
-        ``refl_id, image_id, file_id, test, Iobs, SigIobs, Ipred, SigIpred``.
+        ``refl_id, image_id, file_id, test, Iobs, SigIobs, Ipred, SigIpred``
+        and, optionally, the observed indices ``Hobs, Kobs, Lobs``.
     path : str
     wavelength : float, optional
         Angstrom.
@@ -223,10 +224,11 @@ def write_predictions(index, n_rows, parts, path, wavelength=None):
     Returns
     -------
     str
-        ``path``.  Columns: ``H, K, L`` (ASU), ``M/ISYM`` (the symmetry
-        operator of an unmerged MTZ: 1 for a Friedel-plus observation, whose
-        observed index is the ASU index, 2 for a Friedel-minus one, whose
-        observed index is its Friedel mate ``-H``), then
+        ``path``.  Columns: ``H, K, L`` (ASU), ``M/ISYM`` (as in any unmerged
+        MTZ: the symmetry operator that maps the ASU index to the observed
+        one, odd for a Friedel-plus and even for a Friedel-minus observation;
+        without observed indices in the parts, 1 or 2: the ASU index or its
+        Friedel mate ``-H``), then
         :data:`PREDICTION_TYPES` and, for an anomalous index, ``plus`` (1 for
         the Friedel-plus member).
     """
@@ -265,7 +267,11 @@ def _prediction_block(index, dhkl, part, names):
     block[:, :3] = index.hkl[ids]
     values = dict(part, dHKL=dhkl[ids])
     plus = index.plus[ids]
-    values["M/ISYM"] = np.where(plus, 1, 2)
+    if "Hobs" in part:
+        observed = np.stack([part["Hobs"], part["Kobs"], part["Lobs"]], axis=1)
+        values["M/ISYM"] = rs.utils.hkl_to_asu(observed, index.spacegroup)[1]
+    else:
+        values["M/ISYM"] = np.where(plus, 1, 2)
     if index.anomalous:
         values["plus"] = plus
     for j, name in enumerate(names[3:], start=3):
