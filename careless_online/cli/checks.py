@@ -80,14 +80,21 @@ def readable_file(path, what="file"):
         raise InputError("the file is empty", path)
 
 
+def is_pattern(source):
+    """Whether a live-mode source names several files: a folder or a glob pattern.
+
+    The same rule as :func:`careless_online.io.arrivals.is_pattern`, without
+    importing the readers (reciprocalspaceship takes a second to import).
+    """
+    return os.path.isdir(source) or any(char in str(source) for char in "*?[")
+
+
 def input_files(paths, live=False):
     """Check the input files: known formats, and (unless ``live``) readable.
 
     A DIALS input needs both members of its ``.expt``/``.refl`` pair.  In live
     mode the files may not exist yet, so only their names are checked.
     """
-    from careless_online.io.arrivals import is_pattern
-
     for path in paths:
         if live and is_pattern(path):
             continue  # a folder or glob pattern: searched again while data arrive
@@ -117,9 +124,10 @@ def spacegroups(text, paths, model_in=None):
         If a name is unknown to gemmi, the count matches neither one nor the
         number of inputs, or a CrystFEL stream is given without a space group.
     """
-    files = list(dict.fromkeys(os.path.splitext(p)[0] if input_format(p) == "dials" else p for p in paths))
+    kinds = [None if is_pattern(p) else input_format(p) for p in paths]  # live sources may be folders
+    files = list(dict.fromkeys(os.path.splitext(p)[0] if k == "dials" else p for p, k in zip(paths, kinds)))
     if text is None:
-        streams = [p for p in paths if input_format(p) == "stream"]
+        streams = [p for p, k in zip(paths, kinds) if k == "stream"]
         if streams and model_in is None:
             raise InputError("CrystFEL streams do not give a space group; pass --spacegroups", streams[0])
         return [None] * len(files)
