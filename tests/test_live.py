@@ -6,6 +6,7 @@ Data arrive from a background writer, one piece each time the merger waits
 
 import json
 import os
+import shutil
 
 import keras
 import numpy as np
@@ -88,15 +89,21 @@ def test_live_merge_follows_a_growing_stream(tmp_path):
     assert final["images"] == 60 and final["steps"] == 40
 
 
-def test_live_merge_equals_an_offline_merge_of_the_same_images(tmp_path, sim_files):
+@pytest.fixture(scope="module")
+def offline_merge(sim_files, tmp_path_factory):
+    """An offline merge of the shared simulation: 20 steps, constant learning rate."""
+    keras.utils.set_random_seed(11)
+    return run_merge([sim_files["stream"]], _settings(tmp_path_factory.mktemp("offline") / "m", steps=20))
+
+
+def test_live_merge_equals_an_offline_merge_of_the_same_images(tmp_path, sim_files, offline_merge):
     keras.utils.set_random_seed(11)
     live = LiveSettings(timeout=0.5, poll=0.1, steps_per_round=10)
     clock = FakeClock()
     feeder = Feeder([], clock)
     written = run_live([sim_files["stream"]], _settings(tmp_path / "live" / "m", steps=20), live,
                        clock=clock, sleep=feeder.sleep)
-    keras.utils.set_random_seed(11)
-    offline = run_merge([sim_files["stream"]], _settings(tmp_path / "offline" / "m", steps=20))
+    offline = offline_merge
     a, b = rs.read_mtz(written["merged"]), rs.read_mtz(offline["merged"])
     assert len(a) == len(b) > 0
     b = b.loc[a.index]
@@ -146,3 +153,19 @@ def test_model_pdb_needs_anomalous(tmp_path, capsys):
               str(tmp_path / "x.stream"), str(tmp_path / "o")])
     assert exit_info.value.code == 2
     assert "--anomalous" in capsys.readouterr().err
+
+
+def test_live_merge_starts_from_a_saved_model(tmp_path, sim_files, offline_merge):
+    first = offline_merge  # yesterday's merge
+    folder = tmp_path / "incoming"
+    folder.mkdir()
+    shutil.copy(sim_files["mtz"], folder / "day2.mtz")
+    settings = _settings(tmp_path / "day2" / "m", steps=10, model_in=first["model"])
+    settings.table_options = TableOptions(spacegroup=SPACEGROUP)  # no --dmin: the model fixes the reflections
+    clock = FakeClock()
+    written = run_live([str(folder)], settings, LiveSettings(timeout=0.5, poll=0.1, steps_per_round=10),
+                       clock=clock, sleep=Feeder([], clock).sleep)
+    day1, day2 = rs.read_mtz(first["merged"]), rs.read_mtz(written["merged"])
+    assert len(day2) == len(day1) > 0  # the same reflections, from the saved model's index
+    status = json.loads(open(os.path.join(written["report"], "status.json")).read())
+    assert status["images"] == 48 and status["steps"] == 10
