@@ -138,7 +138,8 @@ class LoadReport:
         if self.no_image_cells:
             parts.append("no per-image cells, so --cell-tolerance drops nothing")
         if self.damaged_chunks:
-            parts.append(f"WARNING {self.damaged_chunks} damaged chunks skipped ({self.first_damage})")
+            plural = "s" if self.damaged_chunks > 1 else ""
+            parts.append(f"WARNING {self.damaged_chunks} damaged chunk{plural} skipped ({self.first_damage})")
         parts += [f"{n} dropped ({why})" for why, n in sorted(self.dropped.items())]
         return "; ".join(parts)
 
