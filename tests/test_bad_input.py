@@ -76,6 +76,15 @@ def _reflection_line(number, replacement):
     return edit
 
 
+def _drop_lines(first, last):
+    """An edit removing reflection lines ``first`` to ``last - 1`` of a chunk (whole lines)."""
+    def edit(chunk):
+        head, rest = chunk.split(b"panel\n", 1)
+        lines = rest.split(b"\n")
+        return head + b"panel\n" + b"\n".join(lines[:first] + lines[last:])
+    return edit
+
+
 def _edit_refl(source, target, edit):
     """Copy a DIALS pair, the reflection table's msgpack body changed by ``edit(dict)``."""
     import msgpack
@@ -183,6 +192,7 @@ def _stream_case(kind, p, sim_files):
                                                    "has 5 columns, needs 9"),
         "reflection line not numeric": lambda: chunk("text", _reflection_line(2, b"  1 2 3 four 1 1 1 1 1 p0"),
                                                      "non-numeric reflection line 3"),
+        "reflection lines missing": lambda: chunk("fewer", _drop_lines(3, 5), "but the table has"),
         "reflection table without end": lambda: chunk("noend", _sub(rb"^End of reflections\n", b""),
                                                       "without 'End of reflections'", number=10),
         "chunk without end marker": lambda: chunk("nochunkend", _sub(rb"^----- End chunk -----", b""),
@@ -270,10 +280,12 @@ KINDS = ["missing", "empty mtz", "empty stream", "garbage mtz", "header-only str
          "absences observed",
          # added for issue 14
          "folder", "all-zero sigmas", "enormous sigmas", "no image column", "mtz without reflections",
-         "mixed space groups", "same file twice", "later file lacks a column", "same contents twice", "key for a stream", "beyond dmin only",
+         "mixed space groups", "same file twice", "later file lacks a column", "same contents twice",
+         "key for a stream", "beyond dmin only",
          "cells far from the reference", "stream chunk without cell", "stream chunk with garbled cell",
          "stream chunk with NaN cell", "reflection line too short", "reflection line not numeric",
-         "reflection table without end", "chunk without end marker", "non-UTF-8 bytes in a chunk",
+         "reflection lines missing", "reflection table without end", "chunk without end marker",
+         "non-UTF-8 bytes in a chunk",
          "no photon energy", "binary stream", "crystals without reflections", "dials without intensity",
          "dials expt of other refl", "dials expt not json", "dials refl garbage", "dials without expt",
          "unknown space group", "stream without space group"]

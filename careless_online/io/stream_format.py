@@ -148,6 +148,19 @@ def _reflection_table(text):
     return table
 
 
+_COUNT = re.compile(r"^num_reflections\s*=\s*(\S+)", re.MULTILINE)
+
+
+def _check_count(head, n_rows):
+    """The crystal's ``num_reflections`` (where given) must equal the rows of its table."""
+    match = _COUNT.search(head)
+    if match is None:
+        return
+    announced = _floats(match.group(1), 1, "num_reflections")[0]
+    if announced != n_rows:
+        raise DamagedChunk(f"num_reflections = {match.group(1)} but the table has {n_rows} lines")
+
+
 def _ewald(table, basis, wavelength):
     """s1, Ewald offset and angular Ewald offset of each reflection (see module docstring)."""
     inv = 1.0 / wavelength
@@ -204,6 +217,7 @@ def parse_chunk(data, wavelength=None):
         table = _reflection_table(block)
         head = block.split(_TABLE_START, 1)[0]  # the crystal's parameters, before its reflections
         cell = _cell(head)
+        _check_count(head, len(table))
         if len(table) == 0:
             continue
         ewald = _ewald(table, _reciprocal_basis(head), _wavelength(text, wavelength))
