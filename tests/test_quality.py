@@ -114,9 +114,9 @@ def test_wilson_sigma_fixed_b_and_flat():
 def merges(sim, tmp_path_factory):
     """Short merges of the simulation: default flags, a flat prior, and the learned error model."""
     out = tmp_path_factory.mktemp("merges")
-    steps = ["--iterations", "300", "--validation-frequency", "150"]
-    flags = {"default": [], "flat": ["--wilson-prior-b", "0"], "refine": ["--refine-uncertainties"]}
-    merged = {name: _merge(sim, out / name, *steps, *extra) for name, extra in flags.items()}
+    flags = {"default": ["--iterations", "200"], "flat": ["--iterations", "200", "--wilson-prior-b", "0"],
+             "refine": ["--iterations", "100", "--refine-uncertainties"]}
+    merged = {name: _merge(sim, out / name, "--validation-frequency", "50", *extra) for name, extra in flags.items()}
     return {**merged, "paths": {name: out / name for name in flags}}
 
 
