@@ -204,8 +204,9 @@ def _stream_case(kind, p, sim_files):
         "binary stream": lambda: Case([_write(p / "bin.stream", bytes(range(256)) * 64)], SIM_SPACEGROUP,
                                       "not a CrystFEL stream"),
         "crystals without reflections": lambda: Case(
-            [_write(p / "norefl.stream", re.sub(rb"Reflections measured after indexing\n.*?End of reflections\n",
-                                               b"", open(stream, "rb").read(), flags=re.DOTALL))],
+            [_write(p / "norefl.stream", re.sub(rb"num_reflections = \d+\n(.*?)Reflections measured after indexing\n"
+                                               rb".*?End of reflections\n", rb"num_reflections = 0\n\1",
+                                               open(stream, "rb").read(), flags=re.DOTALL))],
             SIM_SPACEGROUP, "no observations"),
     }
     return cases[kind]() if kind in cases else None
