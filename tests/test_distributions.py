@@ -4,6 +4,7 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+import tensorflow_probability as tfp
 from scipy import integrate, stats
 
 from careless_online.distributions import StructureFactorPosterior, WilsonPrior
@@ -152,3 +153,42 @@ def test_posterior_fits_noisy_targets():
         step()
     np.testing.assert_allclose(q.mean().numpy(), obs.mean(0), atol=0.06)
     assert (q.stddev().numpy() < 0.1).all()
+
+
+@pytest.mark.parametrize("loc, scale", [(1.0, 1.0), (-1.0, 1.0), (-3.0, 0.5), (0.2, 0.1)])
+def test_sample_gradients_are_those_of_the_truncated_distribution(loc, scale):
+    """Issue 14: the mean gradient of samples equals the gradient of the exact mean.
+
+    tfp's own samples (TensorFlow's registered gradient) give d x / d loc = 1
+    for a normal truncated at a constant 0, e.g. 1 instead of 0.199 at
+    (-1, 1), which pushed weak reflections' posteriors astray.
+    """
+    from careless_online.distributions.truncated_normal import sample
+
+    tfd = tfp.distributions
+    loc, scale = tf.Variable(loc), tf.Variable(scale)
+    with tf.GradientTape(persistent=True) as tape:
+        q = tfd.TruncatedNormal(loc, scale, low=0.0, high=tf.stop_gradient(tf.maximum(loc, 0.0) + 20.0 * scale))
+        x = sample(q, 50000, seed=(3, 4))
+        mc_mean, mc_square = tf.reduce_mean(x), tf.reduce_mean(x * x)
+        mean, square = q.mean(), q.variance() + q.mean() ** 2
+    np.testing.assert_allclose(x.numpy(), q.sample(50000, seed=(3, 4)).numpy())  # the same values
+    for mc, exact in ((mc_mean, mean), (mc_square, square)):
+        got = [g.numpy() for g in tape.gradient(mc, [loc, scale])]
+        want = [g.numpy() for g in tape.gradient(exact, [loc, scale])]
+        np.testing.assert_allclose(got, want, rtol=0.03, atol=0.01)
+
+
+@pytest.mark.parametrize("make", [
+    lambda: StructureFactorPosterior(0),
+    lambda: StructureFactorPosterior(3, sigma=0.0),
+    lambda: StructureFactorPosterior(3, min_scale=-1e-4),
+    lambda: StructureFactorPosterior(3, init_scale_fraction=float("nan")),
+    lambda: StructureFactorPosterior(3, epsilon=[1.0, 0.0, 2.0]),
+    lambda: StructureFactorPosterior(3, centric=[True, False]),
+    lambda: WilsonPrior([True, False], [1.0, -2.0]),
+    lambda: WilsonPrior([True, False], [1.0, 1.0], sigma=0.0),
+])
+def test_distributions_validate_their_parameters(make):
+    with pytest.raises(ValueError):
+        make()

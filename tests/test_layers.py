@@ -7,14 +7,13 @@ import tensorflow as tf
 from scipy import stats
 
 from careless_online.distributions import StructureFactorPosterior
+from careless_online.distributions.scales import scale_distribution, scale_kl
 from careless_online.layers import (
     FeedForward,
     ImageEncoder,
     ResNet,
     ScaleHead,
     resnet_initializer,
-    scale_distribution,
-    scale_kl,
     segment_softmax,
 )
 
@@ -238,3 +237,20 @@ def test_lazily_built_layer_serializes(make):
     assert clone.built  # the input width went into the config
     clone.set_weights(layer.get_weights())
     np.testing.assert_array_equal(clone(x).numpy(), y.numpy())
+
+
+@pytest.mark.parametrize("make, message", [
+    (lambda: ResNet(0), "d_model"),
+    (lambda: ResNet(4, n_blocks=-1), "n_blocks"),
+    (lambda: ResNet(4, d_out=0), "d_out"),
+    (lambda: ResNet(4, d_in=0), "input width"),
+    (lambda: FeedForward(4, n_blocks=0), "n_blocks"),
+    (lambda: ImageEncoder(4, d_ff=0), "d_ff"),
+    (lambda: ImageEncoder(2.5), "d_model"),
+    (lambda: ScaleHead(4, min_scale=0.0), "min_scale"),
+    (lambda: ScaleHead(4, n_blocks=-3), "n_blocks"),
+    (lambda: ScaleHead(4, activation="no-such-activation"), "activation"),
+])
+def test_layers_validate_their_parameters(make, message):
+    with pytest.raises(ValueError, match=message):
+        make()

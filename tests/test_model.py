@@ -14,8 +14,10 @@ from careless_online.io.pipeline import ImageBatches, Standardizer
 from careless_online.io.reflections import map_to_asu
 from careless_online.io.table import TableOptions
 from careless_online.model.build import load_model, new_model
+from careless_online.model.merging import MergingModel
 from careless_online.model.naive import naive_merge
 from careless_online.simulate import simulate_to_files
+from careless_online.training.checkpoint import folder, latest
 from careless_online.training.loop import Trainer, TrainConfig
 
 KEYS = ["dHKL", "XDET", "YDET", "ewald_offset"]
@@ -64,7 +66,7 @@ def test_learning_rate_decay_schedule_and_loop(data):
     _, _, manifest, standardizer = data
     trainer, _, _ = _trainer(manifest, standardizer, steps=10)
     trainer.config = replace(trainer.config, lr_decay=0.5)
-    trainer.run(log=lambda *a: None)
+    trainer.run()
     assert float(trainer.optimizer.learning_rate) == pytest.approx(learning_rate_at(trainer.config, 9))
     assert trainer._step.experimental_get_tracing_count() == 1  # a new rate does not retrace
 
@@ -90,7 +92,7 @@ def test_save_and_load_round_trip(data, tmp_path):
     path = str(tmp_path / "m.keras")
     trainer, model, train = _trainer(manifest, standardizer, steps=15, path=path)
     trainer.run()
-    loaded = load_model(path)
+    loaded = load_model(latest(folder(path)).model_path, restore_optimizer=True)
     np.testing.assert_allclose(loaded.structure_factors.mean().numpy(), model.structure_factors.mean().numpy())
     assert int(loaded.optimizer.iterations.numpy()) == 15
     assert loaded.index_config == model.index_config
@@ -101,16 +103,90 @@ def test_save_and_load_round_trip(data, tmp_path):
     np.testing.assert_allclose(a[0].numpy(), b[0].numpy(), rtol=1e-5, atol=1e-6)
 
 
-@pytest.mark.parametrize("damage", ["truncate", "garbage"])
+def _damage_config(path):
+    """Rewrite a .keras archive with a garbled config.json (still a valid zip)."""
+    import zipfile
+
+    with zipfile.ZipFile(path) as archive:
+        members = {name: archive.read(name) for name in archive.namelist()}
+    members["config.json"] = b"{garbled"
+    with zipfile.ZipFile(path, "w") as archive:
+        for name, blob in members.items():
+            archive.writestr(name, blob)
+
+
+@pytest.mark.parametrize("damage", ["truncate", "garbage", "config"])
 def test_corrupt_checkpoint_is_a_clear_error(data, tmp_path, damage):
     _, _, manifest, standardizer = data
     path = str(tmp_path / "m.keras")
     trainer, _, _ = _trainer(manifest, standardizer, steps=2, path=path)
     trainer.run()
     blob = open(path, "rb").read()
-    open(path, "wb").write(blob[: len(blob) // 2] if damage == "truncate" else b"not a model" * 10)
+    if damage == "config":
+        _damage_config(path)
+    else:
+        open(path, "wb").write(blob[: len(blob) // 2] if damage == "truncate" else b"not a model" * 10)
     with pytest.raises(InputError, match="m.keras"):
         load_model(path)
+
+
+def test_model_in_gets_a_fresh_optimizer_from_the_flags(data, tmp_path):
+    """Issue 15: a model loaded for --model-in is trained with the new run's optimizer settings."""
+    _, _, manifest, standardizer = data
+    path = str(tmp_path / "m.keras")
+    trainer, _, train = _trainer(manifest, standardizer, steps=3, path=path)
+    trainer.run()
+    config = TrainConfig(steps=2, learning_rate=0.05, lr_decay=0.0, beta_2=0.5, global_clipnorm=3.0,
+                         eval_every=2, eval_images=8, progress=False)
+    again = Trainer(load_model(path), train, None, config, monitor=train)
+    assert float(again.optimizer.learning_rate) == pytest.approx(0.05)
+    assert float(again.optimizer.beta_2) == pytest.approx(0.5)
+    assert again.optimizer.global_clipnorm == pytest.approx(3.0)
+    assert int(again.optimizer.iterations.numpy()) == 0
+    resumed = Trainer(load_model(latest(folder(path)).model_path, restore_optimizer=True), train, None, config)
+    assert float(resumed.optimizer.beta_2) == pytest.approx(0.99)  # --resume keeps the run's own optimizer
+    assert int(resumed.optimizer.iterations.numpy()) == 3
+
+
+@pytest.mark.parametrize("option, value", [
+    ("n_reflections", 0), ("n_meta", -1), ("d_model", 0), ("d_ff", -4), ("encoder_layers", -3),
+    ("scale_layers", -1), ("studentt_dof", 0.0), ("mc_samples", 0), ("kl_weight", -1.0),
+    ("scale_kl_weight", float("nan")), ("intensity_scale", 0.0), ("d_model", 2.5),
+])
+def test_merging_model_validates_its_parameters(option, value):
+    options = dict(n_reflections=5, n_meta=2)
+    options[option] = value
+    with pytest.raises(ValueError, match=option):
+        MergingModel(**options)
+
+
+def test_one_outlier_intensity_moves_its_image_scale_logarithmically(data):
+    """Issue 14: one observation 10^6 times stronger than the rest of its image.
+
+    With the scaled intensities fed linearly, the positively homogeneous
+    ReLU networks carried such an outlier straight into the image's
+    ``log Sigma`` (23 in the crash, a NLL of 1e24 and gradients of 1e28);
+    through ``asinh`` it moves it by a logarithm.
+    """
+    _, _, manifest, standardizer = data
+    _, model, train = _trainer(manifest, standardizer, steps=1)
+    rng = np.random.default_rng(3)
+    for weight in model.encoder.weights + model.scale_head.weights:  # a trained-looking, non-trivial network
+        weight.assign(rng.normal(scale=0.3, size=weight.shape).astype(np.float32))
+    batch = next(train.epoch(0))
+    image = np.asarray(batch["image"])
+    strongest = int(np.argmax(np.where(image == 0, batch["I"], -np.inf)))
+    spread = []
+    for factor in (1.0, 1e6):
+        poisoned = dict(batch)
+        intensity = np.array(batch["I"])
+        intensity[strongest] *= factor
+        poisoned["I"] = tf.constant(intensity)
+        loc, _ = model.scale_parameters(poisoned)
+        spread.append(loc.numpy()[image == 0])
+    shift = np.abs(spread[1] - spread[0]).max()
+    assert shift < 10 * np.log(1e6)  # logarithmic, not ~1e6
+    assert np.isfinite(spread[1]).all()
 
 
 def test_naive_scales_follow_the_true_image_scales(data):
@@ -133,7 +209,8 @@ def test_scale_network_learns_scale_and_partiality(tmp_path):
                           "L": asu[:, 2], "plus": plus.astype(int),
                           "sigma_true": (obs["IEXPECTED"] / obs["FTRUE"] ** 2).to_numpy(),
                           "partiality": obs["PARTIALITY"].to_numpy()})
-    pred = rs.read_mtz(str(tmp_path / "out" / "m_predictions_0.mtz")).reset_index()
+    # rs reads an unmerged MTZ at the observed indices (M/ISYM): back to the ASU to join
+    pred = rs.read_mtz(str(tmp_path / "out" / "m_predictions_0.mtz")).hkl_to_asu().reset_index()
     merged = rs.read_mtz(str(tmp_path / "out" / "m_0.mtz")).reset_index()
     table = pred.merge(truth, on=["image_id", "H", "K", "L", "plus"]).merge(
         merged[["H", "K", "L", "F(+)", "SIGF(+)", "F(-)", "SIGF(-)"]], on=["H", "K", "L"])

@@ -5,6 +5,8 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_probability as tfp
 
+from careless_online.checks import integer_at_least, positive
+from careless_online.distributions import truncated_normal
 from careless_online.distributions.wilson import WilsonPrior
 
 tfd = tfp.distributions
@@ -23,11 +25,6 @@ UPPER_TAIL = 20.0
 # Amplitudes are floored here before densities are evaluated at them, so an
 # exact-zero sample never turns the acentric Wilson log density into -inf.
 _TINY_F = 1e-30
-
-
-def _softplus_inverse(y):
-    y = np.asarray(y, dtype=np.float64)
-    return y + np.log(-np.expm1(-y))
 
 
 @keras.saving.register_keras_serializable(package=_PACKAGE)
@@ -74,10 +71,10 @@ class StructureFactorPosterior(keras.layers.Layer):
         **kwargs,
     ):
         super().__init__(**kwargs)
-        self.n_reflections = int(n_reflections)
-        self.sigma = float(sigma)
-        self.min_scale = float(min_scale)
-        self.init_scale_fraction = float(init_scale_fraction)
+        self.n_reflections = integer_at_least("n_reflections", n_reflections, 1)
+        self.sigma = positive("sigma", sigma)
+        self.min_scale = positive("min_scale", min_scale)
+        self.init_scale_fraction = positive("init_scale_fraction", init_scale_fraction)
         n = self.n_reflections
         self.centric = self.add_weight(
             name="centric", shape=(n,), initializer="zeros", trainable=False
@@ -90,7 +87,10 @@ class StructureFactorPosterior(keras.layers.Layer):
         if centric is not None:
             self.centric.assign(self._check_shape(centric, "centric").astype(np.float32))
         if epsilon is not None:
-            self.epsilon.assign(self._check_shape(epsilon, "epsilon").astype(np.float32))
+            epsilon = self._check_shape(epsilon, "epsilon").astype(np.float32)
+            if not np.all(np.isfinite(epsilon) & (epsilon > 0)):
+                raise ValueError("epsilon factors must be positive and finite")
+            self.epsilon.assign(epsilon)
         prior = self.prior()
         self.set_initial(prior.mean(), self.init_scale_fraction * prior.stddev())
         self.built = True
@@ -118,7 +118,7 @@ class StructureFactorPosterior(keras.layers.Layer):
         scale = self._check_shape(np.asarray(scale, dtype=np.float64), "scale")
         gap = np.maximum(scale - self.min_scale, 1e-3 * self.min_scale)
         self.loc_raw.assign(loc.astype(np.float32))
-        self.scale_raw.assign(_softplus_inverse(gap).astype(np.float32))
+        self.scale_raw.assign(tfp.math.softplus_inverse(gap).numpy().astype(np.float32))
 
     def _gather(self, value, ids):
         return value if ids is None else tf.gather(value, ids)
@@ -156,8 +156,13 @@ class StructureFactorPosterior(keras.layers.Layer):
         return self.distribution().stddev()
 
     def sample(self, ids, mc_samples=1, seed=None):
-        """Reparameterized samples ``[mc_samples, n]`` of reflections ``ids``."""
-        return self.distribution(ids).sample(mc_samples, seed=seed)
+        """Reparameterized samples ``[mc_samples, n]`` of reflections ``ids``.
+
+        The gradients are the exact ones for the fixed bounds (see
+        :mod:`careless_online.distributions.truncated_normal`; tfp's own are
+        biased wherever the truncation at zero matters).
+        """
+        return truncated_normal.sample(self.distribution(ids), mc_samples, seed=seed)
 
     def kl_to_prior(self, ids, samples, sigma=None):
         """Monte Carlo ``KL(q || Wilson)`` per reflection.

@@ -1,9 +1,16 @@
 """Wilson's prior on structure factor amplitudes."""
 
+import numpy as np
 import tensorflow as tf
 import tensorflow_probability as tfp
 
 tfd = tfp.distributions
+
+
+def _check_positive(name, values):
+    values = tf.get_static_value(values)
+    if values is not None and not np.all(np.isfinite(values) & (values > 0)):
+        raise ValueError(f"WilsonPrior {name} must be positive and finite")
 
 
 class WilsonPrior:
@@ -26,12 +33,21 @@ class WilsonPrior:
         ``[n]`` multiplicity (epsilon) factors.
     sigma : float or array-like
         Mean intensity ``Sigma`` (scalar or broadcastable to ``[n]``).
+
+    Raises
+    ------
+    ValueError
+        If ``epsilon`` or ``sigma`` has a value that is not positive and
+        finite (checked where the values are known when the prior is made,
+        as tfp's ``validate_args`` does for constant parameters).
     """
 
     def __init__(self, centric, epsilon, sigma=1.0):
         self.centric = tf.cast(centric, tf.bool)
         epsilon = tf.convert_to_tensor(epsilon, tf.float32)
         sigma = tf.convert_to_tensor(sigma, tf.float32)
+        _check_positive("epsilon", epsilon)
+        _check_positive("sigma", sigma)
         self.scale = tf.sqrt(epsilon * sigma) * tf.ones_like(epsilon)
         self._centric = tfd.HalfNormal(scale=self.scale)
         self._acentric = tfd.Weibull(concentration=tf.constant(2.0), scale=self.scale)

@@ -2,7 +2,7 @@
 
 from careless_online.layers.encoder import ImageEncoder, segment_softmax
 from careless_online.layers.resnet import FeedForward, ResNet, resnet_initializer
-from careless_online.layers.scale_head import ScaleHead, scale_distribution, scale_kl
+from careless_online.layers.scale_head import ScaleHead
 
 __all__ = [
     "FeedForward",
@@ -10,7 +10,5 @@ __all__ = [
     "ResNet",
     "ScaleHead",
     "resnet_initializer",
-    "scale_distribution",
-    "scale_kl",
     "segment_softmax",
 ]

@@ -3,7 +3,7 @@
 import keras
 import tensorflow as tf
 
-from careless_online.layers.resnet import ResNet
+from careless_online.layers.resnet import ResNet, widths
 
 _PACKAGE = "careless_online"
 
@@ -65,9 +65,7 @@ class ImageEncoder(keras.layers.Layer):
         self, d_model, d_ff=None, n_blocks=2, activation="relu", n_features=None, **kwargs
     ):
         super().__init__(**kwargs)
-        self.d_model = int(d_model)
-        self.d_ff = int(d_ff) if d_ff is not None else 2 * self.d_model
-        self.n_blocks = int(n_blocks)
+        self.d_model, self.d_ff, self.n_blocks = widths(d_model, d_ff, n_blocks)
         self.activation = activation
         self.resnet = ResNet(
             self.d_model,

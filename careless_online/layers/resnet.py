@@ -10,7 +10,20 @@ import math
 
 import keras
 
+from careless_online.checks import integer_at_least
+
 _PACKAGE = "careless_online"
+
+
+def widths(d_model, d_ff, n_blocks, min_blocks=0):
+    """Checked ``(d_model, d_ff, n_blocks)`` of a residual stack.
+
+    ``d_ff`` defaults to ``2 * d_model``; widths must be at least 1 and
+    ``n_blocks`` at least ``min_blocks`` (ValueError otherwise).
+    """
+    d_model = integer_at_least("d_model", d_model, 1)
+    d_ff = 2 * d_model if d_ff is None else integer_at_least("d_ff", d_ff, 1)
+    return d_model, d_ff, integer_at_least("n_blocks", n_blocks, min_blocks)
 
 
 def resnet_initializer(d_in, d_out, n_blocks):
@@ -72,10 +85,8 @@ class FeedForward(keras.layers.Layer):
 
     def __init__(self, d_model, d_ff=None, activation="relu", n_blocks=1, **kwargs):
         super().__init__(**kwargs)
-        self.d_model = int(d_model)
-        self.d_ff = int(d_ff) if d_ff is not None else 2 * self.d_model
+        self.d_model, self.d_ff, self.n_blocks = widths(d_model, d_ff, n_blocks, min_blocks=1)
         self.activation = activation
-        self.n_blocks = int(n_blocks)
         self._act = keras.activations.get(activation)
         self.w1 = _dense(self.d_model, self.d_ff, self.n_blocks, name="w1")
         self.w2 = _dense(self.d_ff, self.d_model, self.n_blocks, name="w2")
@@ -149,11 +160,9 @@ class ResNet(keras.layers.Layer):
         **kwargs,
     ):
         super().__init__(**kwargs)
-        self.d_model = int(d_model)
-        self.d_ff = int(d_ff) if d_ff is not None else 2 * self.d_model
-        self.n_blocks = int(n_blocks)
+        self.d_model, self.d_ff, self.n_blocks = widths(d_model, d_ff, n_blocks)
         self.activation = activation
-        self.d_out = None if d_out is None else int(d_out)
+        self.d_out = None if d_out is None else integer_at_least("d_out", d_out, 1)
         self.output_kernel_initializer = (
             None
             if output_kernel_initializer is None
@@ -184,10 +193,10 @@ class ResNet(keras.layers.Layer):
         self.input_dense = None
         self.d_in = None
         if d_in is not None:
-            self.build((None, int(d_in)))
+            self.build((None, d_in))
 
     def build(self, input_shape):
-        d_in = int(input_shape[-1])
+        d_in = integer_at_least("input width", input_shape[-1], 1)
         if self.input_dense is not None:
             if d_in != self.d_in:
                 raise ValueError(

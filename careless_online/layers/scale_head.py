@@ -1,49 +1,17 @@
-"""Per-observation scale posterior from image vectors and metadata."""
+"""Per-observation scale posterior parameters from image vectors and metadata.
 
-import math
+The distribution itself and its KL are in :mod:`careless_online.distributions.scales`.
+"""
 
 import keras
+import numpy as np
 import tensorflow as tf
 import tensorflow_probability as tfp
 
-from careless_online.layers.resnet import ResNet
-
-tfd = tfp.distributions
+from careless_online.checks import integer_at_least
+from careless_online.layers.resnet import ResNet, widths
 
 _PACKAGE = "careless_online"
-
-
-def scale_distribution(loc, scale):
-    """Surrogate posterior of the per-observation scale factors.
-
-    Parameters
-    ----------
-    loc, scale : tf.Tensor
-        ``[n]`` location and scale of the underlying normal (log space).
-
-    Returns
-    -------
-    tfd.LogNormal
-    """
-    return tfd.LogNormal(loc, scale)
-
-
-def scale_kl(loc, scale):
-    """Analytic ``KL(LogNormal(loc, scale) || LogNormal(0, 1))``, elementwise.
-
-    Parameters
-    ----------
-    loc, scale : tf.Tensor
-        ``[n]`` parameters of the surrogate posterior.
-
-    Returns
-    -------
-    tf.Tensor
-        ``[n]`` KL divergences.
-    """
-    loc = tf.convert_to_tensor(loc)
-    prior = tfd.LogNormal(tf.zeros([], loc.dtype), tf.ones([], loc.dtype))
-    return tfd.kl_divergence(scale_distribution(loc, scale), prior)
 
 
 @keras.saving.register_keras_serializable(package=_PACKAGE)
@@ -98,15 +66,13 @@ class ScaleHead(keras.layers.Layer):
             raise ValueError(
                 f"need initial_scale > min_scale > 0, got {initial_scale} and {min_scale}"
             )
-        self.d_model = int(d_model)
-        self.d_ff = int(d_ff) if d_ff is not None else 2 * self.d_model
-        self.n_blocks = int(n_blocks)
+        self.d_model, self.d_ff, self.n_blocks = widths(d_model, d_ff, n_blocks)
         self.activation = activation
         self.min_scale = float(min_scale)
         self.initial_scale = float(initial_scale)
         # softplus(offset) = initial_scale - min_scale
         gap = self.initial_scale - self.min_scale
-        self._offset = gap + math.log(-math.expm1(-gap))
+        self._offset = float(tfp.math.softplus_inverse(np.float64(gap)))
         self.resnet = ResNet(
             self.d_model,
             self.d_ff,
@@ -121,8 +87,8 @@ class ScaleHead(keras.layers.Layer):
             self.build((None, d_image), None, (None, n_meta))
 
     def build(self, image_vectors_shape, image_index_shape=None, meta_shape=None):
-        self.d_image = int(image_vectors_shape[-1])
-        self.n_meta = int(meta_shape[-1])
+        self.d_image = integer_at_least("d_image", image_vectors_shape[-1], 1)
+        self.n_meta = integer_at_least("n_meta", meta_shape[-1], 0)
         self.resnet.build((None, self.d_image + self.n_meta))
         self.built = True
 

@@ -2,6 +2,7 @@
 
 import os
 import zipfile
+import zlib
 
 import keras
 import numpy as np
@@ -74,12 +75,22 @@ def start_wilson_prior(model, manifest, index):
     q.set_initial(prior.mean().numpy(), q.init_scale_fraction * prior.stddev().numpy())
 
 
-def load_model(path):
+#: What ``keras.models.load_model`` raises for a damaged or foreign ``.keras``
+#: archive (checked: bad or missing config.json -> ValueError/KeyError/TypeError,
+#: missing or damaged weights -> ValueError/OSError, damaged members -> BadZipFile/zlib.error).
+_LOAD_ERRORS = (ValueError, KeyError, TypeError, OSError, EOFError, zipfile.BadZipFile, zlib.error)
+
+
+def load_model(path, restore_optimizer=False):
     """Load a saved model (``.keras``), refusing corrupt or foreign files with one line.
 
     Parameters
     ----------
     path : str
+    restore_optimizer : bool
+        Restore the saved optimizer and its state (``--resume``).  Otherwise
+        the model comes back uncompiled and training gives it a fresh
+        optimizer from the current flags (``--model-in``).
 
     Returns
     -------
@@ -90,8 +101,8 @@ def load_model(path):
     if not zipfile.is_zipfile(path):
         raise InputError("not a .keras model file (corrupt or truncated)", path)
     try:
-        model = keras.models.load_model(path, compile=True)
-    except Exception as err:
+        model = keras.models.load_model(path, compile=restore_optimizer)
+    except _LOAD_ERRORS as err:
         raise InputError(f"cannot load the model ({type(err).__name__}: {str(err).splitlines()[0][:200]})", path) from None
     if not isinstance(model, MergingModel):
         raise InputError("not a careless_online model", path)

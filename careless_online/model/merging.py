@@ -8,7 +8,7 @@ For an observation ``i`` of unique reflection ``h(i)`` on image ``b(i)``:
 - ``q(Sigma_i) = LogNormal(mu_i, s_i)`` with ``(mu_i, s_i) = ScaleHead(z_b, m_i)``,
   prior ``LogNormal(0, 1)``; ``z_b`` is the image vector that the
   :class:`~careless_online.layers.ImageEncoder` pools from the image's own
-  observations ``(E[F_h], k I_i, k SigI_i, m_i)``;
+  observations ``(E[F_h], asinh(k I_i), asinh(k SigI_i), m_i)``;
 - likelihood ``k I_i ~ Normal(Sigma_i F_h^2, k SigI_i)`` (or Student-t), where
   ``k = k0 softplus(kappa)`` is a learned positive constant and ``k0`` puts the
   intensities on the unit scale of the Wilson prior at the start.
@@ -26,27 +26,23 @@ scale KL is analytic.
 """
 
 import json
-import math
 
 import keras
 import numpy as np
 import tensorflow as tf
 import tensorflow_probability as tfp
 
+from careless_online.checks import integer_at_least, non_negative, positive
 from careless_online.distributions import StructureFactorPosterior
+from careless_online.distributions.likelihood import check_dof, intensity_log_likelihood
+from careless_online.distributions.scales import scale_distribution, scale_kl
 from careless_online.distributions.wilson_scale import WilsonSigma
 from careless_online.model.error_model import ErrorModel
 from careless_online.layers import ImageEncoder, ScaleHead
-from careless_online.layers.scale_head import scale_distribution, scale_kl
 
-tfd = tfp.distributions
 
 #: Number of encoder input features besides the metadata.
 _N_OBS_FEATURES = 3
-
-
-def _softplus_inverse(y):
-    return y + math.log(-math.expm1(-y))
 
 
 @keras.saving.register_keras_serializable(package="careless_online")
@@ -100,18 +96,18 @@ class MergingModel(keras.Model):
                  standardizer_config=None, inverse_d2=None, wilson_prior_b=None, wilson_knots=8,
                  wilson_max_inverse_d2=None, refine_uncertainties=False, **kwargs):
         super().__init__(**kwargs)
-        self.n_reflections = int(n_reflections)
-        self.n_meta = int(n_meta)
-        self.d_model = int(d_model)
-        self.d_ff = int(d_ff) if d_ff else 2 * self.d_model
-        self.encoder_layers = int(encoder_layers)
-        self.scale_layers = int(scale_layers)
+        self.n_reflections = integer_at_least("n_reflections", n_reflections, 1)
+        self.n_meta = integer_at_least("n_meta", n_meta, 0)
+        self.d_model = integer_at_least("d_model", d_model, 1)
+        self.d_ff = integer_at_least("d_ff", d_ff, 1) if d_ff else 2 * self.d_model
+        self.encoder_layers = integer_at_least("encoder_layers", encoder_layers, 0)
+        self.scale_layers = integer_at_least("scale_layers", scale_layers, 0)
         self.activation = activation
-        self.studentt_dof = None if studentt_dof is None else float(studentt_dof)
-        self.mc_samples = int(mc_samples)
-        self.kl_weight = float(kl_weight)
-        self.scale_kl_weight = float(scale_kl_weight)
-        self.intensity_scale = float(intensity_scale)
+        self.studentt_dof = check_dof(studentt_dof)
+        self.mc_samples = integer_at_least("mc_samples", mc_samples, 1)
+        self.kl_weight = non_negative("kl_weight", kl_weight)
+        self.scale_kl_weight = non_negative("scale_kl_weight", scale_kl_weight)
+        self.intensity_scale = positive("intensity_scale", intensity_scale)
         self.index_config = index_config
         self.standardizer_config = standardizer_config
         self.structure_factors = StructureFactorPosterior(
@@ -124,7 +120,7 @@ class MergingModel(keras.Model):
         self.error_model = ErrorModel(name="error_model") if self.refine_uncertainties else None
         self.wilson_sigma = self._wilson_sigma(inverse_d2, wilson_prior_b, wilson_knots, wilson_max_inverse_d2)
         self.kappa = self.add_weight(name="kappa", shape=(), trainable=True,
-                                     initializer=keras.initializers.Constant(_softplus_inverse(1.0)))
+                                     initializer=keras.initializers.Constant(float(tfp.math.softplus_inverse(1.0))))
         self.kl_inverse_counts = self.add_weight(name="kl_inverse_counts", shape=(self.n_reflections,),
                                                  initializer="ones", trainable=False)
         self.built = True
@@ -154,35 +150,56 @@ class MergingModel(keras.Model):
 
     # ------------------------------------------------------------------ pieces
     def scale_parameters(self, batch):
-        """(loc, scale) of ``q(Sigma)`` for each observation of a batch."""
+        """(loc, scale) of ``q(Sigma)`` for each observation of a batch.
+
+        The encoder sees the scaled intensities through ``asinh`` (linear
+        near zero, ``log(2x)`` for large ``x``, odd for negative ``I``):
+        intensities are heavy-tailed (one reflection of an image can be a
+        thousand times its mean), the ReLU networks are positively
+        homogeneous, and ``loc`` is a log scale.  Fed linearly, one strong
+        observation drove its whole image's ``log Sigma`` to 23 (issue 14:
+        a NLL of 1e24, gradients of 1e28 whose squared norm overflowed
+        float32); through ``asinh`` it moves it by a logarithm.
+        """
         k = self.k
         f_mean = tf.stop_gradient(self.structure_factors.distribution(batch["refl_id"]).mean())
         features = tf.concat([
-            tf.stack([f_mean, k * batch["I"], k * batch["SigI"]], axis=-1),
+            tf.stack([f_mean, tf.asinh(k * batch["I"]), tf.asinh(k * batch["SigI"])], axis=-1),
             batch["meta"],
         ], axis=-1)
         image_vectors = self.encoder(features, batch["image"], batch["n_images"])
         return self.scale_head(image_vectors, batch["image"], batch["meta"])
 
-    def _likelihood(self, loc, sigma):
-        if self.studentt_dof is None:
-            return tfd.Normal(loc, sigma)
-        return tfd.StudentT(self.studentt_dof, loc, sigma)
-
     def log_likelihood(self, prediction, batch):
         """``log p(I | Sigma, F)`` of each observation for predicted ``Sigma F^2`` samples.
 
-        The density of ``k I`` is ``Normal(k I | Sigma F^2, k SigI)`` (or the
-        Student-t); ``log k``, the Jacobian of ``I -> k I``, makes it a density
-        of the measured ``I``.  Without it every observation would gain
-        ``-log k`` as ``k`` shrinks, and the fit would slide ``k`` (and the
-        scales with it) towards zero instead of explaining the data.
+        See :mod:`careless_online.distributions.likelihood`; the width of
+        ``k I`` is ``k SigI``, refined by the error model when there is one.
         """
         k = self.k
-        sigma = k * batch["SigI"]
+        width = k * batch["SigI"]
         if self.error_model is not None:
-            sigma = self.error_model(sigma, prediction)
-        return self._likelihood(prediction, sigma).log_prob(k * batch["I"]) + tf.math.log(k)
+            width = self.error_model(width, prediction)
+        return intensity_log_likelihood(prediction, batch["I"], width, k, self.studentt_dof)
+
+    def _sampled_log_likelihood(self, batch, seed=None, scale_parameters=None):
+        """Monte Carlo samples of the log-likelihood of a batch, and what they were drawn from.
+
+        Draws ``mc_samples`` reparameterized ``F_h`` and ``Sigma_i`` (two
+        streams split from ``seed``) and evaluates :meth:`log_likelihood` of
+        each observation at ``Sigma_i F_h^2``.
+
+        Returns
+        -------
+        (tf.Tensor, tf.Tensor, (tf.Tensor, tf.Tensor))
+            Log-likelihoods ``[mc, n]``, the F samples ``[mc, n]`` and the
+            ``(loc, scale)`` of ``q(Sigma)``.
+        """
+        seed_f, seed_sigma = tfp.random.split_seed(seed, 2) if seed is not None else (None, None)
+        F = self.structure_factors.sample(batch["refl_id"], self.mc_samples, seed=seed_f)
+        loc, scale = self.scale_parameters(batch) if scale_parameters is None else scale_parameters
+        sigma = scale_distribution(loc, scale).sample(self.mc_samples, seed=seed_sigma)
+        return self.log_likelihood(sigma * tf.square(F), batch), F, (loc, scale)
 
     def loss_terms(self, batch, seed=None):
         """The pieces of minus the ELBO of one batch.
@@ -203,13 +220,9 @@ class MergingModel(keras.Model):
             ``KL_F`` (weighted), ``KL_Sigma`` and ``n_obs``.
         """
         ids = batch["refl_id"]
-        seed_f, seed_sigma = tfp.random.split_seed(seed, 2) if seed is not None else (None, None)
-        F = self.structure_factors.sample(ids, self.mc_samples, seed=seed_f)
+        log_p, F, (loc, scale) = self._sampled_log_likelihood(batch, seed)
+        nll = -tf.reduce_mean(log_p, axis=0)
         kl_f = self.structure_factors.kl_to_prior(ids, F, sigma=self.wilson_sigma(ids))
-        loc, scale = self.scale_parameters(batch)
-        sigma = scale_distribution(loc, scale).sample(self.mc_samples, seed=seed_sigma)
-        prediction = sigma * tf.square(F)
-        nll = -tf.reduce_mean(self.log_likelihood(prediction, batch), axis=0)
         kl_sigma = scale_kl(loc, scale)
         kl_f = kl_f * tf.gather(self.kl_inverse_counts, ids)
         terms = {
@@ -258,12 +271,7 @@ class MergingModel(keras.Model):
 
         ``scale_parameters`` as in :meth:`predict_intensities`.
         """
-        seed_f, seed_sigma = tfp.random.split_seed(seed, 2) if seed is not None else (None, None)
-        ids = batch["refl_id"]
-        F = self.structure_factors.sample(ids, self.mc_samples, seed=seed_f)
-        loc, scale = self.scale_parameters(batch) if scale_parameters is None else scale_parameters
-        sigma = scale_distribution(loc, scale).sample(self.mc_samples, seed=seed_sigma)
-        log_p = self.log_likelihood(sigma * tf.square(F), batch)
+        log_p, _, _ = self._sampled_log_likelihood(batch, seed, scale_parameters)
         return -tf.reduce_mean(log_p, axis=0)
 
     def call(self, batch):

@@ -5,14 +5,19 @@ batches), so it is traced once whatever the number of observations.  Every
 ``eval_every`` steps the loop scores a fixed subset of training images and the
 held-out images: negative log-likelihood and the per-image Spearman
 correlation of observed and predicted intensities (CCpred), and appends a row
-to the history CSV.  Checkpoints (a ``.keras`` file holding the model and the
-optimizer state, plus a JSON of the loop state) are written every
-``checkpoint_every`` steps and at the end.
+to the history CSV.  Every ``checkpoint_every`` steps and at the end the loop
+writes the output model ``<out>_<i>.keras`` and a checkpoint unit (model,
+optimizer and loop state of one step: :mod:`careless_online.training.checkpoint`).
+
+A step whose loss or gradient norm is not finite (or whose gradient norm is
+too large to square in float32, :data:`MAX_GRADIENT_NORM`) is skipped: no
+optimizer update, counted in the history column ``skipped_steps``.  After
+``max_nonfinite_steps`` such steps in a row the run stops with
+:class:`NonFiniteError`, keeping the last checkpoint.
 """
 
 import csv
 import itertools
-import json
 import os
 import time
 from dataclasses import asdict, dataclass
@@ -21,12 +26,44 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from careless_online.errors import InputError
 from careless_online.io.pipeline import batch_signature
+from careless_online.training import checkpoint
 from careless_online.stats.correlation import spearman_per_group
 
 #: Columns of the history CSV, in order.
 HISTORY_COLUMNS = ["step", "elapsed_s", "loss", "NLL", "KL_F", "KL_Sigma", "grad_norm",
-                   "ccpred_train", "ccpred_test", "NLL_train", "NLL_test", "k"]
+                   "ccpred_train", "ccpred_test", "NLL_train", "NLL_test", "k", "skipped_steps"]
+
+#: Largest usable global gradient norm: its square (keras's global-norm
+#: clipping, Adam's second moments) must not overflow float32.  Beyond it
+#: keras's clipping turns every gradient into NaN.
+MAX_GRADIENT_NORM = float(np.sqrt(np.finfo(np.float32).max)) / 2.0
+
+#: Loss terms averaged over the finite steps of an evaluation interval.
+_AVERAGED = ("loss", "NLL", "KL_F", "KL_Sigma", "grad_norm")
+
+
+class NonFiniteError(InputError):
+    """Training stopped after too many steps in a row without a finite loss or gradient.
+
+    Reported like a user error (one line, exit status 2): the data or the
+    settings (learning rate, clipping) drove the fit where it cannot be
+    computed; the last checkpoint is kept.
+    """
+
+
+def global_norm(tensors):
+    """Global L2 norm of tensors, without float32 overflow of the squares.
+
+    ``max|g| * sqrt(sum((g / max|g|)^2))``: finite whenever the norm itself
+    is; NaN or inf if any element is.
+    """
+    tensors = [tf.convert_to_tensor(t) for t in tensors if t is not None]
+    peak = tf.reduce_max(tf.stack([tf.reduce_max(tf.abs(t)) for t in tensors]))
+    unit = tf.where(peak > 0, peak, tf.ones_like(peak))
+    total = tf.add_n([tf.reduce_sum(tf.square(t / unit)) for t in tensors])
+    return unit * tf.sqrt(total)
 
 
 @dataclass
@@ -51,6 +88,8 @@ class TrainConfig:
         Images of each split scored at an evaluation.
     checkpoint_every : int or None
         Steps between checkpoints (None: only at the end).
+    max_nonfinite_steps : int
+        Skipped (non-finite) steps in a row after which the run stops.
     run_eagerly : bool
         Do not compile the step (debugging).
     jit_compile : bool
@@ -70,6 +109,7 @@ class TrainConfig:
     eval_every: int = 100
     eval_images: int = 128
     checkpoint_every: int = None
+    max_nonfinite_steps: int = 20
     run_eagerly: bool = False
     jit_compile: bool = False
     progress: bool = True
@@ -125,16 +165,6 @@ def _fmt(value):
     return f"{float(value):.6g}"
 
 
-def save_checkpoint(model, path, state):
-    """Write ``path`` (.keras, model + optimizer) and ``path + '.json'`` (loop state) atomically."""
-    tmp = path + ".tmp.keras"
-    model.save(tmp)
-    os.replace(tmp, path)
-    with open(path + ".json.tmp", "w") as handle:
-        json.dump(state, handle)
-    os.replace(path + ".json.tmp", path + ".json")
-
-
 class Trainer:
     """Runs the optimization of a :class:`~careless_online.model.MergingModel`.
 
@@ -149,9 +179,16 @@ class Trainer:
     history_path : str or None
         History CSV.
     checkpoint_path : str or None
-        ``.keras`` checkpoint file.
+        The output model ``<out>_<i>.keras``; checkpoint units go to
+        :func:`careless_online.training.checkpoint.folder` of it.
     monitor : ImageBatches or None
         A fixed, unshuffled view of the training images for train CCpred.
+    seed : int
+        Run seed of the Monte Carlo samples.
+
+    The model's optimizer is used when it has one (a checkpoint restored by
+    ``--resume``); otherwise the model is compiled with a fresh optimizer
+    from ``config`` (a new model, or ``--model-in``).
     """
 
     def __init__(self, model, train, test, config, history_path=None, checkpoint_path=None, monitor=None,
@@ -180,6 +217,7 @@ class Trainer:
                                      jit_compile=config.jit_compile or None)
             self._predict = tf.function(self._predict_step, input_signature=[signature, seed_spec])
         self.elapsed = 0.0
+        self.skipped_steps = 0
         self._scored = {}
 
     def step_seed(self, step, stream=0):
@@ -187,14 +225,20 @@ class Trainer:
         return tf.constant([self.seed % (2**31), (step * 4 + stream) % (2**31)], dtype=tf.int32)
 
     def _train_step(self, batch, seed):
+        """One step; skipped (no update) unless the loss and the gradient norm are usable."""
         variables = self.model.trainable_variables
         with tf.GradientTape() as tape:
             terms = self.model.loss_terms(batch, seed)
         gradients = tape.gradient(terms["loss"], variables)
-        gradients = [tf.where(tf.math.is_finite(g), g, tf.zeros_like(g)) if g is not None else g
-                     for g in gradients]
-        self.optimizer.apply(gradients, variables)
-        terms["grad_norm"] = tf.linalg.global_norm([g for g in gradients if g is not None])
+        norm = global_norm(gradients)
+        usable = tf.math.is_finite(terms["loss"]) & (norm < MAX_GRADIENT_NORM)  # False for NaN
+
+        def update():
+            self.optimizer.apply(gradients, variables)
+            return tf.constant(0.0)
+
+        terms["skipped"] = tf.cond(usable, update, lambda: tf.constant(1.0))
+        terms["grad_norm"] = norm
         return terms
 
     def _predict_step(self, batch, seed):
@@ -226,13 +270,27 @@ class Trainer:
         cc = spearman_per_group(np.concatenate(obs), np.concatenate(pred), np.concatenate(image))
         return float(np.nanmean(cc.to_numpy())) if len(cc) else float("nan"), float(np.mean(np.concatenate(nll)))
 
-    def run(self, start_step=0, elapsed=0.0, log=print):
+    def run(self, start_step=0, elapsed=0.0, skipped_steps=0):
         """Train from ``start_step`` to ``config.steps``.
+
+        Parameters
+        ----------
+        start_step : int
+            Steps already done (a resumed run).
+        elapsed : float
+            Seconds already spent.
+        skipped_steps : int
+            Steps already skipped (a resumed run's count).
 
         Returns
         -------
         dict
             The last history row.
+
+        Raises
+        ------
+        NonFiniteError
+            After ``config.max_nonfinite_steps`` skipped steps in a row.
         """
         config = self.config
         history = History(self.history_path, append=start_step > 0)
@@ -244,32 +302,31 @@ class Trainer:
 
             bar = progress_display(total=config.steps, initial=start_step, unit="step")
         self.elapsed = elapsed
+        self.skipped_steps = int(skipped_steps)
         started = time.perf_counter() - elapsed
         row = {}
-        sums, count = {}, 0
+        sums, count, in_a_row = {}, 0, 0
         step = start_step
         for batch in dataset.take(remaining):
             if config.lr_decay > 0:
                 self.optimizer.learning_rate = learning_rate_at(config, step)
             terms = self._step(batch, self.step_seed(step))
             step += 1
-            for key in ("loss", "NLL", "KL_F", "KL_Sigma", "grad_norm"):
-                sums[key] = sums.get(key, 0.0) + float(terms[key])
-            count += 1
+            if float(terms["skipped"]):
+                in_a_row = self._count_skipped(step, in_a_row + 1)
+            else:
+                in_a_row = 0
+                for key in _AVERAGED:
+                    sums[key] = sums.get(key, 0.0) + float(terms[key])
+                count += 1
             last = step == config.steps
             if step % config.eval_every == 0 or last:
-                cc_train, nll_train = self.score(self.monitor, config.eval_images)
-                cc_test, nll_test = self.score(self.test, config.eval_images)
                 self.elapsed = time.perf_counter() - started
-                row = {"step": step, "elapsed_s": self.elapsed, "ccpred_train": cc_train, "ccpred_test": cc_test,
-                       "NLL_train": nll_train, "NLL_test": nll_test, "k": float(self.model.k)}
-                row.update({key: value / count for key, value in sums.items()})
+                row = self._history_row(step, sums, count)
                 sums, count = {}, 0
                 history.write(row)
                 if bar is not None:
-                    bar.set_postfix(loss=f"{row['loss']:.4g}", ccpred=f"{cc_train:.3f}/{cc_test:.3f}")
-                if not np.isfinite(row["loss"]):
-                    raise FloatingPointError(f"loss became {row['loss']} at step {step}")
+                    bar.set_postfix(loss=f"{row['loss']:.4g}", ccpred=f"{row['ccpred_train']:.3f}/{row['ccpred_test']:.3f}")
             if bar is not None:
                 bar.update(1)
             if self.checkpoint_path and ((config.checkpoint_every and step % config.checkpoint_every == 0) or last):
@@ -280,7 +337,30 @@ class Trainer:
         self.elapsed = time.perf_counter() - started
         return row
 
+    def _count_skipped(self, step, in_a_row):
+        """Count a skipped step; stop the run after too many in a row."""
+        self.skipped_steps += 1
+        if in_a_row >= self.config.max_nonfinite_steps:
+            found = checkpoint.latest(checkpoint.folder(self.checkpoint_path)) if self.checkpoint_path else None
+            kept = f"; the last checkpoint is {found.path} (step {found.step})" if found else "; no checkpoint was written"
+            raise NonFiniteError(
+                f"training stopped at step {step}: {in_a_row} steps in a row had a non-finite loss or gradient "
+                f"(try a lower --learning-rate or --global-clipnorm){kept}")
+        return in_a_row
+
+    def _history_row(self, step, sums, count):
+        """The history row of an evaluation at ``step`` (averages over the finite steps since the last)."""
+        cc_train, nll_train = self.score(self.monitor, self.config.eval_images)
+        cc_test, nll_test = self.score(self.test, self.config.eval_images)
+        row = {"step": step, "elapsed_s": self.elapsed, "ccpred_train": cc_train, "ccpred_test": cc_test,
+               "NLL_train": nll_train, "NLL_test": nll_test, "k": float(self.model.k),
+               "skipped_steps": self.skipped_steps}
+        row.update({key: (sums[key] / count if count else float("nan")) for key in _AVERAGED})
+        return row
+
     def save(self, step):
-        """Checkpoint the model, optimizer and loop state at ``step``."""
-        state = {"step": int(step), "elapsed_s": float(self.elapsed), "config": asdict(self.config)}
-        save_checkpoint(self.model, self.checkpoint_path, state)
+        """Write the output model and a checkpoint unit (model, optimizer, loop state) at ``step``."""
+        state = {"step": int(step), "elapsed_s": float(self.elapsed), "skipped_steps": int(self.skipped_steps),
+                 "config": asdict(self.config)}
+        checkpoint.save(self.model, checkpoint.folder(self.checkpoint_path), state)
+        checkpoint.write_model(self.model, self.checkpoint_path)
