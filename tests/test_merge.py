@@ -1,6 +1,5 @@
 """End-to-end merges through ``careless_online mono`` on simulated and real data."""
 
-import json
 import os
 from pathlib import Path
 
@@ -46,8 +45,14 @@ def merged(simulated):
     return out, paths
 
 
+def sorted_hkl(ds):
+    """The Miller indices of a DataSet as sorted packed integers (a multiset to compare)."""
+    hkl = ds.reset_index()[["H", "K", "L"]].to_numpy().astype(np.int64)
+    return np.sort((hkl[:, 0] * 1024 + hkl[:, 1]) * 1024 + hkl[:, 2])
+
+
 def test_outputs_have_careless_columns(merged):
-    out, _ = merged
+    out, paths = merged
     ds = rs.read_mtz(str(out / "m_0.mtz"))
     assert ds.merged and ds.spacegroup.xhm() == SG
     for column, dtype in {"F": "SFAmplitude", "SIGF": "Stddev", "F(+)": "FriedelSFAmplitude",
@@ -76,6 +81,8 @@ def test_outputs_have_careless_columns(merged):
     asu, isym = rs.utils.hkl_to_asu(observed, predictions.spacegroup)
     acentric = ~rs.utils.is_centric(asu, predictions.spacegroup)
     np.testing.assert_array_equal((isym % 2 == 1)[acentric], predictions["plus"].to_numpy()[acentric] == 1)
+    # and M/ISYM is the symmetry operator of each observation: the stream's own indices come back
+    np.testing.assert_array_equal(sorted_hkl(predictions), sorted_hkl(rs.read_crystfel(str(paths["stream"]))))
     # every observation once: the counts per reflection are the merged N
     per_refl = pd.DataFrame(asu, columns=["H", "K", "L"]).groupby(["H", "K", "L"]).size()
     assert per_refl.sum() == int(ds["N"].sum())
@@ -95,6 +102,28 @@ def test_learned_merge_beats_naive_baseline(merged):
     assert learned.loc["overall", "CCanom"] > naive.loc["overall", "CCanom"]
 
 
+def count_model_loads(monkeypatch):
+    """Patch the merge's model loader to count its calls; returns the list of loaded paths."""
+    import careless_online.training.merge as merge
+
+    loads = []
+    load = merge.load_model
+
+    def counting(path, *args, **kwargs):
+        loads.append(path)
+        return load(path, *args, **kwargs)
+
+    monkeypatch.setattr(merge, "load_model", counting)
+    return loads
+
+
+def saved_step(model_path):
+    """Step of the newest complete checkpoint unit of an output model."""
+    from careless_online.training import checkpoint
+
+    return checkpoint.latest(checkpoint.folder(str(model_path))).step
+
+
 def test_resume_continues_where_it_stopped(simulated, tmp_path, monkeypatch):
     from careless_online.training.loop import Trainer
 
@@ -112,11 +141,13 @@ def test_resume_continues_where_it_stopped(simulated, tmp_path, monkeypatch):
     with pytest.raises(SystemExit) as stopped:
         mono(*common, KEYS, paths["stream"], tmp_path / "a")
     assert stopped.value.code == 130
-    assert json.loads((tmp_path / "a_0.keras.json").read_text())["step"] == 20
+    assert saved_step(tmp_path / "a_0.keras") == 20
     monkeypatch.setattr(Trainer, "save", save)
+    loads = count_model_loads(monkeypatch)
     assert mono(*common, "--resume", KEYS, paths["stream"], tmp_path / "a") == 0
+    assert len(loads) == 1  # the checkpoint is read once, not once per use
     assert mono(*common, KEYS, paths["stream"], tmp_path / "b") == 0
-    assert json.loads((tmp_path / "a_0.keras.json").read_text())["step"] == 40
+    assert saved_step(tmp_path / "a_0.keras") == 40
     resumed = pd.read_csv(tmp_path / "a_history.csv")
     straight = pd.read_csv(tmp_path / "b_history.csv")
     assert list(resumed["step"]) == [10, 20, 30, 40]
@@ -142,13 +173,15 @@ def _more_images(path, first, last, seed=11):
     return {"stream": str(path)}
 
 
-def test_model_in_merges_new_data(simulated, tmp_path):
+def test_model_in_merges_new_data(simulated, tmp_path, monkeypatch):
     folder, paths = simulated
     more = _more_images(tmp_path / "more.stream", 160, 200)
     common = ["--spacegroups", SG, "--no-predictions", "--validation-frequency", 10]
     assert mono(*common, "--iterations", 20, KEYS, paths["stream"], tmp_path / "first") == 0
+    loads = count_model_loads(monkeypatch)
     assert mono(*common, "--iterations", 10, "--model-in", tmp_path / "first_0.keras", KEYS, more["stream"],
                 tmp_path / "second") == 0
+    assert loads == [str(tmp_path / "first_0.keras")]  # loaded once
     first = rs.read_mtz(str(tmp_path / "first_0.mtz"))
     second = rs.read_mtz(str(tmp_path / "second_0.mtz"))
     assert len(second) > 0
@@ -260,6 +293,7 @@ def test_naive_writes_predictions_and_half_datasets(sim_files, tmp_path, capsys)
     # the predictions are image scale times merged intensity: their ratio to sigma is the merged I/SIGI
     predictions = rs.read_mtz(str(tmp_path / "n_predictions_0.mtz"))
     assert len(predictions) == int(merged["N"].sum()) and (predictions["test"] == 0).all()
+    np.testing.assert_array_equal(sorted_hkl(predictions), sorted_hkl(rs.read_crystfel(str(stream))))
     observed = predictions.hkl_to_asu(anomalous=True)
     ratio = (observed["Ipred"] / observed["SigIpred"]).to_numpy()
     mates = merged[["I(+)", "SIGI(+)", "I(-)", "SIGI(-)"]].stack_anomalous()

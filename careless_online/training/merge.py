@@ -17,6 +17,7 @@ from careless_online.io.wavelength import input_wavelength
 from careless_online.io.pipeline import ImageBatches, Standardizer, is_test_image
 from careless_online.model.build import load_model, model_index, new_model
 from careless_online.model.naive import french_wilson, naive_merge
+from careless_online.training.checkpoint import folder as checkpoint_folder, latest as latest_checkpoint
 from careless_online.training.loop import Trainer, TrainConfig
 
 
@@ -127,36 +128,63 @@ def _initial_model(settings, checkpoint_path):
     starts from a trained model at step 0; otherwise a new model is built
     later (None).
     """
-    if settings.resume and checkpoint_path and os.path.exists(checkpoint_path):
-        state = _read_state(checkpoint_path)
-        model = load_model(checkpoint_path)
-        settings.log(f"resuming {checkpoint_path} at step {state['step']}")
-        return model, (state["step"], state.get("elapsed_s", 0.0)), checkpoint_path
+    if settings.resume:
+        unit = latest_checkpoint(checkpoint_folder(checkpoint_path))
+        if unit is None:
+            raise InputError("--resume: no complete checkpoint to resume from", checkpoint_folder(checkpoint_path))
+        model = load_model(unit.model_path, restore_optimizer=True)
+        settings.log(f"resuming {unit.path} at step {unit.step}")
+        return model, (unit.step, unit.state.get("elapsed_s", 0.0)), unit.model_path
     if settings.model_in:
         return load_model(settings.model_in), (0, 0.0), settings.model_in
     return None, (0, 0.0), None
 
 
-def _read_state(checkpoint_path):
-    import json
+#: Observed Miller indices, kept in the cache beside the ASU index.
+OBSERVED = ["Hobs", "Kobs", "Lobs"]
 
-    try:
-        with open(checkpoint_path + ".json") as handle:
-            return json.load(handle)
-    except (OSError, ValueError) as err:
-        raise InputError(f"checkpoint state unreadable ({type(err).__name__})", checkpoint_path + ".json") from None
+
+class _RowsInFileOrder:
+    """The cache's rows in file order, handed out in consecutive pieces (one shard in memory at a time)."""
+
+    def __init__(self, manifest, columns):
+        self.shards = (manifest.load_shard(i, columns) for i in range(len(manifest.shards)))
+        self.pending = []
+
+    def take(self, n):
+        """The next ``n`` rows, as a dict of arrays."""
+        pieces, have = [], 0
+        while have < n:
+            chunk = self.pending.pop(0) if self.pending else next(self.shards)
+            need = n - have
+            first = {k: v[:need] for k, v in chunk.items()}
+            rest = {k: v[need:] for k, v in chunk.items()}
+            if len(next(iter(rest.values()))):
+                self.pending.insert(0, rest)
+            pieces.append(first)
+            have += len(next(iter(first.values())))
+        return {k: np.concatenate([p[k] for p in pieces]) for k in pieces[0]}
 
 
 def _predictions(trainer, manifest, standardizer, settings):
-    """Predicted intensities of every observation, batch by batch (a generator of column dicts)."""
+    """Predicted intensities of every observation, batch by batch (a generator of column dicts).
+
+    The batches serve every image in file order, so the observed indices are
+    read from the cache alongside them (and checked to be the same rows).
+    """
     batches = ImageBatches(manifest, standardizer, batch_images=max(settings.batch_images, 32),
                            split="all", shuffle=False, seed=settings.seed)
+    rows = _RowsInFileOrder(manifest, ["refl_id", *OBSERVED])
     for number, batch in enumerate(batches.epoch(0)):
         ipred, sigipred, _ = trainer.predict(batch, number)
+        observed = rows.take(len(batch["refl_id"]))
+        if not np.array_equal(observed.pop("refl_id"), batch["refl_id"]):
+            raise RuntimeError("prediction batches are not in the cache's row order")
         yield {
             "refl_id": batch["refl_id"], "image_id": batch["image_id"], "file_id": batch["file_id"],
             "test": is_test_image(batch["image_id"], settings.test_fraction, settings.seed),
             "Iobs": batch["I"], "SigIobs": batch["SigI"], "Ipred": ipred.numpy(), "SigIpred": sigipred.numpy(),
+            **observed,
         }
 
 
@@ -274,7 +302,7 @@ def _naive_table(index, intensity, sigma, counts):
 
 def naive_predictions(manifest, intensity, sigma, scales):
     """Predictions of the naive model, shard by shard: ``Ipred = g_b J_h``, ``SigIpred = g_b sigma_J``."""
-    columns = ["refl_id", "image_id", "file_id", "I", "SigI"]
+    columns = ["refl_id", "image_id", "file_id", "I", "SigI", *OBSERVED]
     for i in range(len(manifest.shards)):
         part = manifest.load_shard(i, columns)
         g = scales[part["image_id"]]
@@ -283,6 +311,7 @@ def naive_predictions(manifest, intensity, sigma, scales):
             "test": np.zeros(len(g), dtype=np.int32),  # the naive merge holds no image out
             "Iobs": part["I"], "SigIobs": part["SigI"],
             "Ipred": g * intensity[part["refl_id"]], "SigIpred": g * sigma[part["refl_id"]],
+            **{k: part[k] for k in OBSERVED},
         }
 
 
