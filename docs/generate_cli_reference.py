@@ -29,6 +29,7 @@ COMMANDS = [
     ("careless_online.isigi", "careless_online.cli.isigi"),
     ("careless_online.plot_history", "careless_online.cli.plot_history"),
     ("careless_online.anomalous_peaks", "careless_online.cli.anomalous_peaks"),
+    ("careless_online.difference", "careless_online.cli.difference"),
 ]
 
 HEADER = """# Command-line reference
