@@ -230,6 +230,11 @@ class Trainer:
         with tf.GradientTape() as tape:
             terms = self.model.loss_terms(batch, seed)
         gradients = tape.gradient(terms["loss"], variables)
+        return self._guarded_update(terms, gradients)
+
+    def _guarded_update(self, terms, gradients):
+        """Apply ``gradients`` unless the loss or their norm is unusable; adds ``skipped`` and ``grad_norm``."""
+        variables = self.model.trainable_variables
         norm = global_norm(gradients)
         usable = tf.math.is_finite(terms["loss"]) & (norm < MAX_GRADIENT_NORM)  # False for NaN
 
@@ -294,7 +299,7 @@ class Trainer:
         """
         config = self.config
         history = History(self.history_path, append=start_step > 0)
-        dataset = self.train.dataset(start_step=start_step)
+        dataset = self.training_dataset(start_step)
         remaining = max(config.steps - start_step, 0)
         bar = None
         if config.progress and remaining:
@@ -307,7 +312,7 @@ class Trainer:
         row = {}
         sums, count, in_a_row = {}, 0, 0
         step = start_step
-        for batch in dataset.take(remaining):
+        for batch in itertools.islice(dataset, remaining):
             if config.lr_decay > 0:
                 self.optimizer.learning_rate = learning_rate_at(config, step)
             terms = self._step(batch, self.step_seed(step))
@@ -336,6 +341,10 @@ class Trainer:
             bar.close()
         self.elapsed = time.perf_counter() - started
         return row
+
+    def training_dataset(self, start_step):
+        """The endless stream of training batches from global step ``start_step``."""
+        return self.train.dataset(start_step=start_step)
 
     def _count_skipped(self, step, in_a_row):
         """Count a skipped step; stop the run after too many in a row."""
