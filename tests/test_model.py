@@ -221,3 +221,25 @@ def test_scale_network_learns_scale_and_partiality(tmp_path):
     sigma_learned = table["Ipred"] / (f * f + sigf * sigf)
     assert scipy.stats.spearmanr(sigma_learned, table["sigma_true"])[0] > 0.85
     assert scipy.stats.spearmanr(sigma_learned, table["partiality"])[0] > 0.6
+
+
+def test_a_model_saved_with_linear_intensity_features_is_refused(tmp_path):
+    """A model saved before issue 14's fix (no ``intensity_features`` key) would be silently wrong."""
+    import json
+    import zipfile
+
+    path = str(tmp_path / "old.keras")
+    model = MergingModel(5, 2, d_model=4)
+    model.save(path)
+    with zipfile.ZipFile(path) as archive:
+        members = {name: archive.read(name) for name in archive.namelist()}
+    config = json.loads(members["config.json"])
+    del config["config"]["intensity_features"]
+    members["config.json"] = json.dumps(config).encode()
+    with zipfile.ZipFile(path, "w") as archive:
+        for name, blob in members.items():
+            archive.writestr(name, blob)
+    with pytest.raises(InputError, match="retrain"):
+        load_model(path)
+    model.save(str(tmp_path / "new.keras"))
+    assert load_model(str(tmp_path / "new.keras")).intensity_features == "asinh"

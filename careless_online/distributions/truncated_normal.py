@@ -24,6 +24,8 @@ reparameterization gradient for fixed bounds (Figurnov et al., 2018):
 
 with ``C`` the CDF and ``S = 1 - C``; the form using the smaller of ``C``
 and ``S`` (computed in log space by tfp) keeps it accurate in both tails.
+Where float32 cannot tell ``C`` (or ``S``) from 0 the derivative is set to 0,
+its limit at the bound.
 """
 
 import math
@@ -53,11 +55,21 @@ def sample(distribution, n, seed=None):
         ``scale`` the exact pathwise ones.
     """
     q = distribution
-    x = tf.stop_gradient(q.sample(n, seed=seed))
-    x = tf.clip_by_value(x, tf.stop_gradient(q.low), tf.stop_gradient(q.high))
+    low, high = tf.stop_gradient(q.low), tf.stop_gradient(q.high)
+    x = tf.clip_by_value(tf.stop_gradient(q.sample(n, seed=seed)), low, high)
+    # At a bound C or S is 0 whatever the parameters, so the derivative is 0
+    # there; float32 also rounds C to 0 for a sample within ~1e-7 scales of
+    # the bound (one in millions).  Such points get a zero derivative and are
+    # evaluated at the mean (log 0 = -inf would make 0 * (-inf - -inf) = NaN).
+    usable = tf.stop_gradient(tf.math.is_finite(_log_tail(q, x)[0] - q.log_prob(x)))
+    x_eval = tf.where(usable, x, tf.stop_gradient(q.mean()))
+    log_tail, sign = _log_tail(q, x_eval)
+    weight = tf.stop_gradient(tf.where(usable, sign * tf.exp(log_tail - q.log_prob(x_eval)), 0.0))
+    return x + weight * (log_tail - tf.stop_gradient(log_tail))
+
+
+def _log_tail(q, x):
+    """The smaller tail at ``x``: ``(log C, -1)`` below the median, else ``(log S, +1)``."""
     log_cdf = q.log_cdf(x)
     lower = log_cdf < _LOG_HALF
-    log_tail = tf.where(lower, log_cdf, q.log_survival_function(x))
-    sign = tf.where(lower, -1.0, 1.0)
-    weight = tf.stop_gradient(sign * tf.exp(log_tail - q.log_prob(x)))
-    return x + weight * (log_tail - tf.stop_gradient(log_tail))
+    return tf.where(lower, log_cdf, q.log_survival_function(x)), tf.where(lower, -1.0, 1.0)

@@ -44,6 +44,10 @@ from careless_online.layers import ImageEncoder, ScaleHead
 #: Number of encoder input features besides the metadata.
 _N_OBS_FEATURES = 3
 
+#: How the scale network sees the scaled intensities (saved in the config:
+#: models saved with linear features, before issue 14's fix, are refused).
+INTENSITY_FEATURES = "asinh"
+
 
 @keras.saving.register_keras_serializable(package="careless_online")
 class MergingModel(keras.Model):
@@ -88,14 +92,22 @@ class MergingModel(keras.Model):
     refine_uncertainties : bool
         Learn an error model of the input uncertainties
         (:class:`~careless_online.model.error_model.ErrorModel`).
+    intensity_features : str
+        Must be :data:`INTENSITY_FEATURES` (kept in the config so that an
+        older model, whose network expects other features, is refused).
     """
 
     def __init__(self, n_reflections, n_meta, centric=None, epsilon=None, d_model=32, d_ff=None,
                  encoder_layers=2, scale_layers=2, activation="relu", studentt_dof=None, mc_samples=1,
                  kl_weight=1.0, scale_kl_weight=1.0, intensity_scale=1.0, index_config=None,
                  standardizer_config=None, inverse_d2=None, wilson_prior_b=None, wilson_knots=8,
-                 wilson_max_inverse_d2=None, refine_uncertainties=False, **kwargs):
+                 wilson_max_inverse_d2=None, refine_uncertainties=False, intensity_features=INTENSITY_FEATURES,
+                 **kwargs):
         super().__init__(**kwargs)
+        if intensity_features != INTENSITY_FEATURES:
+            raise ValueError(f"the model feeds '{intensity_features}' intensity features to its scale network; "
+                             f"this version uses '{INTENSITY_FEATURES}' (a model saved before issue 14's fix): retrain it")
+        self.intensity_features = INTENSITY_FEATURES
         self.n_reflections = integer_at_least("n_reflections", n_reflections, 1)
         self.n_meta = integer_at_least("n_meta", n_meta, 0)
         self.d_model = integer_at_least("d_model", d_model, 1)
@@ -288,12 +300,14 @@ class MergingModel(keras.Model):
             index_config=json.dumps(self.index_config), standardizer_config=json.dumps(self.standardizer_config),
             wilson_prior_b=self.wilson_sigma.b_factor, wilson_knots=self.wilson_sigma.knots,
             wilson_max_inverse_d2=self.wilson_sigma.max_inverse_d2, refine_uncertainties=self.refine_uncertainties,
+            intensity_features=self.intensity_features,
         )
         return config
 
     @classmethod
     def from_config(cls, config):
         config = dict(config)
+        config.setdefault("intensity_features", "linear")  # saved before the key existed
         for key in ("index_config", "standardizer_config"):
             if isinstance(config.get(key), str):
                 config[key] = json.loads(config[key])
