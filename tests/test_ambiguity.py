@@ -71,6 +71,16 @@ def test_reflection_table_permutes_the_index():
     assert np.mean(table[:, 1] != table[:, 0]) > 0.9
 
 
+def test_setting_summary_counts_images_and_confidence():
+    from careless_online.ambiguity.resolve import setting_summary
+
+    result = {"setting": np.array([0, 1, 1, 1]), "confidence": np.array([0.9, 0.5, 1.0, 0.99]),
+              "ambiguous": np.array([False, True, False, False])}
+    rows = setting_summary(result, _operators("auto", "P 61"))
+    assert [r["images"] for r in rows] == [1, 3] and rows[1]["fraction"] == 0.75
+    assert rows[1]["median_confidence"] == 0.99 and [r["ambiguous"] for r in rows] == [0, 1]
+
+
 def test_choose_margin_confidence_and_flag():
     scores = np.array([[0.5, 0.1], [0.30, 0.31], [0.0, 0.0]], np.float32)
     counts = np.full((3, 2), 103.0, np.float32)

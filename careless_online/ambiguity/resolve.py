@@ -104,3 +104,30 @@ def consistent_fraction(chosen, true_setting, operators, true_matrices):
     truth = [np.eye(3, dtype=np.int64)] + [np.asarray(m, dtype=np.int64) for m in true_matrices]
     composed = np.array([operators.coset(operators.matrices[c] @ truth[t]) for c, t in zip(chosen, true_setting)])
     return float(np.bincount(composed + 1).max() / len(composed))
+
+
+def setting_summary(result, operators):
+    """Images per setting and how confident their choices are.
+
+    Parameters
+    ----------
+    result : dict
+        From :func:`resolve_settings`.
+    operators : careless_online.ambiguity.operators.ReindexingOperators
+
+    Returns
+    -------
+    list of dict
+        One per setting: ``operator`` (triplet), ``images``, ``fraction``,
+        ``median_confidence`` (NaN without images) and ``ambiguous`` (images flagged).
+    """
+    setting = np.asarray(result["setting"])
+    rows = []
+    for j, triplet in enumerate(operators.triplets):
+        chosen = setting == j
+        rows.append({"operator": triplet, "images": int(chosen.sum()),
+                     "fraction": float(chosen.mean()) if len(setting) else 0.0,
+                     "median_confidence": float(np.median(result["confidence"][chosen])) if chosen.any() else
+                     float("nan"),
+                     "ambiguous": int(np.asarray(result["ambiguous"])[chosen].sum())})
+    return rows
