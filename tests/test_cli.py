@@ -171,6 +171,11 @@ def _user_error_cases(sim_files, tmp_path):
         "--live cannot be combined": ["mono", "--live", "--naive", "--dmin", "3", *sg, "dHKL", stream, out],
         "--live cannot be combined with": ["mono", "--live", "--resume", "--dmin", "3", *sg, "dHKL",
                                            str(tmp_path / "*.stream"), out],
+        "unknown metadata key 'XDETT'": ["mono", "dHKL,XDETT", mtz, out],
+        "unknown metadata key 'peek'": ["mono", *sg, "peak,peek", stream, out],
+        "--naive cannot be combined with --resume": ["mono", "--naive", "--resume", *sg, "dHKL", stream, out],
+        "--naive cannot be combined with --model-in": ["mono", "--naive", "--model-in", str(tmp_path / "notes.txt"),
+                                                       *sg, "dHKL", stream, out],
     }
 
 

@@ -8,6 +8,7 @@ import json
 import os
 import shutil
 
+import gemmi
 import keras
 import numpy as np
 import pandas as pd
@@ -110,6 +111,9 @@ def test_live_merge_equals_an_offline_merge_of_the_same_images(tmp_path, sim_fil
     assert (a["N"].to_numpy() == b["N"].to_numpy()).all()
     np.testing.assert_allclose(a["F"].to_numpy(), b["F"].to_numpy(), rtol=1e-4)
     np.testing.assert_allclose(a["SIGF"].to_numpy(), b["SIGF"].to_numpy(), rtol=1e-4)
+    wavelengths = [gemmi.read_mtz_file(p, with_data=False).datasets[-1].wavelength
+                   for p in (written["merged"], offline["merged"])]
+    assert wavelengths[0] == pytest.approx(wavelengths[1]) and wavelengths[0] > 0  # recorded, as offline
 
 
 def test_live_merge_follows_a_folder_of_mtz_files_with_model_peaks(tmp_path):

@@ -207,6 +207,16 @@ def test_cli_writes_files(tmp_path, capsys):
     assert ds["BATCH"].nunique() == 4
 
 
+def test_cli_makes_the_output_folder_and_leaves_none_on_bad_values(tmp_path, capsys):
+    base = tmp_path / "new" / "run" / "sim"
+    main(["--n-images", "2", "--cell", "40", "40", "30", "90", "90", "90", "--dmin", "4",
+          "--n-atoms", "20", "--format", "mtz", str(base)])
+    assert (tmp_path / "new" / "run" / "sim.mtz").is_file()
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--dmin", "-1", str(tmp_path / "other" / "sim")])
+    assert exit_info.value.code == 2 and not (tmp_path / "other").exists()
+
+
 @pytest.mark.parametrize("argv", [
     ["--dmin", "-1"],
     ["--spacegroup", "P 7"],

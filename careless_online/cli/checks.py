@@ -12,6 +12,7 @@ import re
 import gemmi
 
 from careless_online.errors import InputError
+from careless_online.io.columns import available_keys
 
 #: File name endings of the readable inputs, and their formats.
 FORMATS = {".mtz": "mtz", ".stream": "stream", ".expt": "dials", ".refl": "dials"}
@@ -199,4 +200,40 @@ def mono_arguments(args):
     existing_folder(args.cache_dir, "--cache-dir")
     if args.model_in is not None:
         readable_file(args.model_in, what="saved model (.keras)")
+    naive_alone(args)
+    keys_in_inputs(keys, args.inputs)
     return keys, groups
+
+
+def keys_in_inputs(keys, paths):
+    """Refuse a metadata key that an input file cannot give, before any conversion.
+
+    Folders, glob patterns and files not yet written (live mode) are passed
+    over; the keys are checked again against the converted data.
+
+    Raises
+    ------
+    InputError
+        Naming the first unknown key and the file.
+    """
+    for path in paths:
+        if is_pattern(path) or not os.path.isfile(path):
+            continue
+        available = available_keys(path, input_format(path))
+        missing = [key for key in keys if available is not None and key not in available]
+        if missing:
+            raise InputError(f"unknown metadata key {missing[0]!r}; available: {', '.join(sorted(available))}",
+                             path)
+
+
+def naive_alone(args):
+    """Refuse ``--naive`` with ``--resume`` or ``--model-in``: the naive merge has no model to continue.
+
+    Raises
+    ------
+    InputError
+        Naming the flag that ``--naive`` would silently ignore.
+    """
+    if args.naive and (args.resume or args.model_in is not None):
+        flag = "--resume" if args.resume else "--model-in"
+        raise InputError(f"--naive cannot be combined with {flag}: the naive merge has no model to continue")

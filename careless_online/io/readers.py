@@ -22,6 +22,7 @@ import reciprocalspaceship as rs
 
 from careless_online.errors import InputError
 from careless_online.io import stream_format
+from careless_online.io.columns import DIALS_RENAMES
 
 #: Column names accepted for the intensity and its uncertainty, in order of preference.
 INTENSITY_KEYS = ("I", "IMEAN", "IOBS", "intensity.sum.value")
@@ -508,9 +509,7 @@ def read_dials(path):
         "SigI": np.sqrt(np.where(variance >= 0, variance, np.nan)),
         "BATCH": ds["BATCH"],
     })
-    renames = {"xyzcal.px.0": "XDET", "xyzcal.px.1": "YDET", "s1.0": "s1x", "s1.1": "s1y",
-               "s1.2": "s1z", "delpsical.rad": "delpsi"}
-    for old, new in renames.items():
+    for old, new in DIALS_RENAMES.items():
         if old in ds:
             frame[new] = ds[old].to_numpy(np.float32)
     data = _finish(frame, refl)

@@ -1,9 +1,11 @@
 """``careless_online.simulate``: write simulated still-image data with known truth."""
 
 import argparse
+import os
 import sys
 
 from careless_online.cli.common import user_errors_exit
+from careless_online.cli.mono import no_new_empty_folders
 from careless_online.errors import InputError
 from careless_online.simulate.api import FORMATS, simulate_to_files
 from careless_online.simulate.config import DEFAULT_CELL, DEFAULT_SPACEGROUP, SimulationConfig
@@ -95,6 +97,14 @@ def build_parser():
     return p
 
 
+def _make_folder(folder):
+    """Make the output folder (and its parents) unless it exists."""
+    try:
+        os.makedirs(folder, exist_ok=True)
+    except OSError as err:  # a file in the way, no permission
+        raise InputError(f"cannot make the output folder ({err.strerror or err})", folder) from None
+
+
 @user_errors_exit
 def main(argv=None):
     """Run ``careless_online.simulate``.
@@ -116,9 +126,12 @@ def main(argv=None):
     if args.interval < 0:
         raise InputError(f"--interval must be >= 0, got {args.interval}")
     formats = [f.strip() for f in args.format.split(",") if f.strip()]
-    paths = simulate_to_files(args.base, n_images=args.n_images, formats=formats, seed=args.seed,
-                              block_size=args.block_size, interval=args.interval,
-                              truth_columns=args.mtz_truth_columns, **params)
+    folder = os.path.dirname(os.path.abspath(args.base))
+    with no_new_empty_folders([folder]):  # a bad parameter leaves no new folder behind
+        _make_folder(folder)
+        paths = simulate_to_files(args.base, n_images=args.n_images, formats=formats, seed=args.seed,
+                                  block_size=args.block_size, interval=args.interval,
+                                  truth_columns=args.mtz_truth_columns, **params)
     print(" ".join(paths.values()), file=sys.stdout)
 
 

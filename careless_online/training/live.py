@@ -20,6 +20,7 @@ from careless_online.errors import InputError
 from careless_online.io import writers
 from careless_online.io.live import LiveCache
 from careless_online.io.pipeline import ImageBatches, Standardizer
+from careless_online.io.wavelength import input_wavelength
 from careless_online.model.build import load_model, model_index, new_model
 from careless_online.report.live import LiveReport, RoundProgress
 from careless_online.stats.maps import DEFAULT_ELEMENTS
@@ -165,6 +166,7 @@ def run_live(files, settings, live, clock=time.monotonic, sleep=time.sleep):
     _wait_for_data(cache, live, clock, sleep)
     arrived = clock()
     manifest = cache.manifest
+    wavelength = input_wavelength(manifest.files())
     if model is None:
         standardizer = Standardizer.fit(manifest, settings.metadata_keys, settings.standardize)
         model = new_model(manifest, standardizer, **settings.model_options)
@@ -182,7 +184,7 @@ def run_live(files, settings, live, clock=time.monotonic, sleep=time.sleep):
         q = model.structure_factors
         f_mean, f_std, counts = q.mean().numpy(), q.stddev().numpy(), manifest.counts()
         merged = writers.merged_table(cache.index, f_mean, f_std, counts)
-        writers.write_mtz(merged, paths["merged"])
+        writers.write_mtz(merged, paths["merged"], wavelength)
         new = cache.poll()
         now = clock()
         progress = RoundProgress(
