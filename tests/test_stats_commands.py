@@ -1,5 +1,7 @@
 """Every statistics command driven through ``main(argv)`` on real ``careless_online mono`` outputs."""
 
+import os
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -138,3 +140,27 @@ def test_plot_history_reports_last_and_best_and_draws_every_metric(merges, tmp_p
     notes = [t.get_text() for ax in figures[-1].axes for t in ax.texts]
     assert any("per-image" in n and "careless_online.ccpred" in n for n in notes)
     assert any(label.startswith("clean_history.csv test (last ") for label in legends)
+
+
+def test_statistics_csv_is_replaced_atomically(tmp_path, monkeypatch):
+    import argparse
+    import io
+
+    from careless_online.cli.stats_args import emit
+
+    out = tmp_path / "table.csv"
+    out.write_text("previous complete table\n")
+    real = pd.DataFrame.to_csv
+
+    def interrupted(self, target=None, **kwargs):
+        if not isinstance(target, (str, os.PathLike)):
+            return real(self, target, **kwargs)
+        with open(target, "w") as handle:
+            handle.write("half a ta")
+        raise KeyboardInterrupt  # killed while writing
+
+    monkeypatch.setattr(pd.DataFrame, "to_csv", interrupted)
+    args = argparse.Namespace(output=str(out), image=None)
+    with pytest.raises(KeyboardInterrupt):
+        emit(pd.DataFrame({"a": [1.0]}), args, stream=io.StringIO())
+    assert out.read_text() == "previous complete table\n" and os.listdir(tmp_path) == ["table.csv"]

@@ -5,6 +5,7 @@ import sys
 
 from careless_online.cli.parser import Parser, positive_int
 from careless_online.errors import DataError, InputError
+from careless_online.io.atomic import write_atomically
 from careless_online.stats.binning import DEFAULT_SHELLS, OVERALL, SHELLS_HELP
 from careless_online.stats.plots import save_figure
 
@@ -110,6 +111,6 @@ def emit(table, args, figure=None, stream=None):
     index = shown.index.name is not None
     shown.to_csv(stream, float_format="%.4g", index=index)
     if args.output:
-        shown.to_csv(args.output, float_format="%.6g", index=index)
+        write_atomically(args.output, lambda tmp: shown.to_csv(tmp, float_format="%.6g", index=index))
     if args.image and figure is not None:
         save_figure(figure(table), args.image)

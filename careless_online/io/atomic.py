@@ -60,6 +60,34 @@ def write_error(err, path):
 
 
 @contextmanager
+def replacing(path):
+    """Like :func:`atomic_path`, but an :class:`OSError` passes through unchanged.
+
+    For callers that turn a failed write into their own message (the cache
+    reports a full disk for the whole cache, not for one shard).
+
+    Parameters
+    ----------
+    path : str
+
+    Yields
+    ------
+    str
+        Where to write.
+    """
+    for stale in _stale_temporaries(path):
+        _remove(stale)
+    tmp = temporary_name(path)
+    try:
+        yield tmp
+        _sync(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        _remove(tmp)
+        raise
+
+
+@contextmanager
 def atomic_path(path):
     """Context manager yielding a temporary path that replaces ``path`` on success.
 
@@ -82,19 +110,11 @@ def atomic_path(path):
         included).  Other exceptions pass through unchanged (the temporary
         file is removed all the same).
     """
-    for stale in _stale_temporaries(path):
-        _remove(stale)
-    tmp = temporary_name(path)
     try:
-        yield tmp
-        _sync(tmp)
-        os.replace(tmp, path)
+        with replacing(path) as tmp:
+            yield tmp
     except OSError as err:
-        _remove(tmp)
         raise write_error(err, path) from None
-    except BaseException:
-        _remove(tmp)
-        raise
 
 
 def _sync(path):
@@ -123,3 +143,16 @@ def write_atomically(path, write):
     with atomic_path(path) as tmp:
         write(tmp)
     return str(path)
+
+
+def write_bytes(path, data):
+    """Write ``data`` (bytes) to ``path`` atomically; an :class:`OSError` passes through (see :func:`replacing`).
+
+    Parameters
+    ----------
+    path : str
+    data : bytes
+    """
+    with replacing(path) as tmp:
+        with open(tmp, "wb") as handle:
+            handle.write(data)

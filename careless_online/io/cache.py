@@ -20,12 +20,9 @@ cache), :mod:`~careless_online.io.shards` (writing shards),
 """
 
 import errno
-import io
 import json
 import os
 import shutil
-
-import numpy as np
 
 from careless_online.errors import InputError
 from careless_online.io import readers
@@ -33,7 +30,7 @@ from careless_online.io.convert import convert
 from careless_online.io.identity import cache_key, file_identity, refuse_duplicates
 from careless_online.io.manifest import CACHE_VERSION, CORE_COLUMNS, Manifest, load_manifest
 from careless_online.io.parallel import default_workers
-from careless_online.io.shards import _ShardWriter, write_atomic
+from careless_online.io.shards import _ShardWriter, npy_bytes, write_atomic
 
 __all__ = ["build_cache", "input_groups", "load_manifest", "Manifest", "CACHE_VERSION", "CORE_COLUMNS",
            "_ShardWriter", "default_workers"]
@@ -101,9 +98,7 @@ def _build(groups, options, index, folder, shard_images, workers, log, key, iden
     try:
         os.makedirs(building)
         info = convert(groups, options, index, building, shard_images, workers, log)
-        buffer = io.BytesIO()
-        np.save(buffer, info.pop("counts"))
-        write_atomic(os.path.join(building, "counts.npy"), buffer.getvalue())
+        write_atomic(os.path.join(building, "counts.npy"), npy_bytes(info.pop("counts")))
         info["key"], info["identities"] = key, identities
         write_atomic(os.path.join(building, "manifest.json"), json.dumps(info).encode())
     except BaseException as err:

@@ -24,6 +24,7 @@ from careless_online.errors import InputError
 from careless_online.io import readers
 from careless_online.io.arrivals import Arrivals
 from careless_online.io.cache import CACHE_VERSION, Manifest, _ShardWriter
+from careless_online.io.shards import npy_bytes, write_atomic
 from careless_online.io.table import LoadReport, build_index, make_observations
 
 #: Largest image id a shard column (int32) holds.
@@ -139,11 +140,8 @@ class LiveCache:
         return new
 
     def _write_manifest(self):
-        np.save(os.path.join(self.folder, "counts.npy"), self.writer.counts)
-        path = os.path.join(self.folder, "manifest.json")
-        with open(path + ".tmp", "w") as handle:
-            json.dump(self.info, handle)
-        os.replace(path + ".tmp", path)
+        write_atomic(os.path.join(self.folder, "counts.npy"), npy_bytes(self.writer.counts))
+        write_atomic(os.path.join(self.folder, "manifest.json"), json.dumps(self.info).encode())
 
     @property
     def info(self):

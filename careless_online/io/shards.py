@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 
 from careless_online.errors import InputError
+from careless_online.io.atomic import write_bytes as write_atomic
 
 
 def _sha256(data):
@@ -45,19 +46,11 @@ def shard_problem(folder, record):
     return None
 
 
-def write_atomic(path, data):
-    """Write ``data`` (bytes) to ``path`` through a temporary file and a rename."""
-    partial = path + ".partial"
-    try:
-        with open(partial, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(partial, path)
-    except BaseException:
-        if os.path.exists(partial):
-            os.remove(partial)
-        raise
+def npy_bytes(array):
+    """An array as the bytes of an ``.npy`` file (to write with :func:`write_atomic`)."""
+    buffer = io.BytesIO()
+    np.save(buffer, array)
+    return buffer.getvalue()
 
 
 class _ShardWriter:

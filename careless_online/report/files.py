@@ -8,15 +8,13 @@ systems).
 import io
 import json
 import math
-import os
+
+from careless_online.io.atomic import write_bytes
 
 
 def replace_bytes(path, data):
-    """Write ``data`` (bytes) to ``path`` atomically."""
-    tmp = f"{path}.tmp"
-    with open(tmp, "wb") as handle:
-        handle.write(data)
-    os.replace(tmp, path)
+    """Write ``data`` (bytes) to ``path`` atomically (:func:`careless_online.io.atomic.write_bytes`)."""
+    write_bytes(path, data)
 
 
 def _plain(value):
