@@ -130,6 +130,20 @@ def test_simulated_reindexing_keeps_the_truth_in_the_image_table(p61):
     assert np.array_equal(after, before @ ops.matrices[1].T)
 
 
+def test_written_reindexed_data_hide_the_setting_in_the_images_csv(p61, tmp_path):
+    import pandas as pd
+    import reciprocalspaceship as rs
+
+    from careless_online.simulate import write
+
+    _, flipped, _ = p61
+    paths = write(flipped, str(tmp_path / "p61"), formats=("mtz",))
+    assert pd.read_csv(paths["images"])["setting"].tolist() == flipped.images["setting"].tolist()
+    unmerged = rs.read_mtz(paths["mtz"])
+    assert "setting" not in unmerged.columns
+    assert np.array_equal(unmerged.get_hkls(), flipped.observations.get_hkls())
+
+
 def test_half_flipped_p61_is_resolved_to_one_setting(p61):
     from careless_online.ambiguity.resolve import consistent_fraction
     from careless_online.simulate.ambiguity import correlations_to_truth
