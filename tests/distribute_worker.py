@@ -3,7 +3,8 @@
 ``python tests/distribute_worker.py gradients CACHE_DIR`` splits the CPU into
 two logical devices, trains one step with a two-replica ``MirroredStrategy``
 and compares it with a single-process model of the same weights on the same
-images; prints a JSON line of the differences.
+images; prints a JSON line of the differences.  ``python tests/distribute_worker.py
+cli ARGS...`` runs ``careless_online ARGS...`` on two logical CPU devices.
 """
 
 import json
@@ -82,6 +83,15 @@ def gradients(cache_dir):
                       "gradient_scale": scale}))
 
 
+def cli(*argv):
+    """``careless_online`` with ``argv`` on two logical CPU devices (``--strategy mirrored``: two replicas)."""
+    from careless_online.cli.main import main
+
+    two_cpus()
+    sys.argv = ["careless_online", *argv]
+    raise SystemExit(main())
+
+
 def _fresh_weights(manifest, standardizer, train):
     import keras
 
@@ -90,4 +100,4 @@ def _fresh_weights(manifest, standardizer, train):
 
 
 if __name__ == "__main__":
-    {"gradients": gradients}[sys.argv[1]](*sys.argv[2:])
+    {"gradients": gradients, "cli": cli}[sys.argv[1]](*sys.argv[2:])

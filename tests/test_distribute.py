@@ -99,3 +99,70 @@ def test_two_mirrored_replicas_give_the_single_process_gradient_and_step(sim_man
     assert result["gradient_error"] < 1e-5  # relative to the largest gradient element
     assert result["step_size"] > 1e-3  # the step moved the weights ...
     assert result["step_error"] < 1e-6  # ... identically
+
+
+#: A short, small merge (the run's own figures do not matter, only their agreement).
+SHORT = ["--spacegroups", "P 43 21 2", "--iterations", "4", "--validation-frequency", "4", "--validation-images", "8",
+         "--disable-progress-bar", "--mlp-width", "8", "--image-layers", "1", "--mlp-layers", "1", "--batch-size", "8",
+         "--no-predictions"]
+
+
+def _free_ports(n):
+    import socket
+
+    sockets = [socket.socket() for _ in range(n)]
+    for s in sockets:
+        s.bind(("127.0.0.1", 0))
+    ports = [s.getsockname()[1] for s in sockets]
+    for s in sockets:
+        s.close()
+    return ports
+
+
+def _multi_worker_merge(stream, out, timeout=420):
+    """Two local ``--strategy multi-worker`` processes (TF_CONFIG on 127.0.0.1); their stdout, chief first."""
+    ports = _free_ports(2)
+    cluster = {"worker": [f"127.0.0.1:{p}" for p in ports]}
+    processes = []
+    for index in range(2):
+        config = json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}})
+        env = dict(os.environ, TF_CONFIG=config, TF_CPP_MIN_LOG_LEVEL="3")
+        command = [sys.executable, str(WORKER),
+                   "cli", "mono", "--strategy", "multi-worker", *SHORT, "dHKL", stream, out]
+        processes.append(subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                          env=env))
+    outputs = []
+    try:
+        for process in processes:
+            stdout, stderr = process.communicate(timeout=timeout)
+            assert process.returncode == 0, stderr[-3000:]
+            outputs.append(stdout)
+    finally:
+        for process in processes:
+            if process.poll() is None:
+                process.kill()
+    return outputs
+
+
+def _merged_f(path):
+    import reciprocalspaceship as rs
+
+    return rs.read_mtz(str(path))["F"].to_numpy(dtype=float)
+
+
+def test_two_local_workers_merge_like_two_mirrored_replicas_and_only_the_chief_writes(sim_files, tmp_path):
+    """``--strategy multi-worker`` with two processes: the chief's merge equals a two-replica mirrored one."""
+    stream = sim_files["stream"]
+    chief_log, worker_log = _multi_worker_merge(stream, str(tmp_path / "mw" / "m"))
+    written = sorted(p.name for p in (tmp_path / "mw").iterdir() if not p.name.startswith("."))
+    assert written == ["m_0.ckpt", "m_0.keras", "m_0.mtz", "m_history.csv"]
+    assert f"wrote merged: {tmp_path / 'mw' / 'm'}_0.mtz" in chief_log
+    worker_paths = [line.split(": ", 1)[1] for line in worker_log.splitlines() if line.startswith("wrote ")]
+    assert worker_paths and not any(p.startswith(str(tmp_path)) for p in worker_paths)
+    done = subprocess.run([sys.executable, str(WORKER), "cli", "mono", "--strategy", "mirrored", *SHORT, "dHKL",
+                           stream, str(tmp_path / "mirrored" / "m")], capture_output=True, text=True, timeout=300,
+                          env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"))
+    assert done.returncode == 0, done.stderr[-3000:]
+    multi, mirrored = _merged_f(tmp_path / "mw" / "m_0.mtz"), _merged_f(tmp_path / "mirrored" / "m_0.mtz")
+    assert np.corrcoef(multi, mirrored)[0, 1] > 0.999
+    assert np.max(np.abs(multi - mirrored) / np.abs(mirrored)) < 1e-3

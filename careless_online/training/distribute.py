@@ -23,7 +23,12 @@ runs ``p R/P .. (p+1) R/P - 1``.  Every image of a pass goes to exactly one
 replica.
 """
 
+import contextlib
+import dataclasses
+import functools
+import glob
 import os
+import shutil
 import tempfile
 
 import numpy as np
@@ -188,28 +193,37 @@ class DistributedTrainer(Trainer):
     Parameters
     ----------
     strategy : tf.distribute.Strategy
+    model : MergingModel
+        Built under ``strategy.scope()`` (ValueError otherwise).
     *args, **kwargs
         As for :class:`~careless_online.training.loop.Trainer`.
     """
 
-    def __init__(self, strategy, *args, **kwargs):
+    def __init__(self, strategy, model, *args, **kwargs):
         self.strategy = strategy
+        if not all(strategy.extended.variable_created_in_scope(v.value) for v in model.variables):
+            raise ValueError("DistributedTrainer: build the model under strategy.scope()")
         with strategy.scope():
-            super().__init__(*args, **kwargs)
+            super().__init__(model, *args, **kwargs)
         if self.config.run_eagerly:
             self._step = self._distributed_step
         else:
             self._step = tf.function(self._distributed_step, reduce_retracing=True,
                                      jit_compile=self.config.jit_compile or None)
 
-    def _replica_gradients(self, batch, seed):
-        """Loss terms and gradients of one replica's images (None gradients left out)."""
+    def _replica_sums(self, batch, seed):
+        """On one replica: loss terms and gradients of its images, then summed over all replicas.
+
+        One batched all-reduce (``SUM``) of the loss terms and of every
+        gradient (dense; None gradients are left out and remembered).
+        """
         variables = self.model.trainable_variables
         with tf.GradientTape() as tape:
             terms = self.model.loss_terms(batch, replica_seed(seed))
         gradients = tape.gradient(terms["loss"], variables)
         self._connected = [g is not None for g in gradients]
-        return terms, [tf.convert_to_tensor(g) for g in gradients if g is not None]
+        local = (terms, [tf.convert_to_tensor(g) for g in gradients if g is not None])
+        return tf.distribute.get_replica_context().all_reduce(tf.distribute.ReduceOp.SUM, local)
 
     def summed_gradients(self, batch, seed):
         """Loss terms and gradients of a distributed batch, each summed over the replicas.
@@ -220,9 +234,9 @@ class DistributedTrainer(Trainer):
             Summed loss terms, and one summed gradient per trainable
             variable (None where the loss does not depend on it).
         """
-        terms, gradients = self.strategy.run(self._replica_gradients, args=(batch, seed))
-        terms = self.strategy.reduce(tf.distribute.ReduceOp.SUM, terms, axis=None)
-        summed = iter(self.strategy.reduce(tf.distribute.ReduceOp.SUM, gradients, axis=None))
+        sums = self.strategy.run(self._replica_sums, args=(batch, seed))
+        terms, gradients = tf.nest.map_structure(lambda x: self.strategy.experimental_local_results(x)[0], sums)
+        summed = iter(gradients)
         return terms, [next(summed) if connected else None for connected in self._connected]
 
     def _distributed_step(self, batch, seed):
@@ -234,8 +248,41 @@ class DistributedTrainer(Trainer):
         return distributed_dataset(self.strategy, self.train, start_step)
 
 
-def output_folder(strategy, base):
-    """Where a process writes: ``base``'s folder on the chief, a private temporary folder elsewhere."""
-    if is_chief(strategy):
-        return base
-    return os.path.join(tempfile.mkdtemp(prefix="careless_online_worker_"), os.path.basename(base))
+def is_distributed(strategy):
+    """Whether ``strategy`` is one of the data-parallel strategies of :func:`resolve_strategy`."""
+    return isinstance(strategy, (tf.distribute.MirroredStrategy, tf.distribute.MultiWorkerMirroredStrategy))
+
+
+def variable_scope(strategy):
+    """The scope new variables must be created under: the strategy's, or none."""
+    return strategy.scope() if is_distributed(strategy) else contextlib.nullcontext()
+
+
+def trainer_class(strategy):
+    """The trainer constructor for a strategy: :class:`DistributedTrainer` bound to it, or the plain one."""
+    if not is_distributed(strategy):
+        return Trainer
+    return functools.partial(DistributedTrainer, strategy)
+
+
+def worker_settings(settings):
+    """The merge settings of this process: unchanged on the chief, private folders on other workers.
+
+    A non-chief worker writes its outputs, checkpoints and cache under a
+    temporary folder nobody reads (so two processes never write one file);
+    for ``--resume`` it first copies the chief's checkpoints there, so all
+    workers restart from the same step.
+
+    Parameters
+    ----------
+    settings : careless_online.training.merge.MergeSettings
+        With ``strategy`` set (None: returned unchanged).
+    """
+    if not is_distributed(settings.strategy) or is_chief(settings.strategy):
+        return settings
+    private = tempfile.mkdtemp(prefix="careless_online_worker_")
+    base = os.path.join(private, os.path.basename(settings.base))
+    if settings.resume:
+        for source in glob.glob(f"{glob.escape(settings.base)}_*.ckpt"):
+            shutil.copytree(source, os.path.join(private, os.path.basename(source)))
+    return dataclasses.replace(settings, base=base, cache_dir=os.path.join(private, "cache"))

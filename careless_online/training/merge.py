@@ -18,7 +18,8 @@ from careless_online.io.pipeline import ImageBatches, Standardizer, is_test_imag
 from careless_online.model.build import load_model, model_index, new_model
 from careless_online.model.naive import french_wilson, naive_merge
 from careless_online.training.checkpoint import folder as checkpoint_folder, latest as latest_checkpoint
-from careless_online.training.loop import Trainer, TrainConfig
+from careless_online.training.distribute import trainer_class, variable_scope, worker_settings
+from careless_online.training.loop import TrainConfig
 
 
 @dataclass
@@ -51,6 +52,10 @@ class MergeSettings:
     log : callable
     epochs : float or None
         Passes over the training images instead of ``train.steps``.
+    strategy : tf.distribute.Strategy or None
+        Data-parallel training (:mod:`careless_online.training.distribute`;
+        models are built under its scope); None: one device.  Only the chief
+        writes outputs.
     """
 
     base: str
@@ -72,6 +77,7 @@ class MergeSettings:
     predictions: bool = True
     log: object = print
     epochs: float = None
+    strategy: object = None
 
 
 def half_filter(repeat, half, seed):
@@ -110,13 +116,14 @@ def _train_model(manifest, standardizer, settings, history_path, checkpoint_path
     test = ImageBatches(manifest, standardizer, split="test", shuffle=False, **common) if test_fraction > 0 else None
     monitor = ImageBatches(manifest, standardizer, split="train", shuffle=False, **common)
     if model is None:
-        model = new_model(manifest, standardizer, **settings.model_options)
+        with variable_scope(settings.strategy):
+            model = new_model(manifest, standardizer, **settings.model_options)
     model.set_reflection_counts(train.reflection_counts())
     config = settings.train
     if settings.epochs is not None:
         config = replace(config, steps=epoch_steps(settings.epochs, train.n_images, settings.batch_images))
-    trainer = Trainer(model, train, test, config, history_path, checkpoint_path, monitor=monitor,
-                      seed=settings.seed)
+    trainer = trainer_class(settings.strategy)(model, train, test, config, history_path, checkpoint_path,
+                                               monitor=monitor, seed=settings.seed)
     trainer.run(start_step=start[0], elapsed=start[1])
     return model, trainer
 
@@ -215,16 +222,18 @@ def run_merge(files, settings, output_id=0):
         Paths written, keyed by kind (``merged``, ``predictions``, ``history``,
         ``model``, ``xval``).
     """
+    settings = worker_settings(settings)
     base = settings.base
     outdir = os.path.dirname(os.path.abspath(base))
     os.makedirs(outdir, exist_ok=True)
     cache_dir = settings.cache_dir or os.path.join(outdir, ".careless_online_cache")
     checkpoint = f"{base}_{output_id}.keras"
     paths = _output_paths(base, output_id)
-    loaded, start, source = (None, (0, 0.0), None) if settings.naive else _initial_model(settings, checkpoint)
+    with variable_scope(settings.strategy):
+        loaded, start, source = (None, (0, 0.0), None) if settings.naive else _initial_model(settings, checkpoint)
     index = model_index(loaded) if loaded is not None else None
     manifest = build_cache(files, settings.table_options, cache_dir, index=index, log=settings.log,
-                           workers=settings.workers)
+                           workers=settings.workers, progress=settings.train.progress)
     settings.log(f"{manifest.n_images} images, {manifest.n_obs} observations, "
                  f"{len(manifest.index)} unique reflections to {manifest.index.dmin:.2f} A")
     wavelength = input_wavelength(files)
