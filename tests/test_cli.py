@@ -3,6 +3,7 @@
 import io
 import json
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -233,6 +234,7 @@ def test_merge_prints_no_tensorflow_noise_and_progress_lines(sim_files, tmp_path
     # stderr is a pipe here: complete progress lines, no carriage-return bar
     assert "\r" not in run.stderr
     assert any(line.startswith("step 6/6 (100%)") for line in run.stderr.splitlines())
+    assert any(re.match(r"MB (\d+)/\1 \(100%\)", line) for line in run.stderr.splitlines())  # the conversion's
 
 
 def test_tf_debug_brings_tensorflow_messages_back():

@@ -91,13 +91,13 @@ def _out_of_space(err, folder):
     return None
 
 
-def _build(groups, options, index, folder, shard_images, workers, log, key, identities):
+def _build(groups, options, index, folder, shard_images, workers, log, key, identities, progress):
     """Convert into ``folder + '.building-<pid>'`` and rename it to ``folder`` once complete."""
     building = f"{folder}.building-{os.getpid()}"
     shutil.rmtree(building, ignore_errors=True)
     try:
         os.makedirs(building)
-        info = convert(groups, options, index, building, shard_images, workers, log)
+        info = convert(groups, options, index, building, shard_images, workers, log, progress)
         write_atomic(os.path.join(building, "counts.npy"), npy_bytes(info.pop("counts")))
         info["key"], info["identities"] = key, identities
         write_atomic(os.path.join(building, "manifest.json"), json.dumps(info).encode())
@@ -115,7 +115,7 @@ def _build(groups, options, index, folder, shard_images, workers, log, key, iden
     return Manifest(folder, info)
 
 
-def build_cache(paths, options, cache_dir, shard_images=500, index=None, log=None, workers=None):
+def build_cache(paths, options, cache_dir, shard_images=500, index=None, log=None, workers=None, progress=False):
     """Convert input files into an on-disk cache (or reuse a matching, intact one).
 
     Parameters
@@ -139,6 +139,9 @@ def build_cache(paths, options, cache_dir, shard_images=500, index=None, log=Non
         Processes that parse stream blocks in parallel (default
         :func:`default_workers`; 1 parses in this process).  Only streams
         larger than ``parallel.PARALLEL_MIN_BYTES`` in all are parsed in parallel.
+    progress : bool, optional
+        Show the conversion's progress (megabytes of input read): a bar on a
+        terminal, a line every 30 s in a log.
 
     Returns
     -------
@@ -168,4 +171,4 @@ def build_cache(paths, options, cache_dir, shard_images=500, index=None, log=Non
         os.makedirs(cache_dir, exist_ok=True)
     except OSError as err:
         raise InputError(f"cannot create the cache folder ({err.strerror or err})", cache_dir) from None
-    return _build(groups, options, index, folder, shard_images, workers, log, key, identities)
+    return _build(groups, options, index, folder, shard_images, workers, log, key, identities, progress)

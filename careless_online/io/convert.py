@@ -1,5 +1,6 @@
 """Input files to shards: read each file (streams block by block), make observations, write shards."""
 
+import math
 import os
 from contextlib import ExitStack
 
@@ -11,9 +12,45 @@ from careless_online.io.manifest import CACHE_VERSION
 from careless_online.io.reflections import ReflectionIndex
 from careless_online.io.shards import _ShardWriter
 from careless_online.io.table import LoadReport, TableOptions, build_index, make_observations
+from careless_online.training.progress import progress_display
 
 #: Stream chunks parsed per block (one task of a worker process).
 STREAM_BLOCK_CHUNKS = 250
+
+#: Bytes of a progress unit (the display counts megabytes of input read).
+_MB = 1_000_000
+
+
+class ReadProgress:
+    """Progress of a conversion in megabytes of input read: a bar on a terminal, lines in a log.
+
+    Parameters
+    ----------
+    paths : list of str
+        The inputs; their sizes add up to the total.
+    display : callable or None
+        ``display(total, unit=...)`` returning an object with ``update``, ``close``
+        and ``n`` (:func:`~careless_online.training.progress.progress_display`);
+        None shows nothing.
+    """
+
+    def __init__(self, paths, display=progress_display):
+        self.total = sum(os.path.getsize(path) for path in paths)
+        self.read = 0
+        self.display = None if display is None else display(math.ceil(self.total / _MB), unit="MB")
+
+    def advance(self, n_bytes):
+        """Count ``n_bytes`` more bytes read."""
+        self.read += n_bytes
+        if self.display is not None:
+            self.display.update(int(self.read / _MB) - self.display.n)
+
+    def close(self):
+        """Show the whole input read and end the display."""
+        self.advance(self.total - self.read)
+        if self.display is not None:
+            self.display.update(self.display.total - self.display.n)
+            self.display.close()
 
 
 def _stream_block_observations(path, spans, index_config, options_dict, file_id):
@@ -55,6 +92,8 @@ def _file_observations(path, file_id, options, index, block_chunks, pool, ahead)
     report : LoadReport
     n_images : int
         Images (crystals) the block spans.
+    n_bytes : int
+        Bytes of the file the block spans (the whole file when it is read at once).
     """
     if readers.file_format(path) != "stream":
         raw = readers.read_file(path, options.intensity_key, options.uncertainty_key, options.image_key)
@@ -63,20 +102,27 @@ def _file_observations(path, file_id, options, index, block_chunks, pool, ahead)
         else:
             _check_spacegroup(raw, index, options, path)
         table, report = make_observations(raw, index, file_id, 0, options)
-        yield index, table, report, int(raw.data["image"].max()) + 1 if len(raw.data) else 0
+        yield index, table, report, int(raw.data["image"].max()) + 1 if len(raw.data) else 0, os.path.getsize(path)
         return
     blocks = readers.stream_blocks(path, block_chunks)
     if index is None:
-        raw = readers.read_stream_block(path, blocks.pop(0))
+        spans = blocks.pop(0)
+        raw = readers.read_stream_block(path, spans)
         index = build_index(raw, options)
         table, report = make_observations(raw, index, file_id, 0, options)
-        yield index, table, report, raw.next_image
+        yield index, table, report, raw.next_image, _span_bytes(spans)
     tasks = [(path, spans, index.to_config(), options.to_dict(), file_id) for spans in blocks]
-    for table, report, n_images in parallel.ordered_results(pool, _stream_block_observations, tasks, ahead):
-        yield index, table, report, n_images
+    results = parallel.ordered_results(pool, _stream_block_observations, tasks, ahead)
+    for spans, (table, report, n_images) in zip(blocks, results):
+        yield index, table, report, n_images, _span_bytes(spans)
 
 
-def convert(groups, options, index, folder, shard_images, workers, log):
+def _span_bytes(spans):
+    """Bytes of a stream block: from its first chunk's start to its last chunk's end."""
+    return spans[-1][1] - spans[0][0] if spans else 0
+
+
+def convert(groups, options, index, folder, shard_images, workers, log, progress=False):
     """Read every input into shards under ``folder``.
 
     Parameters
@@ -91,6 +137,8 @@ def convert(groups, options, index, folder, shard_images, workers, log):
     workers : int or None
         Stream-parsing processes (default :func:`parallel.default_workers`).
     log : callable
+    progress : bool, optional
+        Show the megabytes read (:class:`ReadProgress`): a bar on a terminal, lines in a log.
 
     Returns
     -------
@@ -104,6 +152,7 @@ def convert(groups, options, index, folder, shard_images, workers, log):
     block_chunks = max(1, min(STREAM_BLOCK_CHUNKS, shard_images))
     workers = parallel.default_workers() if workers is None else int(workers)
     pool = parallel.worker_pool(groups, workers)
+    read = ReadProgress(groups, progress_display if progress else None)
     with ExitStack() as stack:
         if pool is not None:
             stack.enter_context(parallel.single_threaded_children())
@@ -111,8 +160,9 @@ def convert(groups, options, index, folder, shard_images, workers, log):
         for file_id, path in enumerate(groups):
             n_file_images = 0
             file_report = LoadReport()
-            for index, table, block_report, n_images in _file_observations(
+            for index, table, block_report, n_images, n_bytes in _file_observations(
                     path, file_id, options, index, block_chunks, pool, ahead=2 * workers):
+                read.advance(n_bytes)
                 if writer is None:
                     writer = _ShardWriter(folder, len(index), shard_images)
                 if len(table):
@@ -127,6 +177,7 @@ def convert(groups, options, index, folder, shard_images, workers, log):
             inputs.append({"path": os.path.abspath(path), "size": os.path.getsize(path), "file_id": file_id,
                            "image_offset": image_offset, "n_images": n_file_images})
             image_offset += n_file_images
+    read.close()
     writer.flush()
     return {
         "version": CACHE_VERSION, "inputs": inputs, "options": options.to_dict(),
