@@ -166,3 +166,28 @@ def test_two_local_workers_merge_like_two_mirrored_replicas_and_only_the_chief_w
     multi, mirrored = _merged_f(tmp_path / "mw" / "m_0.mtz"), _merged_f(tmp_path / "mirrored" / "m_0.mtz")
     assert np.corrcoef(multi, mirrored)[0, 1] > 0.999
     assert np.max(np.abs(multi - mirrored) / np.abs(mirrored)) < 1e-3
+
+
+def _cli(*argv, env=None):
+    environment = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+    for name in ("TF_CONFIG", "SLURM_PROCID", "SLURM_STEP_NODELIST"):
+        environment.pop(name, None)
+    return subprocess.run([sys.executable, "-c", "from careless_online.cli.main import main; main()", *argv],
+                          capture_output=True, text=True, timeout=120, env=dict(environment, **(env or {})))
+
+
+def test_strategy_flag_refuses_live_mirrored_in_one_line(sim_files, tmp_path):
+    done = _cli("mono", "--live", "--dmin", "3", "--strategy", "mirrored", "--spacegroups", "P 43 21 2", "dHKL",
+                sim_files["stream"], str(tmp_path / "out" / "m"))
+    assert done.returncode == 2
+    assert done.stderr.strip().endswith("--live with --strategy mirrored is not supported yet")
+    assert len(done.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "out").exists()
+
+
+def test_strategy_multi_worker_without_a_cluster_is_a_one_line_error(sim_files, tmp_path):
+    done = _cli("mono", "--strategy", "multi-worker", "--spacegroups", "P 43 21 2", "dHKL", sim_files["stream"],
+                str(tmp_path / "out" / "m"))
+    assert done.returncode == 2
+    assert "needs TF_CONFIG or a SLURM job step" in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1

@@ -123,6 +123,10 @@ def add_arguments(parser):
     g.add_argument("--disable-gpu", action="store_true", help="run on the CPU even if a GPU is present")
     g.add_argument("--run-eagerly", action="store_true", help="do not compile the training step (debugging)")
     g.add_argument("--jit-compile", action="store_true", help="compile the training step with XLA")
+    g.add_argument("--strategy", choices=("auto", "single", "mirrored", "multi-worker"), default="auto",
+                   help="data-parallel training: mirrored = all GPUs of this machine, multi-worker = the cluster "
+                        "of TF_CONFIG or SLURM (every worker runs the same command); auto = mirrored with more "
+                        "than one GPU, else single; --batch-size stays the global images per step")
     g.add_argument("--disable-progress-bar", action="store_true",
                    help="no progress display (neither the bar on a terminal nor the periodic lines in a log)")
     g.add_argument("--tf-debug", action="store_true",
@@ -194,6 +198,8 @@ def check_combinations(args, groups):
     """Refuse flag combinations that cannot work (no TensorFlow needed)."""
     if not args.separate_files and len(set(groups)) > 1:
         raise InputError("different space groups per file need --separate-files")
+    if args.live and args.strategy in ("mirrored", "multi-worker"):
+        raise InputError(f"--live with --strategy {args.strategy} is not supported yet")
     if args.live:
         if args.separate_files or args.merge_half_datasets or args.naive or args.resume:
             raise InputError("--live cannot be combined with --separate-files, --merge-half-datasets, --naive or --resume")
@@ -263,9 +269,12 @@ def run(args):
             files, options = jobs[0]
             written = [run_live(files, replace(settings, table_options=options), live)]
         else:
+            from careless_online.training.distribute import resolve_strategy
             from careless_online.training.merge import run_merge
 
-            written = [run_merge(files, replace(settings, table_options=options), output_id=output_id)
+            strategy = resolve_strategy(args.strategy)
+            written = [run_merge(files, replace(settings, table_options=options, strategy=strategy),
+                                 output_id=output_id)
                        for output_id, (files, options) in enumerate(jobs)]
     for paths in written:
         for kind, path in paths.items():
