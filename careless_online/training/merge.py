@@ -7,6 +7,7 @@ input files (all files jointly, or each alone with ``--separate-files``).
 import math
 import os
 from dataclasses import dataclass, field, replace
+from functools import partial
 
 import numpy as np
 
@@ -253,14 +254,17 @@ def run_merge(files, settings, output_id=0):
             index, manifest.n_obs, _predictions(trainer, manifest, standardizer, settings),
             paths["predictions"], wavelength)
     if settings.half_datasets:
-        tables = []
-        for repeat, half, image_filter in _halves(settings):
-            half_model, _ = _train_model(manifest, standardizer, _half_settings(settings), None, None,
-                                         image_filter=image_filter, test_fraction=0.0)
-            half_counts = ImageBatches(manifest, standardizer, split="all", image_filter=image_filter).reflection_counts()
-            tables.append((repeat, half, _merged(index, _posterior(half_model), half_counts)))
-        written["xval"] = writers.write_mtz(writers.xval_table(tables), paths["xval"], wavelength)
+        merge_half = partial(_model_half, manifest, standardizer, settings)
+        written["xval"] = _write_halves(settings, merge_half, paths["xval"], wavelength)
     return written
+
+
+def _model_half(manifest, standardizer, settings, image_filter):
+    """The merged table of a model trained on the images ``image_filter`` keeps."""
+    half_model, _ = _train_model(manifest, standardizer, _half_settings(settings), None, None,
+                                 image_filter=image_filter, test_fraction=0.0)
+    half_counts = ImageBatches(manifest, standardizer, split="all", image_filter=image_filter).reflection_counts()
+    return _merged(manifest.index, _posterior(half_model), half_counts)
 
 
 def _output_paths(base, output_id):
@@ -269,12 +273,17 @@ def _output_paths(base, output_id):
             "xval": f"{base}_xval_{output_id}.mtz", "history": history}
 
 
-def _halves(settings):
-    """``(repeat, half, image filter)`` of each half-dataset merge, logged as it starts."""
+def _write_halves(settings, merge_half, path, wavelength):
+    """Run each half-dataset merge (logged as it starts) and write them all to ``path``.
+
+    ``merge_half(image_filter)`` gives the merged table of the images the filter keeps.
+    """
+    tables = []
     for repeat in range(settings.half_repeats):
         for half in (0, 1):
             settings.log(f"half-dataset merge: repeat {repeat}, half {half}")
-            yield repeat, half, half_filter(repeat, half, settings.seed)
+            tables.append((repeat, half, merge_half(half_filter(repeat, half, settings.seed))))
+    return writers.write_mtz(writers.xval_table(tables), path, wavelength)
 
 
 def _run_naive(manifest, settings, paths, wavelength):
@@ -295,13 +304,15 @@ def _run_naive(manifest, settings, paths, wavelength):
             index, manifest.n_obs, naive_predictions(manifest, intensity, sigma, scales),
             paths["predictions"], wavelength)
     if settings.half_datasets:
-        tables = []
-        for repeat, half, image_filter in _halves(settings):
-            sub = ImageBatches(manifest, identity, split="all", shuffle=False, image_filter=image_filter)
-            half_i, half_sigma, _ = naive_merge(sub, len(index), manifest.n_images)
-            tables.append((repeat, half, _naive_table(index, half_i, half_sigma, sub.reflection_counts())))
-        written["xval"] = writers.write_mtz(writers.xval_table(tables), paths["xval"], wavelength)
+        written["xval"] = _write_halves(settings, partial(_naive_half, manifest), paths["xval"], wavelength)
     return written
+
+
+def _naive_half(manifest, image_filter):
+    """The naive merged table of the images ``image_filter`` keeps."""
+    sub = ImageBatches(manifest, Standardizer([], [], []), split="all", shuffle=False, image_filter=image_filter)
+    half_i, half_sigma, _ = naive_merge(sub, len(manifest.index), manifest.n_images)
+    return _naive_table(manifest.index, half_i, half_sigma, sub.reflection_counts())
 
 
 def _naive_table(index, intensity, sigma, counts):
