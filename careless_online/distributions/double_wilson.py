@@ -30,6 +30,7 @@ Wilson-distributed parent ``<F_c^2> = s_c^2``: the marginal of the child is
 its own Wilson prior for every ``r``, and ``r = 0`` is exactly that prior.
 """
 
+import keras
 import numpy as np
 import tensorflow as tf
 
@@ -136,3 +137,128 @@ def logit_from_r(r):
     """Inverse of :func:`r_from_logit` (``r`` clipped into the open interval)."""
     fraction = np.clip(np.asarray(r, dtype=np.float64) / MAX_R, 1e-6, 1.0 - 1e-6)
     return np.log(fraction) - np.log1p(-fraction)
+
+
+def check_parents(parents):
+    """Parent dataset of each dataset (None for a root), each parent an earlier dataset.
+
+    Parameters
+    ----------
+    parents : sequence of int or None
+
+    Returns
+    -------
+    tuple of int
+        ``-1`` for a root.
+
+    Raises
+    ------
+    ValueError
+        If a parent is not an earlier dataset (which also excludes cycles).
+    """
+    out = []
+    for child, parent in enumerate(parents):
+        if parent is None:
+            out.append(-1)
+        elif int(parent) != parent or not 0 <= parent < child:
+            raise ValueError(f"the parent of dataset {child} must be None or an earlier dataset, got {parent}")
+        else:
+            out.append(int(parent))
+    return tuple(out)
+
+
+@keras.saving.register_keras_serializable(package="careless_online")
+class DoubleWilsonCoupling(keras.layers.Layer):
+    """The amplitude prior of related datasets: Wilson for roots, double-Wilson for children.
+
+    Structure factors of dataset ``d`` and unique reflection ``h`` have the
+    combined id ``d * n_hkl + h``.  The KL term of an observation of
+    ``(d, h)`` is the Monte Carlo estimate of
+    ``E_q[log q(F_dh) - log p(F_dh | F_{parent(d) h}, r_d)]`` with the
+    parent's amplitude drawn from its own surrogate posterior (reparameterized,
+    so the parent's posterior feels the coupling), and the plain Wilson
+    ``log p(F_dh)`` for a root.  Summed with each ``(d, h)`` weighted by
+    ``1 / n_dh`` over an epoch this is the KL of the joint prior
+    ``prod_d p(F_d | F_parent(d))``.  ``r_d = MAX_R sigmoid(logit_d)``; with
+    ``learn_r`` the logits are trained with the rest of the ELBO (empirical
+    Bayes).
+
+    Parameters
+    ----------
+    n_hkl : int
+        Unique reflections per dataset.
+    parents : sequence of int or None
+        Parent of each dataset (see :func:`check_parents`).
+    r : float or sequence of float
+        Starting (or fixed) correlation of each dataset with its parent (roots ignore it).
+    learn_r : bool
+        Learn ``r`` by empirical Bayes.
+    """
+
+    def __init__(self, n_hkl, parents, r=0.0, learn_r=False, **kwargs):
+        super().__init__(**kwargs)
+        self.n_hkl = int(n_hkl)
+        if self.n_hkl < 1:
+            raise ValueError(f"n_hkl must be at least 1, got {n_hkl}")
+        self.parents = check_parents(parents)
+        r = np.broadcast_to(np.asarray(r, dtype=np.float64), (len(self.parents),)).copy()
+        if not np.all((r >= 0) & (r <= MAX_R)):
+            raise ValueError(f"double-Wilson r must lie in [0, {MAX_R}], got {r.tolist()}")
+        self.initial_r = r.tolist()
+        self.learn_r = bool(learn_r)
+        self.r_logit = self.add_weight(name="r_logit", shape=(len(self.parents),), trainable=self.learn_r,
+                                       initializer=keras.initializers.Constant(logit_from_r(r).astype(np.float32)))
+        self.built = True
+
+    @property
+    def n_datasets(self):
+        """Number of datasets."""
+        return len(self.parents)
+
+    def r(self):
+        """``[n_datasets]`` correlations with the parents."""
+        return r_from_logit(self.r_logit)
+
+    def kl(self, posterior, ids, samples, sigma, seed=None):
+        """Per-observation KL estimate of the reflections ``ids`` (combined ids).
+
+        Parameters
+        ----------
+        posterior : careless_online.distributions.StructureFactorPosterior
+            Over ``n_datasets * n_hkl`` combined ids.
+        ids : tf.Tensor
+            int32 ``[n]`` combined ids.
+        samples : tf.Tensor
+            ``[mc, n]`` reparameterized samples of ``q(F_ids)`` (``mc`` static).
+        sigma : tf.Tensor
+            ``[n]`` Wilson Σ of those reflections.
+        seed : tf.Tensor, optional
+            Stateless seed of the parents' samples.
+
+        Returns
+        -------
+        tf.Tensor
+            ``[n]``.
+        """
+        F = tf.maximum(samples, _TINY_F)
+        log_p = posterior.prior(ids, sigma).log_prob(F)
+        dataset = ids // self.n_hkl
+        parent = tf.gather(tf.constant(self.parents, tf.int32), dataset)
+        # only children draw a parent (a root's draw would be wasted, and the
+        # sampler's backward pass could still put a NaN into its gradient)
+        children = tf.where(parent >= 0)[:, 0]
+        child_ids = tf.gather(ids, children)
+        parent_ids = tf.gather(parent, children) * self.n_hkl + child_ids % self.n_hkl
+        parent_samples = posterior.sample(parent_ids, int(samples.shape[0]), seed=seed)
+        prior = DoubleWilsonPrior(tf.gather(posterior.centric, child_ids) > 0.5, tf.gather(posterior.epsilon, child_ids),
+                                  parent_samples, tf.gather(self.r(), tf.gather(dataset, children)),
+                                  tf.gather(sigma, children), tf.gather(sigma, children))
+        coupled = prior.log_prob(tf.gather(F, children, axis=1))
+        log_p = tf.transpose(tf.tensor_scatter_nd_update(tf.transpose(log_p), children[:, None], tf.transpose(coupled)))
+        return tf.reduce_mean(posterior.distribution(ids).log_prob(F) - log_p, axis=0)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(n_hkl=self.n_hkl, parents=[None if p < 0 else p for p in self.parents],
+                      r=self.initial_r, learn_r=self.learn_r)
+        return config

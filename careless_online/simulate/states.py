@@ -89,12 +89,45 @@ def changed_model(model, change, rng):
 
 
 def true_difference(dark, light):
-    """``DF = F_light - F_dark`` (without ``f''``) of the dark truth's reflections."""
+    """``DF = F_light - F_dark`` (without ``f''``) of the dark truth's reflections, with both phases."""
     out = dark[["F", "PHI"]].rename(columns={"F": "F_DARK", "PHI": "PHI_DARK"})
     out["F_LIGHT"] = light["F"].reindex(out.index)
+    out["PHI_LIGHT"] = light["PHI"].reindex(out.index)
     out["DF"] = rs.DataSeries(out["F_LIGHT"].to_numpy(float) - out["F_DARK"].to_numpy(float),
                               index=out.index, dtype="F")
     return out
+
+
+def implied_r(difference, bins=10):
+    """The double-Wilson ``r`` of the light state given the dark one that the truth implies.
+
+    ``r = <Re(E_dark conj(E_light))>`` over the reflections, with
+    ``E = F / sqrt(<|F|^2>_shell)`` normalized in equal-count resolution
+    shells of each state.
+
+    Parameters
+    ----------
+    difference : rs.DataSet
+        As :func:`true_difference` returns.
+    bins : int
+
+    Returns
+    -------
+    float
+    """
+    s2 = 1.0 / np.square(difference.compute_dHKL()["dHKL"].to_numpy())
+    shells = np.array_split(np.argsort(s2), max(1, int(bins)))
+    products = []
+    for rows in shells:
+        dark = _complex(difference, "DARK")[rows]
+        light = _complex(difference, "LIGHT")[rows]
+        norm = np.sqrt(np.mean(np.abs(dark) ** 2) * np.mean(np.abs(light) ** 2))
+        products.append(np.real(dark * np.conj(light)) / norm)
+    return float(np.mean(np.concatenate(products)))
+
+
+def _complex(difference, state):
+    return difference[f"F_{state}"].to_numpy(float) * np.exp(1j * np.deg2rad(difference[f"PHI_{state}"].to_numpy(float)))
 
 
 @dataclass
@@ -105,7 +138,7 @@ class States:
     ----------
     dark, light : SimulatedData
     difference : rs.DataSet
-        ``F_DARK, PHI_DARK, F_LIGHT, DF`` per ASU reflection.
+        ``F_DARK, PHI_DARK, F_LIGHT, PHI_LIGHT, DF`` per ASU reflection.
     changed : numpy.ndarray
         ASU indices of the changed atoms.
     moved : numpy.ndarray
