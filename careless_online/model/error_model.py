@@ -21,19 +21,14 @@ starting at ``a = 1``, ``b = 10⁻⁴`` and ``c = 10⁻²`` (close to the input
 uncertainties).
 """
 
-import math
-
 import keras
 import tensorflow as tf
+import tensorflow_probability as tfp
 
 _PACKAGE = "careless_online"
 
 #: Starting values of a, b and c.
 INITIAL = {"a": 1.0, "b": 1e-4, "c": 1e-2}
-
-
-def _softplus_inverse(y):
-    return y + math.log(-math.expm1(-y))
 
 
 @keras.saving.register_keras_serializable(package=_PACKAGE)
@@ -50,7 +45,8 @@ class ErrorModel(keras.layers.Layer):
         super().__init__(**kwargs)
         self.a_raw, self.b_raw, self.c_raw = (
             self.add_weight(name=f"error_{name}", shape=(), trainable=True,
-                            initializer=keras.initializers.Constant(_softplus_inverse(value)))
+                            initializer=keras.initializers.Constant(
+                                float(tfp.math.softplus_inverse(tf.constant(value, tf.float64)))))
             for name, value in INITIAL.items())
         self.built = True
 

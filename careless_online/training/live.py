@@ -128,7 +128,8 @@ class _Round:
         else:
             self.trainer.train, self.trainer.test, self.trainer.monitor = train, test, monitor
             self.trainer.config = config
-        row = self.trainer.run(start_step=self.step, elapsed=self.trainer.elapsed)
+        row = self.trainer.run(start_step=self.step, elapsed=self.trainer.elapsed,
+                               skipped_steps=self.trainer.skipped_steps)
         self.step = config.steps
         return row
 

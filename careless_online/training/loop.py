@@ -27,6 +27,7 @@ import numpy as np
 import tensorflow as tf
 
 from careless_online.errors import InputError
+from careless_online.io.atomic import write_atomically
 from careless_online.io.pipeline import batch_signature
 from careless_online.training import checkpoint
 from careless_online.stats.correlation import spearman_per_group
@@ -143,13 +144,25 @@ def make_optimizer(config):
 
 
 class History:
-    """Appends rows to the history CSV (creating it with a header)."""
+    """The history CSV: a header, then one row per evaluation, appended as training goes.
 
-    def __init__(self, path, append=False):
+    Parameters
+    ----------
+    path : str or None
+        The CSV (None: no history).
+    start_step : int
+        Steps already done.  A new run (0) starts a new file.  A resumed run
+        keeps the rows of steps up to ``start_step`` and drops the later ones
+        (written by the stopped run after its last checkpoint, and written
+        again now), so the steps of the file strictly increase.  The file is
+        rewritten atomically (:mod:`careless_online.io.atomic`).
+    """
+
+    def __init__(self, path, start_step=0):
         self.path = path
-        if path and not (append and os.path.exists(path)):
-            with open(path, "w", newline="") as handle:
-                csv.writer(handle).writerow(HISTORY_COLUMNS)
+        if path:
+            kept = _rows_up_to(path, start_step) if start_step > 0 else []
+            write_atomically(path, lambda tmp: _write_rows(tmp, [HISTORY_COLUMNS, *kept]))
 
     def write(self, row):
         """Append one row (a dict keyed by :data:`HISTORY_COLUMNS`)."""
@@ -157,6 +170,33 @@ class History:
             return
         with open(self.path, "a", newline="") as handle:
             csv.writer(handle).writerow([_fmt(row.get(c, float("nan"))) for c in HISTORY_COLUMNS])
+
+
+def _rows_up_to(path, last_step):
+    """The complete rows of the history CSV ``path`` whose step is at most ``last_step``, as lists of strings.
+
+    Columns missing from an older file read as ``nan``; a row cut short by
+    a kill, or without a readable step, is dropped.
+    """
+    if not os.path.exists(path):
+        return []
+    with open(path, newline="") as handle:
+        reader = csv.DictReader(handle)
+        complete = [row for row in reader if None not in row.values() and None not in row]
+    kept = []
+    for row in complete:
+        try:
+            step = int(row["step"])
+        except (KeyError, ValueError):
+            continue
+        if step <= last_step:
+            kept.append([row.get(c, "nan") for c in HISTORY_COLUMNS])
+    return kept
+
+
+def _write_rows(path, rows):
+    with open(path, "w", newline="") as handle:
+        csv.writer(handle).writerows(rows)
 
 
 def _fmt(value):
@@ -298,7 +338,7 @@ class Trainer:
             After ``config.max_nonfinite_steps`` skipped steps in a row.
         """
         config = self.config
-        history = History(self.history_path, append=start_step > 0)
+        history = History(self.history_path, start_step=start_step)
         dataset = self.training_dataset(start_step)
         remaining = max(config.steps - start_step, 0)
         bar = None

@@ -106,8 +106,8 @@ def epoch_steps(epochs, n_images, batch_images):
 
 
 def _train_model(manifest, standardizer, settings, history_path, checkpoint_path, image_filter=None,
-                 test_fraction=None, model=None, start=(0, 0.0)):
-    """Train ``model`` (a new one if None) from ``start`` = (step, elapsed seconds)."""
+                 test_fraction=None, model=None, start=(0, 0.0, 0)):
+    """Train ``model`` (a new one if None) from ``start`` = (step, elapsed seconds, skipped steps)."""
     test_fraction = settings.test_fraction if test_fraction is None else test_fraction
     common = dict(batch_images=settings.batch_images, test_fraction=test_fraction, seed=settings.seed,
                   image_filter=image_filter)
@@ -125,12 +125,12 @@ def _train_model(manifest, standardizer, settings, history_path, checkpoint_path
         config = replace(config, steps=epoch_steps(settings.epochs, train.n_images, settings.batch_images))
     trainer = trainer_class(settings.strategy)(model, train, test, config, history_path, checkpoint_path,
                                                monitor=monitor, seed=settings.seed)
-    trainer.run(start_step=start[0], elapsed=start[1])
+    trainer.run(start_step=start[0], elapsed=start[1], skipped_steps=start[2])
     return model, trainer
 
 
 def _initial_model(settings, checkpoint_path):
-    """The model a run starts from, loaded once: ``(model or None, (step, elapsed), source path)``.
+    """The model a run starts from, loaded once: ``(model or None, (step, elapsed, skipped), source path)``.
 
     ``--resume`` with an existing checkpoint continues it; ``--model-in``
     starts from a trained model at step 0; otherwise a new model is built
@@ -142,10 +142,11 @@ def _initial_model(settings, checkpoint_path):
             raise InputError("--resume: no complete checkpoint to resume from", checkpoint_folder(checkpoint_path))
         model = load_model(unit.model_path, restore_optimizer=True)
         settings.log(f"resuming {unit.path} at step {unit.step}")
-        return model, (unit.step, unit.state.get("elapsed_s", 0.0)), unit.model_path
+        state = unit.state
+        return model, (unit.step, state.get("elapsed_s", 0.0), state.get("skipped_steps", 0)), unit.model_path
     if settings.model_in:
-        return load_model(settings.model_in), (0, 0.0), settings.model_in
-    return None, (0, 0.0), None
+        return load_model(settings.model_in), (0, 0.0, 0), settings.model_in
+    return None, (0, 0.0, 0), None
 
 
 #: Observed Miller indices, kept in the cache beside the ASU index.
@@ -231,7 +232,7 @@ def run_merge(files, settings, output_id=0):
     checkpoint = f"{base}_{output_id}.keras"
     paths = _output_paths(base, output_id)
     with variable_scope(settings.strategy):
-        loaded, start, source = (None, (0, 0.0), None) if settings.naive else _initial_model(settings, checkpoint)
+        loaded, start, source = (None, (0, 0.0, 0), None) if settings.naive else _initial_model(settings, checkpoint)
     index = model_index(loaded) if loaded is not None else None
     manifest = build_cache(files, settings.table_options, cache_dir, index=index, log=settings.log,
                            workers=settings.workers, progress=settings.train.progress)
