@@ -16,8 +16,9 @@ phase to write part of its data and SIGKILL the process), so the phase is hit
 whatever the machine's speed.  After every kill, every visible output file
 must read back with gemmi and reciprocalspaceship (a killed write leaves no
 partial file under the output's name); every resume must restart at most one
-checkpoint interval behind the last step the killed run reported; and the
-final merge must match an uninterrupted run with the same seed.
+checkpoint interval behind the last step the killed run reported; the
+history must list each evaluation step once, in order; and the final merge
+must match an uninterrupted run with the same seed.
 """
 
 import os
@@ -34,6 +35,7 @@ import pytest
 import reciprocalspaceship as rs
 
 from careless_online.cli.main import main
+from careless_online.training import checkpoint
 
 KEYS = "dHKL,XDET,YDET"
 ITERATIONS = 40
@@ -118,13 +120,18 @@ def finish(process, timeout=120):
 
 
 def kill_during_training(args, out_dir, rng):
-    """Start a run and SIGKILL it a random time after its first new history row."""
+    """Start a run and SIGKILL it a random time after its first new history row.
+
+    A resumed run first rewrites the history (a new file) without the rows
+    past its checkpoint; its first new row is the first one past that step.
+    """
     history = out_dir / "m_history.csv"
-    rows_before = len(pd.read_csv(history)) if history.exists() else 0
+    old_file = os.stat(history).st_ino if history.exists() else None
+    restored = restored_step(out_dir)
     process = start(args, "training")
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and process.poll() is None:
-        if history.exists() and len(_history_steps(history)) > rows_before:
+        if _inode(history) not in (None, old_file) and any(s > restored for s in _history_steps(history)):
             break
         time.sleep(0.02)
     time.sleep(rng.uniform(0.0, 0.6))
@@ -132,10 +139,23 @@ def kill_during_training(args, out_dir, rng):
     return finish(process)
 
 
+def _inode(path):
+    try:
+        return os.stat(path).st_ino
+    except FileNotFoundError:
+        return None
+
+
+def restored_step(out_dir):
+    """The step a ``--resume`` of ``out_dir/m`` restarts from (0: no complete checkpoint)."""
+    unit = checkpoint.latest(str(out_dir / "m_0.ckpt"))
+    return 0 if unit is None else unit.step
+
+
 def _history_steps(path):
     try:
         return list(pd.read_csv(path)["step"])
-    except (pd.errors.EmptyDataError, KeyError):
+    except (FileNotFoundError, pd.errors.EmptyDataError, KeyError):
         return []
 
 
@@ -175,13 +195,11 @@ def test_kill_at_every_phase_then_resume(sim_files, reference, tmp_path):
     report = []
 
     def resume_args():
-        """``--resume`` once a checkpoint exists (a run killed before its first one is started again)."""
-        names = os.listdir(out_dir) if out_dir.exists() else []
-        return ["--resume", *args] if {"m_0.keras", "m_0.ckpt"} & set(names) else args
+        """``--resume`` once a complete checkpoint exists (a run killed before its first one is started again)."""
+        return ["--resume", *args] if restored_step(out_dir) > 0 else args
 
     for phase in ("convert", "checkpoint", "training", "merged", "predictions"):
         history = out_dir / "m_history.csv"
-        before = _history_steps(history)[-1] if history.exists() and _history_steps(history) else 0
         if phase == "training":
             code, log = kill_during_training(resume_args(), out_dir, rng)
         else:
@@ -194,13 +212,15 @@ def test_kill_at_every_phase_then_resume(sim_files, reference, tmp_path):
             if out_dir.exists() else []
         report.append((phase, start_step, reached, visible))
         if phase == "training":
-            assert INTERVAL < reached < ITERATIONS
+            assert INTERVAL < reached < ITERATIONS and reached > start_step
         if phase == "merged":
             assert "m_0.mtz" not in visible and any(t.startswith(".m_0.tmp") for t in temporaries)
         if phase == "predictions":
             assert "m_0.mtz" in visible and "m_predictions_0.mtz" not in visible
             assert any(t.startswith(".m_predictions_0.tmp") for t in temporaries)
-        assert reached >= before
+        assert reached >= start_step
+        steps = _history_steps(history)
+        assert np.all(np.diff(steps) > 0), (phase, steps)  # no row written twice
     code, log = finish(start(resume_args(), "none"))
     assert code == 0, log[-3000:]
     restart = resumed_from(log)
@@ -220,4 +240,5 @@ def test_kill_at_every_phase_then_resume(sim_files, reference, tmp_path):
     assert len(common) == len(reference)
     cc = np.corrcoef(merged.loc[common, "F"], reference.loc[common, "F"])[0, 1]
     assert cc > 0.99
-    assert list(pd.read_csv(out_dir / "m_history.csv")["step"])[-1] == ITERATIONS
+    # every evaluation step once, in order, whatever the kills
+    assert _history_steps(out_dir / "m_history.csv") == list(range(5, ITERATIONS + 1, 5))
