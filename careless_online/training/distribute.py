@@ -254,7 +254,12 @@ def is_distributed(strategy):
 
 
 def variable_scope(strategy):
-    """The scope new variables must be created under: the strategy's, or none."""
+    """The scope new variables must be created under: the strategy's, or none.
+
+    Only variable creation goes under it: a step traced inside the scope would
+    make the Keras 3 optimizer's cross-replica update ask for a ``merge_call``
+    outside any replica context.
+    """
     return strategy.scope() if is_distributed(strategy) else contextlib.nullcontext()
 
 
