@@ -64,7 +64,10 @@ def add_arguments(parser):
     g = parser.add_argument_group("online training")
     g.add_argument("--batch-size", type=positive_int, default=8, help="images per gradient step")
     g.add_argument("--checkpoint-interval", type=positive_int, default=1000,
-                   help="steps between checkpoints (<out>_<i>.keras and its .json)")
+                   help="steps between checkpoints (<out>_<i>.keras and the unit in <out>_<i>.ckpt/)")
+    g.add_argument("--max-nonfinite-steps", type=positive_int, default=20,
+                   help="steps in a row with a non-finite loss or gradient (each skipped) after which the run "
+                        "stops, keeping the last checkpoint")
     g.add_argument("--resume", action="store_true", help="continue a stopped run from its checkpoint")
     g.add_argument("--model-in", default=None, help="start from a saved model (.keras), e.g. to merge new data")
     g.add_argument("--cache-dir", default=None, help="folder of converted data (default: <out dir>/.careless_online_cache)")
@@ -166,7 +169,8 @@ def settings_from_args(args, keys, groups):
         steps=args.iterations, learning_rate=args.learning_rate, lr_decay=args.lr_decay, beta_1=args.beta_1, beta_2=args.beta_2,
         clipnorm=args.clipnorm, clipvalue=args.clipvalue, global_clipnorm=args.global_clipnorm or None,
         eval_every=args.validation_frequency, eval_images=args.validation_images,
-        checkpoint_every=args.checkpoint_interval, run_eagerly=args.run_eagerly,
+        checkpoint_every=args.checkpoint_interval, max_nonfinite_steps=args.max_nonfinite_steps,
+        run_eagerly=args.run_eagerly,
         jit_compile=args.jit_compile, progress=not args.disable_progress_bar,
     )
     model_options = dict(d_model=args.d_model, d_ff=args.d_ff, encoder_layers=args.image_layers,
