@@ -1,5 +1,6 @@
 """Checkpoints are one consistent unit: a kill between its pieces leaves the previous unit."""
 
+import errno
 import os
 
 import keras
@@ -7,6 +8,7 @@ import numpy as np
 import pytest
 
 from careless_online.cli.main import main
+from careless_online.errors import InputError
 from careless_online.model.build import load_model
 from careless_online.model.merging import MergingModel
 from careless_online.training import checkpoint
@@ -122,3 +124,35 @@ def test_a_run_resumes_from_its_unit_and_max_nonfinite_steps_stops_a_diverging_r
     assert exit_info.value.code == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "2 steps in a row" in err[0]
+
+
+def _full_disk(*args, **kwargs):
+    raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+
+@pytest.mark.parametrize("piece", ["model", "state"])
+def test_a_full_disk_while_writing_a_unit_is_one_line_and_keeps_the_previous_unit(tmp_path, monkeypatch, piece):
+    folder = str(tmp_path / "run_0.ckpt")
+    checkpoint.save(_model(5), folder, {"step": 5})
+    new = _model(10)
+    if piece == "model":
+        monkeypatch.setattr(new, "save", _full_disk)
+    else:
+        monkeypatch.setattr(checkpoint, "write_bytes", _full_disk)
+    with pytest.raises(InputError, match="no space left on device"):
+        checkpoint.save(new, folder, {"step": 10})
+    unit = checkpoint.latest(folder)
+    assert unit.step == 5 and _kappa(unit) == 5.0
+    assert os.listdir(folder) == [os.path.basename(unit.path)]
+
+
+def test_a_full_disk_while_replacing_the_output_model_keeps_the_old_file(tmp_path, monkeypatch):
+    path = str(tmp_path / "run_0.keras")
+    checkpoint.write_model(_model(5), path)
+    before = open(path, "rb").read()
+    new = _model(10)
+    monkeypatch.setattr(new, "save", _full_disk)
+    with pytest.raises(InputError, match="no space left on device"):
+        checkpoint.write_model(new, path)
+    assert open(path, "rb").read() == before
+    assert sorted(os.listdir(tmp_path)) == ["run_0.keras"]

@@ -80,7 +80,7 @@ def replacing(path):
     tmp = temporary_name(path)
     try:
         yield tmp
-        _sync(tmp)
+        sync_file(tmp)
         os.replace(tmp, path)
     except BaseException:
         _remove(tmp)
@@ -117,7 +117,7 @@ def atomic_path(path):
         raise write_error(err, path) from None
 
 
-def _sync(path):
+def sync_file(path):
     """Flush a written file to disk, so the rename never exposes unwritten blocks."""
     fd = os.open(path, os.O_RDONLY)
     try:

@@ -302,3 +302,31 @@ class ImageBatches:
             def generator():
                 return self.batches(start_step)
         return tf.data.Dataset.from_generator(generator, output_signature=signature).prefetch(prefetch)
+
+
+def training_views(manifest, standardizer, batch_images, test_fraction, seed, image_filter=None):
+    """The three views of a cache that training uses.
+
+    Parameters
+    ----------
+    manifest : careless_online.io.cache.Manifest
+    standardizer : Standardizer
+    batch_images : int
+    test_fraction : float
+        Held-out fraction of images (0: no test view).
+    seed : int
+    image_filter : callable, optional
+        As in :class:`ImageBatches` (e.g. one half of the images).
+
+    Returns
+    -------
+    (ImageBatches, ImageBatches or None, ImageBatches)
+        ``train`` (shuffled training images), ``test`` (held-out images, in
+        order; None when ``test_fraction`` is 0) and ``monitor`` (training
+        images in order, for the train CCpred).
+    """
+    common = dict(batch_images=batch_images, test_fraction=test_fraction, seed=seed, image_filter=image_filter)
+    train = ImageBatches(manifest, standardizer, split="train", **common)
+    test = ImageBatches(manifest, standardizer, split="test", shuffle=False, **common) if test_fraction > 0 else None
+    monitor = ImageBatches(manifest, standardizer, split="train", shuffle=False, **common)
+    return train, test, monitor

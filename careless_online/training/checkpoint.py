@@ -24,6 +24,8 @@ import os
 import shutil
 from dataclasses import dataclass
 
+from careless_online.io.atomic import atomic_path, sync_file, write_bytes, write_error
+
 #: Files of a unit besides the manifest.
 MODEL_FILE = "model.keras"
 STATE_FILE = "state.json"
@@ -70,30 +72,20 @@ def _sha256(path):
     return digest.hexdigest()
 
 
-def _fsync(path):
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def _write_json(path, value):
-    """Write JSON to ``path`` atomically and durably."""
-    tmp = path + ".tmp"
-    with open(tmp, "w") as handle:
-        json.dump(value, handle)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
+    """Write JSON to ``path`` atomically and durably (an :class:`OSError` passes through)."""
+    write_bytes(path, json.dumps(value).encode())
 
 
 def write_model(model, path):
-    """Save ``model`` (with its optimizer, if compiled) to ``path`` atomically."""
-    tmp = path + ".tmp.keras"  # keras insists on the .keras suffix
-    model.save(tmp)
-    _fsync(tmp)
-    os.replace(tmp, path)
+    """Save ``model`` (with its optimizer, if compiled) to ``path`` atomically.
+
+    The temporary name keeps the ``.keras`` suffix that keras insists on; a
+    failed write (a full disk, say) is a one-line
+    :class:`~careless_online.errors.InputError` and leaves the previous file.
+    """
+    with atomic_path(path) as tmp:
+        model.save(tmp)
 
 
 def _manifest(unit, step):
@@ -102,6 +94,16 @@ def _manifest(unit, step):
         path = os.path.join(unit, name)
         files[name] = {"size": os.path.getsize(path), "sha256": _sha256(path)}
     return {"step": int(step), "files": files}
+
+
+def _write_unit(model, partial, state, step):
+    """Write the files of a unit into the folder ``partial``, its manifest last."""
+    shutil.rmtree(partial, ignore_errors=True)
+    os.makedirs(partial)
+    model.save(os.path.join(partial, MODEL_FILE))
+    sync_file(os.path.join(partial, MODEL_FILE))
+    _write_json(os.path.join(partial, STATE_FILE), state)
+    _write_json(os.path.join(partial, MANIFEST_FILE), _manifest(partial, step))
 
 
 def save(model, checkpoint_folder, state, keep=1):
@@ -121,17 +123,21 @@ def save(model, checkpoint_folder, state, keep=1):
     Returns
     -------
     Checkpoint
+
+    Raises
+    ------
+    careless_online.errors.InputError
+        When the unit cannot be written (a full disk, say): one line, the
+        partial unit removed, the previous units left as they were.
     """
     step = int(state["step"])
-    os.makedirs(checkpoint_folder, exist_ok=True)
     final = os.path.join(checkpoint_folder, f"{_PREFIX}{step:08d}")
     partial = final + _PARTIAL
-    shutil.rmtree(partial, ignore_errors=True)
-    os.makedirs(partial)
-    model.save(os.path.join(partial, MODEL_FILE))
-    _fsync(os.path.join(partial, MODEL_FILE))
-    _write_json(os.path.join(partial, STATE_FILE), state)
-    _write_json(os.path.join(partial, MANIFEST_FILE), _manifest(partial, step))
+    try:
+        _write_unit(model, partial, state, step)
+    except OSError as err:
+        shutil.rmtree(partial, ignore_errors=True)
+        raise write_error(err, checkpoint_folder) from None
     if os.path.isdir(final):  # the same step written again (a resumed run): replace it
         shutil.rmtree(final)
     os.replace(partial, final)

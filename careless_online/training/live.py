@@ -19,7 +19,7 @@ import gemmi
 from careless_online.errors import InputError
 from careless_online.io import writers
 from careless_online.io.live import LiveCache
-from careless_online.io.pipeline import ImageBatches, Standardizer
+from careless_online.io.pipeline import ImageBatches, Standardizer, training_views
 from careless_online.io.wavelength import input_wavelength
 from careless_online.model.build import load_model, model_index, new_model
 from careless_online.report.live import LiveReport, RoundProgress
@@ -70,15 +70,6 @@ class LiveSettings:
             raise InputError(f"--live-steps must be at least 1 (got {self.steps_per_round})")
 
 
-def _views(manifest, standardizer, settings):
-    common = dict(batch_images=settings.batch_images, test_fraction=settings.test_fraction, seed=settings.seed)
-    train = ImageBatches(manifest, standardizer, split="train", **common)
-    test = ImageBatches(manifest, standardizer, split="test", shuffle=False, **common) \
-        if settings.test_fraction > 0 else None
-    monitor = ImageBatches(manifest, standardizer, split="train", shuffle=False, **common)
-    return train, test, monitor
-
-
 def _wait_for_data(cache, live, clock, sleep):
     started = clock()
     while cache.poll() == 0:
@@ -118,7 +109,8 @@ class _Round:
     def run(self, manifest):
         """Train ``steps_per_round`` steps on ``manifest``; returns the last history row."""
         settings = self.settings
-        train, test, monitor = _views(manifest, self.standardizer, settings)
+        train, test, monitor = training_views(manifest, self.standardizer, settings.batch_images,
+                                              settings.test_fraction, settings.seed)
         self.model.set_reflection_counts(train.reflection_counts())
         # a live run has no known end: no learning-rate decay
         config = replace(settings.train, steps=self.step + self.live.steps_per_round, progress=False, lr_decay=0.0)

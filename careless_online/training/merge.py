@@ -15,7 +15,7 @@ from careless_online.errors import InputError
 from careless_online.io import writers
 from careless_online.io.cache import build_cache
 from careless_online.io.wavelength import input_wavelength
-from careless_online.io.pipeline import ImageBatches, Standardizer, is_test_image
+from careless_online.io.pipeline import ImageBatches, Standardizer, is_test_image, training_views
 from careless_online.model.build import load_model, model_index, new_model
 from careless_online.model.naive import french_wilson, naive_merge
 from careless_online.training.checkpoint import folder as checkpoint_folder, latest as latest_checkpoint
@@ -109,13 +109,10 @@ def _train_model(manifest, standardizer, settings, history_path, checkpoint_path
                  test_fraction=None, model=None, start=(0, 0.0, 0)):
     """Train ``model`` (a new one if None) from ``start`` = (step, elapsed seconds, skipped steps)."""
     test_fraction = settings.test_fraction if test_fraction is None else test_fraction
-    common = dict(batch_images=settings.batch_images, test_fraction=test_fraction, seed=settings.seed,
-                  image_filter=image_filter)
-    train = ImageBatches(manifest, standardizer, split="train", **common)
+    train, test, monitor = training_views(manifest, standardizer, settings.batch_images, test_fraction,
+                                          settings.seed, image_filter)
     if train.n_images == 0:
         raise InputError("no training images (check --test-fraction and the data)", manifest.files()[0])
-    test = ImageBatches(manifest, standardizer, split="test", shuffle=False, **common) if test_fraction > 0 else None
-    monitor = ImageBatches(manifest, standardizer, split="train", shuffle=False, **common)
     if model is None:
         with variable_scope(settings.strategy):
             model = new_model(manifest, standardizer, **settings.model_options)
