@@ -177,3 +177,17 @@ def test_p3_with_four_settings_is_resolved_to_one_setting():
     result = _resolve(flipped, ops, passes=3)
     assert set(flipped.images["setting"]) == {0, 1, 2, 3}
     assert consistent_fraction(result["setting"], flipped.images["setting"].to_numpy(), ops, ops.matrices[1:]) >= 0.98
+
+
+def test_merges_warn_when_the_lattice_allows_other_indexing_settings():
+    from careless_online.io.reflections import ReflectionIndex
+    from careless_online.training.merge import warn_if_ambiguous
+
+    lines = []
+    hexagonal = ReflectionIndex.from_cell(gemmi.UnitCell(*HEXAGONAL), gemmi.SpaceGroup("P 61"), 4.0, anomalous=True)
+    assert warn_if_ambiguous(hexagonal, lines.append)
+    assert len(lines) == 1 and "2 settings" in lines[0] and "twin law" in lines[0]
+    tetragonal = ReflectionIndex.from_cell(gemmi.UnitCell(79, 79, 38, 90, 90, 90), gemmi.SpaceGroup("P 43 21 2"),
+                                           4.0, anomalous=True)
+    assert not warn_if_ambiguous(tetragonal, lines.append)
+    assert len(lines) == 1

@@ -11,6 +11,7 @@ from functools import partial
 
 import numpy as np
 
+from careless_online.ambiguity.operators import candidate_operators
 from careless_online.errors import InputError
 from careless_online.io import writers
 from careless_online.io.cache import build_cache
@@ -95,6 +96,28 @@ def _posterior(model):
 
 def _merged(index, moments, counts):
     return writers.merged_table(index, moments["F"], moments["SIGF"], counts, moments["I"], moments["SIGI"])
+
+
+def warn_if_ambiguous(index, log):
+    """Say so when the lattice allows other indexing settings, which ``mono`` does not resolve yet.
+
+    Parameters
+    ----------
+    index : careless_online.io.reflections.ReflectionIndex
+    log : callable
+
+    Returns
+    -------
+    bool
+        True when a warning was logged.
+    """
+    operators = candidate_operators("auto", index.cell, index.spacegroup)
+    if len(operators) == 1:
+        return False
+    log(f"WARNING the data may be indexed in {len(operators)} settings ({operators.reason}); careless_online mono "
+        "does not resolve indexing ambiguity yet, so merge only data indexed consistently (e.g. after CrystFEL "
+        "ambigator or dials.cosym); see docs/ambiguity.md")
+    return True
 
 
 def epoch_steps(epochs, n_images, batch_images):
@@ -235,6 +258,7 @@ def run_merge(files, settings, output_id=0):
                            workers=settings.workers, progress=settings.train.progress)
     settings.log(f"{manifest.n_images} images, {manifest.n_obs} observations, "
                  f"{len(manifest.index)} unique reflections to {manifest.index.dmin:.2f} A")
+    warn_if_ambiguous(manifest.index, settings.log)
     wavelength = input_wavelength(files)
     if settings.naive:
         return _run_naive(manifest, settings, paths, wavelength)
