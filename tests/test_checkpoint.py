@@ -156,3 +156,27 @@ def test_a_full_disk_while_replacing_the_output_model_keeps_the_old_file(tmp_pat
         checkpoint.write_model(new, path)
     assert open(path, "rb").read() == before
     assert sorted(os.listdir(tmp_path)) == ["run_0.keras"]
+
+
+def test_resume_on_changed_inputs_and_model_in_of_another_space_group_are_refused(sim_files, tmp_path, capsys):
+    stream = tmp_path / "copy.stream"
+    text = open(sim_files["stream"]).read()
+    stream.write_text(text)
+    out = tmp_path / "o"
+    common = ["--spacegroups", SG, "--mlp-width", 8, "--validation-frequency", 2, "--validation-images", 8,
+              "--checkpoint-interval", 2, "--no-predictions"]
+    assert _mono(*common, "--iterations", 2, "dHKL", stream, out) == 0
+    os.utime(stream)  # touched, contents unchanged: resuming is fine
+    assert _mono(*common, "--resume", "--iterations", 4, "dHKL", stream, out) == 0
+    stream.write_text(text[:text.rindex("----- Begin chunk -----")])  # the last image removed
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exit_info:
+        _mono(*common, "--resume", "--iterations", 6, "dHKL", stream, out)
+    err = capsys.readouterr().err.strip().splitlines()
+    assert exit_info.value.code == 2 and len(err) == 1 and "input files changed" in err[0]
+    other = ["--spacegroups", "P 41 21 2", *common[2:]]
+    with pytest.raises(SystemExit) as exit_info:
+        _mono(*other, "--model-in", tmp_path / "o_0.keras", "--iterations", 2, "dHKL", sim_files["stream"],
+              tmp_path / "m")
+    err = capsys.readouterr().err.strip().splitlines()
+    assert exit_info.value.code == 2 and len(err) == 1 and "trained in space group P 43 21 2" in err[0]

@@ -52,3 +52,24 @@ def cache_key(identities, options, extra, version):
     """A 16-hex-digit key of the inputs' identities, the table options and the layout version."""
     blob = json.dumps({"v": version, "inputs": identities, "options": options, "extra": extra}, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def input_contents(manifest):
+    """What identifies the contents of a cache's inputs: (path, size, edge hash) per file, mtime left out.
+
+    A checkpoint records it, so that ``--resume`` can refuse inputs that
+    changed since (a touched but unchanged file still resumes).
+
+    Parameters
+    ----------
+    manifest : careless_online.io.cache.Manifest
+
+    Returns
+    -------
+    list of list or None
+        None for a cache without recorded identities (a live cache).
+    """
+    identities = manifest.info.get("identities")
+    if identities is None:
+        return None
+    return [[entry["path"], entry["size"], entry["edges"]] for entry in identities]

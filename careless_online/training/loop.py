@@ -28,6 +28,7 @@ import tensorflow as tf
 
 from careless_online.errors import InputError
 from careless_online.io.atomic import write_atomically
+from careless_online.io.identity import input_contents
 from careless_online.io.pipeline import batch_signature
 from careless_online.training import checkpoint
 from careless_online.stats.correlation import spearman_per_group
@@ -410,6 +411,6 @@ class Trainer:
     def save(self, step):
         """Write the output model and a checkpoint unit (model, optimizer, loop state) at ``step``."""
         state = {"step": int(step), "elapsed_s": float(self.elapsed), "skipped_steps": int(self.skipped_steps),
-                 "config": asdict(self.config)}
+                 "config": asdict(self.config), "inputs": input_contents(self.train.manifest)}
         checkpoint.save(self.model, checkpoint.folder(self.checkpoint_path), state)
         checkpoint.write_model(self.model, self.checkpoint_path)

@@ -4,22 +4,25 @@
 input files (all files jointly, or each alone with ``--separate-files``).
 """
 
+import json
 import math
 import os
 from dataclasses import dataclass, field, replace
 from functools import partial
 
+import gemmi
 import numpy as np
 
 from careless_online.ambiguity.operators import candidate_operators
 from careless_online.errors import InputError
 from careless_online.io import writers
 from careless_online.io.cache import build_cache
+from careless_online.io.identity import input_contents
 from careless_online.io.wavelength import input_wavelength
 from careless_online.io.pipeline import ImageBatches, Standardizer, is_test_image, training_views
 from careless_online.model.build import load_model, model_index, new_model
 from careless_online.model.naive import french_wilson, naive_merge
-from careless_online.training.checkpoint import folder as checkpoint_folder, latest as latest_checkpoint
+from careless_online.training.checkpoint import STATE_FILE, folder as checkpoint_folder, latest as latest_checkpoint
 from careless_online.training.distribute import trainer_class, variable_scope, worker_settings
 from careless_online.training.loop import TrainConfig
 
@@ -169,6 +172,23 @@ def _initial_model(settings, checkpoint_path):
     return None, (0, 0.0, 0), None
 
 
+def _check_model_fits(model, source, manifest, settings):
+    """Refuse a ``--model-in`` model of another space group, and ``--resume`` on changed inputs."""
+    if model is None:
+        return
+    wanted = settings.table_options.spacegroup
+    trained = model_index(model).spacegroup
+    if wanted and gemmi.SpaceGroup(wanted).xhm() != trained.xhm():
+        raise InputError(f"the model was trained in space group {trained.xhm()}, not {wanted}", source)
+    if settings.resume:
+        with open(os.path.join(os.path.dirname(source), STATE_FILE)) as handle:
+            saved = json.load(handle).get("inputs")
+        current = input_contents(manifest)
+        if saved is not None and current is not None and saved != current:
+            raise InputError("--resume: the input files changed since this checkpoint was written "
+                             "(start a new run, or start from its model with --model-in)", source)
+
+
 #: Observed Miller indices, kept in the cache beside the ASU index.
 OBSERVED = ["Hobs", "Kobs", "Lobs"]
 
@@ -259,6 +279,7 @@ def run_merge(files, settings, output_id=0):
     settings.log(f"{manifest.n_images} images, {manifest.n_obs} observations, "
                  f"{len(manifest.index)} unique reflections to {manifest.index.dmin:.2f} A")
     warn_if_ambiguous(manifest.index, settings.log)
+    _check_model_fits(loaded, source, manifest, settings)
     wavelength = input_wavelength(files)
     if settings.naive:
         return _run_naive(manifest, settings, paths, wavelength)
