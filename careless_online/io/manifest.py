@@ -15,6 +15,7 @@ import numpy as np
 from careless_online.errors import InputError
 from careless_online.io.reflections import ReflectionIndex
 from careless_online.io.shards import shard_problem
+from careless_online.io.moments import mean_std
 
 #: Version of the cache layout; caches of another version are rebuilt.
 CACHE_VERSION = 3
@@ -77,10 +78,8 @@ class Manifest:
         stats = self.info["stats"].get(name)
         if stats is None:
             raise KeyError(name)
-        n, s, ss = stats
-        mean = s / max(n, 1)
-        var = max(ss / max(n, 1) - mean * mean, 0.0)
-        return mean, float(np.sqrt(var))
+        mean, std = mean_std(stats)
+        return float(mean), float(std)
 
     def damaged_shards(self):
         """(file, problem) of each shard whose file does not match its record (reads every shard)."""

@@ -18,6 +18,7 @@ import numpy as np
 import tensorflow as tf
 
 from careless_online.errors import InputError
+from careless_online.io.moments import accumulate, mean_std
 
 #: Metadata keys with a transform applied before standardization.
 TRANSFORMS = {"dHKL": lambda d: 1.0 / np.square(d)}
@@ -82,17 +83,10 @@ class Standardizer:
             )
         if not enabled or not keys:
             return cls(keys, np.zeros(len(keys)), np.ones(len(keys)))
-        sums = np.zeros(len(keys))
-        squares = np.zeros(len(keys))
-        n = 0
+        moments = (0, np.zeros(len(keys)), np.zeros(len(keys)))
         for i in range(len(manifest.shards)):
-            raw = manifest.load_shard(i, keys)
-            block = cls._raw(raw, keys)
-            sums += block.sum(axis=0)
-            squares += (block * block).sum(axis=0)
-            n += len(block)
-        mean = sums / max(n, 1)
-        std = np.sqrt(np.maximum(squares / max(n, 1) - mean**2, 0.0))
+            moments = accumulate(moments, cls._raw(manifest.load_shard(i, keys), keys))
+        mean, std = mean_std(moments)
         return cls(keys, mean, np.where(std > 0, std, 1.0))
 
     @staticmethod

@@ -14,6 +14,7 @@ import pandas as pd
 
 from careless_online.errors import InputError
 from careless_online.io.atomic import write_bytes as write_atomic
+from careless_online.io.moments import accumulate
 
 
 def _sha256(data):
@@ -124,7 +125,5 @@ class _ShardWriter:
         for c in self.columns:
             if c in ("refl_id", "plus"):
                 continue
-            values = arrays[c].astype(np.float64)
-            n, s, ss = self.stats.get(c, (0, 0.0, 0.0))
-            self.stats[c] = (n + len(values), s + float(values.sum()), ss + float((values * values).sum()))
+            self.stats[c] = accumulate(self.stats.get(c, (0, 0.0, 0.0)), arrays[c])
         self.counts += np.bincount(arrays["refl_id"], minlength=len(self.counts))
