@@ -4,7 +4,6 @@
 input files (all files jointly, or each alone with ``--separate-files``).
 """
 
-import json
 import math
 import os
 from dataclasses import dataclass, field, replace
@@ -22,7 +21,7 @@ from careless_online.io.wavelength import input_wavelength
 from careless_online.io.pipeline import ImageBatches, Standardizer, is_test_image, training_views
 from careless_online.model.build import load_model, model_index, new_model
 from careless_online.model.naive import french_wilson, naive_merge
-from careless_online.training.checkpoint import STATE_FILE, folder as checkpoint_folder, latest as latest_checkpoint
+from careless_online.training.checkpoint import folder as checkpoint_folder, latest as latest_checkpoint
 from careless_online.training.distribute import trainer_class, variable_scope, worker_settings
 from careless_online.training.loop import TrainConfig
 
@@ -153,7 +152,11 @@ def _train_model(manifest, standardizer, settings, history_path, checkpoint_path
 
 
 def _initial_model(settings, checkpoint_path):
-    """The model a run starts from, loaded once: ``(model or None, (step, elapsed, skipped), source path)``.
+    """The model a run starts from, loaded once.
+
+    Returns ``(model or None, (step, elapsed, skipped), source path, inputs)``,
+    ``inputs`` being what a resumed checkpoint recorded of its input files
+    (None unless resuming).
 
     ``--resume`` with an existing checkpoint continues it; ``--model-in``
     starts from a trained model at step 0; otherwise a new model is built
@@ -166,25 +169,26 @@ def _initial_model(settings, checkpoint_path):
         model = load_model(unit.model_path, restore_optimizer=True)
         settings.log(f"resuming {unit.path} at step {unit.step}")
         state = unit.state
-        return model, (unit.step, state.get("elapsed_s", 0.0), state.get("skipped_steps", 0)), unit.model_path
+        return model, (unit.step, state.get("elapsed_s", 0.0), state.get("skipped_steps", 0)), unit.model_path, \
+            state.get("inputs")
     if settings.model_in:
-        return load_model(settings.model_in), (0, 0.0, 0), settings.model_in
-    return None, (0, 0.0, 0), None
+        return load_model(settings.model_in), (0, 0.0, 0), settings.model_in, None
+    return None, (0, 0.0, 0), None, None
 
 
-def _check_model_fits(model, source, manifest, settings):
-    """Refuse a ``--model-in`` model of another space group, and ``--resume`` on changed inputs."""
+def _check_model_fits(model, source, saved_inputs, manifest, settings):
+    """Refuse a ``--model-in`` model of another space group, and ``--resume`` on changed inputs.
+
+    ``saved_inputs`` are the inputs a resumed checkpoint recorded (None otherwise).
+    """
     if model is None:
         return
     wanted = settings.table_options.spacegroup
     trained = model_index(model).spacegroup
     if wanted and gemmi.SpaceGroup(wanted).xhm() != trained.xhm():
         raise InputError(f"the model was trained in space group {trained.xhm()}, not {wanted}", source)
-    if settings.resume:
-        with open(os.path.join(os.path.dirname(source), STATE_FILE)) as handle:
-            saved = json.load(handle).get("inputs")
-        current = input_contents(manifest)
-        if saved is not None and current is not None and saved != current:
+    current = input_contents(manifest)
+    if saved_inputs is not None and current is not None and saved_inputs != current:
             raise InputError("--resume: the input files changed since this checkpoint was written "
                              "(start a new run, or start from its model with --model-in)", source)
 
@@ -272,14 +276,15 @@ def run_merge(files, settings, output_id=0):
     checkpoint = f"{base}_{output_id}.keras"
     paths = _output_paths(base, output_id)
     with variable_scope(settings.strategy):
-        loaded, start, source = (None, (0, 0.0, 0), None) if settings.naive else _initial_model(settings, checkpoint)
+        loaded, start, source, saved_inputs = \
+            (None, (0, 0.0, 0), None, None) if settings.naive else _initial_model(settings, checkpoint)
     index = model_index(loaded) if loaded is not None else None
     manifest = build_cache(files, settings.table_options, cache_dir, index=index, log=settings.log,
                            workers=settings.workers, progress=settings.train.progress)
     settings.log(f"{manifest.n_images} images, {manifest.n_obs} observations, "
                  f"{len(manifest.index)} unique reflections to {manifest.index.dmin:.2f} A")
     warn_if_ambiguous(manifest.index, settings.log)
-    _check_model_fits(loaded, source, manifest, settings)
+    _check_model_fits(loaded, source, saved_inputs, manifest, settings)
     wavelength = input_wavelength(files)
     if settings.naive:
         return _run_naive(manifest, settings, paths, wavelength)
