@@ -16,7 +16,8 @@ no longer match their checksums is rebuilt.
 The modules behind it: :mod:`~careless_online.io.manifest` (reading a
 cache), :mod:`~careless_online.io.shards` (writing shards),
 :mod:`~careless_online.io.convert` (files to shards),
-:mod:`~careless_online.io.parallel` (stream parsing in worker processes).
+:mod:`~careless_online.io.parallel` (stream parsing in worker processes), :mod:`~careless_online.io.shared_cache`
+(a cache built by the workers of a multi-worker run together).
 """
 
 import errno
@@ -31,6 +32,7 @@ from careless_online.io.identity import cache_key, file_identity, refuse_duplica
 from careless_online.io.manifest import CACHE_VERSION, CORE_COLUMNS, Manifest, load_manifest
 from careless_online.io.parallel import default_workers
 from careless_online.io.shards import _ShardWriter, npy_bytes, write_atomic
+from careless_online.io.shared_cache import build_shared
 
 __all__ = ["build_cache", "input_groups", "load_manifest", "Manifest", "CACHE_VERSION", "CORE_COLUMNS",
            "_ShardWriter", "default_workers"]
@@ -99,6 +101,7 @@ def _build(groups, options, index, folder, shard_images, workers, log, key, iden
         os.makedirs(building)
         info = convert(groups, options, index, building, shard_images, workers, log, progress)
         write_atomic(os.path.join(building, "counts.npy"), npy_bytes(info.pop("counts")))
+        info.pop("load_report")
         info["key"], info["identities"] = key, identities
         write_atomic(os.path.join(building, "manifest.json"), json.dumps(info).encode())
     except BaseException as err:
@@ -115,7 +118,8 @@ def _build(groups, options, index, folder, shard_images, workers, log, key, iden
     return Manifest(folder, info)
 
 
-def build_cache(paths, options, cache_dir, shard_images=500, index=None, log=None, workers=None, progress=False):
+def build_cache(paths, options, cache_dir, shard_images=500, index=None, log=None, workers=None, progress=False,
+                share=None):
     """Convert input files into an on-disk cache (or reuse a matching, intact one).
 
     Parameters
@@ -142,6 +146,11 @@ def build_cache(paths, options, cache_dir, shard_images=500, index=None, log=Non
     progress : bool, optional
         Show the conversion's progress (megabytes of input read): a bar on a
         terminal, a line every 30 s in a log.
+    share : careless_online.io.shared_cache.Share, optional
+        This process's place among the workers of a multi-worker run that
+        build the cache together, each converting its share of the files
+        (``cache_dir`` on a file system they all see); None: this process
+        converts everything.
 
     Returns
     -------
@@ -164,11 +173,14 @@ def build_cache(paths, options, cache_dir, shard_images=500, index=None, log=Non
     extra = None if index is None else index.to_config()
     key = cache_key(identities, options.to_dict(), extra, CACHE_VERSION)
     folder = os.path.join(cache_dir, key)
-    manifest = _reuse(folder, log)
+    manifest = _reuse(folder, log) if share is None or not share.rank else None
     if manifest is not None:
         return manifest
     try:
         os.makedirs(cache_dir, exist_ok=True)
     except OSError as err:
         raise InputError(f"cannot create the cache folder ({err.strerror or err})", cache_dir) from None
+    if share is not None and share.count > 1:
+        return build_shared(groups, options, index, folder, share, shard_images, workers, log, key, identities,
+                            CACHE_VERSION, progress)
     return _build(groups, options, index, folder, shard_images, workers, log, key, identities, progress)

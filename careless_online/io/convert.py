@@ -117,12 +117,36 @@ def _file_observations(path, file_id, options, index, block_chunks, pool, ahead)
         yield index, table, report, n_images, _span_bytes(spans)
 
 
+def block_chunks(shard_images):
+    """Stream chunks per parsed block for shards of ``shard_images`` images."""
+    return max(1, min(STREAM_BLOCK_CHUNKS, int(shard_images)))
+
+
+def first_file_index(path, options, shard_images):
+    """The reflection index :func:`convert` builds when given none: from the first block of ``path``.
+
+    Reads the same data as :func:`convert` does (a stream's first block, any
+    other file whole), so every worker of a multi-worker run that converts a
+    later share of the inputs derives the same index.
+    """
+    if readers.file_format(path) == "stream":
+        raw = readers.read_stream_block(path, readers.stream_blocks(path, block_chunks(shard_images))[0])
+    else:
+        raw = readers.read_file(path, options.intensity_key, options.uncertainty_key, options.image_key)
+    return build_index(raw, options)
+
+
+def report_record(report):
+    """The manifest's record of a :class:`LoadReport`: summary line, drops by reason, damaged chunks."""
+    return {"summary": report.summary(), "dropped": report.dropped, "damaged_chunks": report.damaged_chunks}
+
+
 def _span_bytes(spans):
     """Bytes of a stream block: from its first chunk's start to its last chunk's end."""
     return spans[-1][1] - spans[0][0] if spans else 0
 
 
-def convert(groups, options, index, folder, shard_images, workers, log, progress=False):
+def convert(groups, options, index, folder, shard_images, workers, log, progress=False, first_file_id=0):
     """Read every input into shards under ``folder``.
 
     Parameters
@@ -139,17 +163,20 @@ def convert(groups, options, index, folder, shard_images, workers, log, progress
     log : callable
     progress : bool, optional
         Show the megabytes read (:class:`ReadProgress`): a bar on a terminal, lines in a log.
+    first_file_id : int, optional
+        ``file_id`` of ``groups[0]`` (a worker's share of a longer list of inputs).
 
     Returns
     -------
     dict
-        The manifest, less ``key`` and ``inputs`` identities (the caller adds them).
+        The manifest, less ``key`` and ``inputs`` identities (the caller adds
+        them), with the :class:`LoadReport` itself under ``load_report``.
     """
     report = LoadReport()
     writer = None
     inputs = []
     image_offset = 0
-    block_chunks = max(1, min(STREAM_BLOCK_CHUNKS, shard_images))
+    chunks = block_chunks(shard_images)
     workers = parallel.default_workers() if workers is None else int(workers)
     pool = parallel.worker_pool(groups, workers)
     read = ReadProgress(groups, progress_display if progress else None)
@@ -157,11 +184,11 @@ def convert(groups, options, index, folder, shard_images, workers, log, progress
         if pool is not None:
             stack.enter_context(parallel.single_threaded_children())
             stack.callback(pool.shutdown, cancel_futures=True)
-        for file_id, path in enumerate(groups):
+        for file_id, path in enumerate(groups, start=int(first_file_id)):
             n_file_images = 0
             file_report = LoadReport()
             for index, table, block_report, n_images, n_bytes in _file_observations(
-                    path, file_id, options, index, block_chunks, pool, ahead=2 * workers):
+                    path, file_id, options, index, chunks, pool, ahead=2 * workers):
                 read.advance(n_bytes)
                 if writer is None:
                     writer = _ShardWriter(folder, len(index), shard_images)
@@ -184,6 +211,5 @@ def convert(groups, options, index, folder, shard_images, workers, log, progress
         "index": index.to_config(), "columns": writer.columns, "shards": writer.shards,
         "n_images": int(image_offset), "n_obs": int(sum(s["n_obs"] for s in writer.shards)),
         "stats": writer.stats, "counts": writer.counts,
-        "report": {"summary": report.summary(), "dropped": report.dropped,
-                   "damaged_chunks": report.damaged_chunks},
+        "report": report_record(report), "load_report": report,
     }

@@ -110,7 +110,10 @@ class Manifest:
             self._verified.add(i)
         with np.load(os.path.join(self.path, record["file"])) as npz:
             names = columns if columns is not None else npz.files
-            return {name: npz[name] for name in names}
+            arrays = {name: npz[name] for name in names}
+        if record.get("image_offset") and "image_id" in arrays:  # a shard converted by another worker
+            arrays["image_id"] = arrays["image_id"] + arrays["image_id"].dtype.type(record["image_offset"])
+        return arrays
 
     def files(self):
         """Input files of the cache, in file_id order."""
