@@ -16,6 +16,7 @@ import os
 from dataclasses import dataclass, field
 
 import gemmi
+import msgpack
 import numpy as np
 import pandas as pd
 import reciprocalspaceship as rs
@@ -453,7 +454,34 @@ def _read_experiments(expt):
     experiment_crystal = [e.get("crystal", i) if isinstance(e, dict) else -1 for i, e in enumerate(entries)]
     if not all(isinstance(c, int) and 0 <= c < len(cells) for c in experiment_crystal):
         raise InputError("an experiment refers to a crystal model that is not in the list", expt)
-    return crystals, cells, experiment_crystal
+    identifiers = [e.get("identifier", "") if isinstance(e, dict) else "" for e in entries]
+    return crystals, cells, experiment_crystal, identifiers
+
+
+def _row_experiments(refl, identifiers):
+    """The experiment (position in the ``.expt``) of every row of a reflection table.
+
+    A row's ``id`` names an entry of the table's ``identifiers`` map, whose
+    string is the ``identifier`` of one experiment of the ``.expt``.  rs's
+    reader replaces ``id`` by those strings and numbers them in the order of
+    a Python set, which is not the experiments' order; so ``id`` and the map
+    are read here (the table is read a second time).  Without identifiers
+    (older files, or an ``.expt`` whose experiments have none) ``id`` is the
+    experiment's position.
+    """
+    with open(refl, "rb") as handle:
+        payload = msgpack.load(handle, strict_map_key=False)[2]
+    ids = rs.io.dials.get_msgpack_data(payload["data"], "id")["id"].astype(np.int64)
+    names = payload.get("identifiers") or {}
+    if not names or not all(identifiers) or not len(ids) or ids.min() < 0:
+        return ids  # a negative id (unindexed) is refused by the caller
+    position = {name: number for number, name in enumerate(identifiers)}
+    experiment_of_id = np.array([position.get(names.get(key), -1) for key in range(int(ids.max()) + 1)])
+    rows = experiment_of_id[ids]
+    if (rows < 0).any():
+        raise InputError("reflections of an experiment identifier that the .expt does not list "
+                         "(the .expt does not belong to this .refl)", refl)
+    return rows
 
 
 def _dials_spacegroup(crystal, expt):
@@ -485,9 +513,11 @@ def read_dials(path):
     expt, refl = dials_pair(path)
     for name in (expt, refl):
         check_readable(name)
-    crystals, cells, experiment_crystal = _read_experiments(expt)
+    crystals, cells, experiment_crystal, identifiers = _read_experiments(expt)
     try:
         ds = rs.io.read_dials_stills(refl, numjobs=1)
+        if "BATCH" in ds:
+            ds["BATCH"] = _row_experiments(refl, identifiers)
     except (ValueError, KeyError, TypeError, IndexError, AttributeError) as err:
         # msgpack and rs raise these for a damaged or foreign table
         raise InputError(f"not a readable DIALS reflection table ({type(err).__name__}: {err})", refl) from None

@@ -37,7 +37,7 @@ Images recording fewer than ``min_reflections`` are redrawn.  Image i draws
 from its own generator seeded with (seed, i).
 
 Outputs: a CrystFEL stream (reads with ``rs.read_crystfel``), an unmerged MTZ,
-the truth ``<base>_truth.mtz`` and ``<base>_images.csv``.
+DIALS stills pairs (:mod:`careless_online.simulate.dials`), the truth ``<base>_truth.mtz`` and ``<base>_images.csv``.
 """
 
 from careless_online.simulate.api import (

@@ -11,6 +11,7 @@ import reciprocalspaceship as rs
 from careless_online.errors import InputError
 from careless_online.simulate import structure
 from careless_online.simulate.config import SimulationConfig
+from careless_online.simulate.dials import DialsWriter
 from careless_online.simulate.images import (
     OBSERVABLE_COLUMNS,
     OBSERVATION_TYPES,
@@ -21,7 +22,9 @@ from careless_online.simulate.images import (
 from careless_online.simulate.mtz import write_images_csv, write_truth_mtz, write_unmerged_mtz
 from careless_online.simulate.stream import StreamWriter
 
-FORMATS = ("stream", "mtz")
+FORMATS = ("stream", "mtz", "dials")
+#: Formats written unless others are asked for.
+DEFAULT_FORMATS = ("stream", "mtz")
 
 
 class _CrystalProperties:
@@ -136,25 +139,28 @@ def simulate(n_images=100, seed=None, config=None, **params):
                          block.image_table(), config, crystal.anomalous, crystal.model)
 
 
-def write(sim, base, formats=FORMATS, truth_columns=False):
+def write(sim, base, formats=DEFAULT_FORMATS, truth_columns=False):
     """Write a :class:`SimulatedData` to files named after ``base``.
 
     Parameters
     ----------
     sim : SimulatedData
     base : str
-        Path prefix: ``<base>.stream``, ``<base>.mtz`` (unmerged),
+        Path prefix: ``<base>.stream``, ``<base>.mtz`` (unmerged), the
+        folder ``<base>_dials`` (one DIALS stills pair ``<name>_000001.expt``
+        and ``.refl`` of all images, see :mod:`careless_online.simulate.dials`),
         ``<base>_truth.mtz``, ``<base>_images.csv`` and ``<base>_model.pdb``
         (the atoms of the asymmetric unit) are written.
     formats : sequence of str
-        Any of "stream", "mtz".  Truth and image table are always written.
+        Any of "stream", "mtz", "dials".  Truth and image table are always written.
     truth_columns : bool
         Put the truth columns in the unmerged MTZ too.
 
     Returns
     -------
     dict
-        ``{"stream"|"mtz"|"truth"|"images"|"model": path}`` of the files written.
+        ``{"stream"|"mtz"|"dials"|"truth"|"images"|"model": path}`` of the files
+        (for "dials": the folder) written.
     """
     formats = _formats(formats)
     paths = _paths(base, formats)
@@ -163,6 +169,9 @@ def write(sim, base, formats=FORMATS, truth_columns=False):
             out.write_block(_block_from_table(sim.observations, sim.images))
     if "mtz" in formats:
         write_unmerged_mtz(sim.observations, paths["mtz"], truth_columns)
+    if "dials" in formats:
+        _dials_writer(paths, sim.spacegroup, sim.config).write_block(
+            _block_from_table(sim.observations, sim.images))
     write_truth_mtz(sim.truth, paths["truth"])
     write_images_csv(sim.images, paths["images"])
     if sim.model is not None:
@@ -172,14 +181,17 @@ def write(sim, base, formats=FORMATS, truth_columns=False):
     return paths
 
 
-def simulate_to_files(base, n_images=100, formats=FORMATS, seed=None, config=None,
+def simulate_to_files(base, n_images=100, formats=DEFAULT_FORMATS, seed=None, config=None,
                       block_size=500, interval=0.0, truth_columns=False, progress=None,
                       **params):
     """Simulate straight to files, one block of images at a time.
 
     The stream is written (and flushed) block by block, so a large stream never
     needs all its observations in memory, and ``interval`` > 0 makes it grow
-    like a live experiment.  Only the unmerged MTZ, when asked for, gathers
+    like a live experiment.  DIALS stills are written one pair per block
+    into the folder ``<base>_dials`` (each member renamed into place when
+    complete, see :class:`~careless_online.simulate.dials.DialsWriter`), so
+    with ``interval`` > 0 pairs keep arriving.  Only the unmerged MTZ, when asked for, gathers
     all observations (observable columns only) before it is written.  The data
     equal those of :func:`simulate` with the same parameters.
 
@@ -189,11 +201,12 @@ def simulate_to_files(base, n_images=100, formats=FORMATS, seed=None, config=Non
         Path prefix, as for :func:`write`.
     n_images : int
     formats : sequence of str
-        Any of "stream", "mtz".
+        Any of "stream", "mtz", "dials".
     seed : int, optional
     config : SimulationConfig, optional
     block_size : int
-        Images simulated (and appended to the stream) at a time.
+        Images simulated (and appended to the stream, or written as one
+        DIALS pair) at a time.
     interval : float
         Seconds to wait after each block.
     truth_columns : bool
@@ -220,6 +233,7 @@ def simulate_to_files(base, n_images=100, formats=FORMATS, seed=None, config=Non
     sim = ImageSimulator(crystal.truth, config)
     writer = StreamWriter(paths["stream"], crystal.cell, crystal.spacegroup, config) \
         if "stream" in formats else None
+    dials = _dials_writer(paths, crystal.spacegroup, config) if "dials" in formats else None
     columns = list(OBSERVATION_TYPES) if truth_columns else OBSERVABLE_COLUMNS
     tables, images = [], []
     try:
@@ -227,6 +241,8 @@ def simulate_to_files(base, n_images=100, formats=FORMATS, seed=None, config=Non
             block = sim.block(start, min(start + int(block_size), int(n_images)))
             if writer is not None:
                 writer.write_block(block)
+            if dials is not None:
+                dials.write_block(block)
             if "mtz" in formats:
                 tables.append(block.arrays(columns))
             images.append(block.image_table())
@@ -273,11 +289,19 @@ def _paths(base, formats):
     base = Path(base)
     if base.parent != Path("") and not base.parent.is_dir():
         raise InputError("output folder does not exist", path=base.parent)
-    paths = {f: f"{base}.{f}" for f in formats}
+    paths = {f: f"{base}.{f}" for f in formats if f != "dials"}
+    if "dials" in formats:
+        paths["dials"] = f"{base}_dials"
     paths["truth"] = f"{base}_truth.mtz"
     paths["images"] = f"{base}_images.csv"
     paths["model"] = f"{base}_model.pdb"
     return paths
+
+
+def _dials_writer(paths, spacegroup, config):
+    """The writer of the DIALS pairs, into ``paths["dials"]``, named after the base."""
+    prefix = Path(paths["dials"]).name[: -len("_dials")]
+    return DialsWriter(paths["dials"], prefix, spacegroup, config)
 
 
 def _block_from_table(observations, images):
@@ -286,15 +310,14 @@ def _block_from_table(observations, images):
     order = np.argsort(batch, kind="stable")
     hkl = observations.get_hkls()[order]
     cols = {c: observations[c].to_numpy(float)[order]
-            for c in ("I", "SIGI", "XDET", "YDET", "COUNTS")}
+            for c in ("I", "SIGI", "XDET", "YDET", "COUNTS", "ewald_offset", "s1x", "s1y", "s1z")}
     image_rows = images.to_dict("records")
     bounds = np.searchsorted(batch[order], [im["BATCH"] for im in image_rows] + [np.inf])
     bounds[-1] = len(batch)
     refls = []
     for i, im in enumerate(image_rows):
         sel = slice(bounds[i], bounds[i + 1])
-        refls.append({"hkl": hkl[sel], "I": cols["I"][sel], "SIGI": cols["SIGI"][sel],
-                      "XDET": cols["XDET"][sel], "YDET": cols["YDET"][sel],
+        refls.append({"hkl": hkl[sel], **{c: values[sel] for c, values in cols.items() if c != "COUNTS"},
                       "peak": cols["COUNTS"][sel],
                       "background_estimate": cols["COUNTS"][sel] - cols["I"][sel]})
         im["BATCH"] = int(im["BATCH"])

@@ -7,7 +7,7 @@ import sys
 from careless_online.cli.common import user_errors_exit
 from careless_online.cli.mono import no_new_empty_folders
 from careless_online.errors import InputError
-from careless_online.simulate.api import FORMATS, simulate_to_files
+from careless_online.simulate.api import DEFAULT_FORMATS, FORMATS, simulate_to_files
 from careless_online.simulate.config import DEFAULT_CELL, DEFAULT_SPACEGROUP, SimulationConfig
 
 _DEFAULTS = SimulationConfig()
@@ -28,13 +28,14 @@ def build_parser():
         description="Simulate serial-crystallography still images with known truth. Writes "
                     "BASE.stream (CrystFEL), BASE.mtz (unmerged), BASE_truth.mtz (merged true "
                     "F, PHI, F(+), PHI(+), F(-), PHI(-)), BASE_images.csv (per-image truth) and BASE_model.pdb "
-                    "(the atoms of the asymmetric unit, for phases and anomalous sites). "
+                    "(the atoms of the asymmetric unit, for phases and anomalous sites); with --format "
+                    "dials also the folder BASE_dials/ of DIALS stills pairs (.expt, .refl), one per block. "
                     "About 1,500 reflections per image: --dmin 2.0 --mosaicity 0.27.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     p.add_argument("base", help="output path prefix, e.g. out/sim")
     p.add_argument("--n-images", type=int, default=100, help="number of images")
-    p.add_argument("--format", default=",".join(FORMATS),
+    p.add_argument("--format", default=",".join(DEFAULT_FORMATS),
                    help=f"comma-separated outputs among {', '.join(FORMATS)}")
     p.add_argument("--seed", type=int, default=d.seed, help="random seed")
     g = p.add_argument_group("crystal")
@@ -89,9 +90,9 @@ def build_parser():
                    help="images with fewer reflections are redrawn")
     g = p.add_argument_group("output")
     g.add_argument("--block-size", type=int, default=500,
-                   help="images simulated and appended to the stream at a time")
+                   help="images simulated and appended to the stream (or written as one DIALS pair) at a time")
     g.add_argument("--interval", type=float, default=0.0,
-                   help="seconds to wait between blocks (a growing, 'live' stream)")
+                   help="seconds to wait between blocks (a growing, 'live' stream or folder of DIALS pairs)")
     g.add_argument("--mtz-truth-columns", action="store_true",
                    help="also write the truth columns (PARTIALITY, FTRUE, ...) to BASE.mtz")
     return p
