@@ -8,6 +8,7 @@ depend on how fast the test machine is.
 
 import os
 import re
+import shutil
 import threading
 
 import numpy as np
@@ -103,3 +104,27 @@ def mtz_pieces(observations, folder, n_pieces):
         return write
 
     return [piece(n, g) for n, g in enumerate(groups)]
+
+
+def dials_pieces(source, folder):
+    """Writers that copy the DIALS pairs of ``source`` into ``folder`` the careless way, half a file at a time.
+
+    Piece k finishes pair k - 1's ``.refl`` and writes pair k's ``.expt``
+    and the first half of its ``.refl`` (in place, no temporary name), so
+    after every piece but the last a pair lies there half-written.
+    """
+    stems = sorted(name[: -len(".refl")] for name in os.listdir(source) if name.endswith(".refl"))
+    tables = [open(os.path.join(source, stem + ".refl"), "rb").read() for stem in stems]
+
+    def piece(k):
+        def write():
+            if k > 0:
+                with open(os.path.join(folder, stems[k - 1] + ".refl"), "ab") as handle:
+                    handle.write(tables[k - 1][len(tables[k - 1]) // 2:])
+            if k < len(stems):
+                shutil.copyfile(os.path.join(source, stems[k] + ".expt"), os.path.join(folder, stems[k] + ".expt"))
+                with open(os.path.join(folder, stems[k] + ".refl"), "wb") as handle:
+                    handle.write(tables[k][: len(tables[k]) // 2])
+        return write
+
+    return [piece(k) for k in range(len(stems) + 1)]

@@ -22,15 +22,15 @@ from careless_online.simulate import simulate, simulate_to_files
 from careless_online.training.live import LiveSettings, run_live
 from careless_online.training.loop import TrainConfig
 from careless_online.training.merge import MergeSettings, run_merge
-from live_feed import Feeder, FakeClock, mtz_pieces, stream_pieces
+from live_feed import Feeder, FakeClock, dials_pieces, mtz_pieces, stream_pieces
 
 KEYS = ["dHKL", "XDET", "YDET", "ewald_offset"]
 SPACEGROUP = "P 43 21 2"
 
 
-def _settings(base, steps, anomalous=False, **options):
+def _settings(base, steps, anomalous=False, keys=KEYS, **options):
     train = TrainConfig(steps=steps, eval_every=10, progress=False, lr_decay=0.0, checkpoint_every=None)
-    return MergeSettings(base=str(base), metadata_keys=KEYS,
+    return MergeSettings(base=str(base), metadata_keys=list(keys),
                          table_options=TableOptions(spacegroup=SPACEGROUP, dmin=3.0, anomalous=anomalous),
                          train=train, model_options=dict(d_model=16), batch_images=8, predictions=False,
                          log=lambda message: None, **options)
@@ -173,3 +173,32 @@ def test_live_merge_starts_from_a_saved_model(tmp_path, sim_files, offline_merge
     assert len(day2) == len(day1) > 0  # the same reflections, from the saved model's index
     status = json.loads(open(os.path.join(written["report"], "status.json")).read())
     assert status["images"] == 48 and status["steps"] == 10
+
+
+def test_live_merge_follows_dials_stills_written_half_a_file_at_a_time(tmp_path):
+    source = simulate_to_files(str(tmp_path / "sim"), n_images=30, seed=6, dmin=4.0, formats=("dials",),
+                               block_size=10)["dials"]
+    folder = tmp_path / "incoming"
+    folder.mkdir()
+    clock, snapshots, log = FakeClock(), [], []
+    feeder = Feeder(dials_pieces(source, str(folder)), clock,
+                    watch=_snapshots(str(tmp_path / "out" / "d_live"), snapshots))
+    settings = _settings(tmp_path / "out" / "d", steps=10, keys=["dHKL", "XDET", "YDET", "delpsi"])
+    settings.table_options = TableOptions(spacegroup=SPACEGROUP, dmin=4.0)
+    settings.log = log.append
+    live = LiveSettings(timeout=3.0, poll=1.0, steps_per_round=10, report_fraction=1.0)
+    written = run_live([str(folder)], settings, live, clock=clock, sleep=feeder.sleep)
+    feeder.join()
+    inputs = json.loads((tmp_path / "out" / ".careless_online_cache" / "live_d" / "manifest.json").read_text())["inputs"]
+    # every pair read once, whole: 10 images each, never the half that lay there unchanged for a while
+    assert [(os.path.basename(i["path"]), i["n_images"]) for i in inputs] == [
+        ("sim_000001.refl", 10), ("sim_000011.refl", 10), ("sim_000021.refl", 10)]
+    assert any("skipped until it changes" in line for line in log)  # a half pair was looked at and left
+    complete = LiveCache([source], settings.table_options, str(tmp_path / "complete"))
+    assert complete.poll() == 0 and complete.poll() == 30  # the finished pairs, seen unchanged over one poll
+    assert rs.read_mtz(written["merged"])["N"].sum() == complete.manifest.n_obs > 0
+    final = json.loads(open(os.path.join(written["report"], "status.json")).read())
+    assert [point["images"] for point in final["trend"]] == [10, 20, 30]  # one report per round, as pairs came
+    images = [json.loads(text)["images"] for text, _ in snapshots]
+    assert len(images) >= 2 and images[0] < 30 and images[-1] == 30 and images == sorted(images)
+    assert len({png for _, png in snapshots}) == len(snapshots)  # the report changes as data arrive
