@@ -170,6 +170,21 @@ def test_report_files_are_strict_json_written_atomically(tmp_path):
     assert '<meta http-equiv="refresh" content="10">' in page and "Stopping hint" in page
 
 
+def test_status_counts_images_converted_between_rounds(tmp_path):
+    index = _index()
+    report = LiveReport(str(tmp_path / "live"), index, n_shells=5)
+    report.arrived(50, 1.0)  # before the first round: nothing to say yet
+    assert not (tmp_path / "live" / "status.json").exists()
+    _update(report, index, 100, 10.0)
+    first = json.loads((tmp_path / "live" / "status.json").read_text())
+    assert first["images_converted"] == 103 and first["images_waiting"] == 3
+    report.arrived(160, 12.5)  # new files converted while the merge waits
+    status = json.loads((tmp_path / "live" / "status.json").read_text())
+    assert (status["images"], status["images_waiting"], status["images_converted"]) == (100, 60, 160)
+    assert status["elapsed_seconds"] == 12.5 and status["shells"] == first["shells"]
+    assert report.drawings == 1
+
+
 def test_report_draws_only_within_its_cost_bound(tmp_path):
     index = _index()
     report = LiveReport(str(tmp_path / "live"), index, n_shells=5, max_fraction=0.1)

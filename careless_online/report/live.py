@@ -3,11 +3,13 @@
 Files (each replaced atomically):
 
 ``status.json``
-    Progress (``images``, ``images_waiting``, ``images_per_second``,
-    ``lag_seconds``, ``steps``, ``elapsed_seconds``), ``shells`` and
+    Progress (``images``, ``images_waiting``, ``images_converted``,
+    ``images_per_second``, ``lag_seconds``, ``steps``, ``elapsed_seconds``), ``shells`` and
     ``overall`` (see :mod:`careless_online.report.shells`), the
     ``stopping_hint``, the latest ``peaks`` and the report's own cost
-    (``report_seconds``, ``report_fraction``); rewritten every round.
+    (``report_seconds``, ``report_fraction``); rewritten every round, and
+    between rounds whenever new images have been converted
+    (:meth:`LiveReport.arrived`).
 ``*.png`` and ``index.html``
     The panels and the page that shows them.
 
@@ -123,6 +125,7 @@ class LiveReport:
         self.peaks = {}
         self.halves, self.halves_images = None, 0
         self._last = None
+        self._status = None
         self._draw_seconds = None
         self._drawn_at = None
         os.makedirs(folder, exist_ok=True)
@@ -195,7 +198,7 @@ class LiveReport:
             self.peaks = self._peaks(merged)
             self.trend.add(progress.images, shells, self.peaks)
         status = asdict(progress)
-        status.update(shells=shells, overall=overall, stopping_hint=stopping_hint(self.trend, shells),
+        status.update(images_converted=progress.images + progress.images_waiting, shells=shells, overall=overall, stopping_hint=stopping_hint(self.trend, shells),
                       peaks=self.peaks, cc_images=self.halves_images,
                       report_fraction=self.total_seconds / max(progress.elapsed_seconds, 1e-9),
                       trend=self.trend.points)
@@ -208,8 +211,29 @@ class LiveReport:
         status.update(report_seconds=self.last_seconds,
                       report_fraction=self.total_seconds / max(progress.elapsed_seconds + self.last_seconds, 1e-9))
         replace_json(os.path.join(self.folder, "status.json"), status)
+        self._status = status
         self._last = (progress, f_mean, f_std, counts, merged, history_path, observations, drawing)
         return status
+
+    def arrived(self, images_converted, elapsed_seconds):
+        """Rewrite ``status.json`` when new images have been converted, before they are merged.
+
+        Only the progress keys change (``images_converted``, ``images_waiting``
+        = converted - merged, ``elapsed_seconds``); the statistics stay those
+        of the last round.  Costs one small file write.  Nothing is written
+        before the first round.
+
+        Parameters
+        ----------
+        images_converted : int
+        elapsed_seconds : float
+        """
+        if self._status is None:
+            return
+        self._status.update(images_converted=int(images_converted),
+                            images_waiting=int(images_converted) - self._status["images"],
+                            elapsed_seconds=float(elapsed_seconds))
+        replace_json(os.path.join(self.folder, "status.json"), self._status)
 
     def _draw(self, status, history_path):
         """Write the panels and the page of ``status`` (adds ``figures`` to it)."""

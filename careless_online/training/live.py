@@ -201,6 +201,7 @@ def run_live(files, settings, live, clock=time.monotonic, sleep=time.sleep):
         if new:
             arrived = clock()
             manifest = cache.manifest
+            report.arrived(cache.n_images, arrived - started)
             settings.log(f"{new} new images ({cache.n_images} in all)")
 
 
