@@ -185,6 +185,18 @@ def test_status_counts_images_converted_between_rounds(tmp_path):
     assert report.drawings == 1
 
 
+def test_overall_statistics_are_followed_against_images_merged(tmp_path):
+    index = _index()
+    report = LiveReport(str(tmp_path / "live"), index, n_shells=5, max_fraction=1.0)
+    overall = [_update(report, index, 100 * (n + 1), 10.0 * (n + 1), seed=n)["overall"] for n in range(3)]
+    images, multiplicity = report.trend.overall_series("multiplicity")
+    assert list(images) == [100, 200, 300]
+    assert list(multiplicity) == [o["multiplicity"] for o in overall]
+    status = json.loads((tmp_path / "live" / "status.json").read_text())
+    assert [p["overall"]["cchalf"] for p in status["trend"]] == pytest.approx([o["cchalf"] for o in overall])
+    assert status["figures"][0] == "overall.png" and (tmp_path / "live" / "overall.png").stat().st_size > 0
+
+
 def test_report_draws_only_within_its_cost_bound(tmp_path):
     index = _index()
     report = LiveReport(str(tmp_path / "live"), index, n_shells=5, max_fraction=0.1)

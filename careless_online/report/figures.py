@@ -60,6 +60,36 @@ def completeness_figure(shells, overall):
     return figure
 
 
+def overall_trend_figure(trend, overall):
+    """Overall completeness, multiplicity, CC1/2 and CCanom against images merged."""
+    figure, axes = new_figure(1, 2, size=(4.5, 3.6))
+    left, right = axes[0]
+    images, completeness = trend.overall_series("completeness")
+    left.plot(images, 100.0 * completeness, "o-", color="tab:blue", label="completeness (%)")
+    left.set_ylim(0, 105)
+    left.set_ylabel("completeness (%)")
+    twin = left.twinx()
+    twin.plot(*trend.overall_series("multiplicity"), "s--", color="tab:green", label="multiplicity")
+    twin.set_ylim(bottom=0)
+    twin.set_ylabel("multiplicity (obs. per reflection)")
+    figure.subplots_adjust(wspace=0.45)  # room for the twin axis between the panels
+    left.set_xlabel("images merged")
+    left.grid(alpha=0.3)
+    handles = left.get_legend_handles_labels()[0] + twin.get_legend_handles_labels()[0]
+    left.legend(handles, [h.get_label() for h in handles], loc="lower right")
+    for key, label, style in (("cchalf", "CC1/2", "o-"), ("ccanom", "CCanom", "s--")):
+        right.plot(*trend.overall_series(key), style, label=f"{label} overall")
+    right.axhline(0.0, color="black", linewidth=0.5)
+    right.set_xlabel("images merged")
+    right.set_ylabel("correlation (dimensionless)")
+    right.grid(alpha=0.3)
+    right.legend(loc="lower right")
+    figure.suptitle(f"Against images merged: completeness {100 * overall['completeness']:.1f} %, multiplicity "
+                    f"{_value(overall['multiplicity'], '{:.1f}')}, CC1/2 {_value(overall['cchalf'])}, "
+                    f"CCanom {_value(overall['ccanom'])} now")
+    return figure
+
+
 def cc_figure(shells, overall, key, label, threshold=None):
     """A correlation (CC1/2 or CCanom) by resolution shell."""
     figure, axes = new_figure(size=_SIZE)

@@ -148,7 +148,9 @@ class LiveReport:
 
     def _figures(self, status, history):
         shells, overall = status["shells"], status["overall"]
-        panels = [("completeness.png", "Completeness and multiplicity by shell",
+        panels = [("overall.png", "Overall completeness, multiplicity, CC1/2 and CCanom against images merged",
+                   figures.overall_trend_figure(self.trend, overall)),
+                  ("completeness.png", "Completeness and multiplicity by shell",
                    figures.completeness_figure(shells, overall)),
                   ("cchalf.png", "CC1/2 by shell", figures.cc_figure(shells, overall, "cchalf", "CC1/2", 0.3)),
                   ("cchalf_trend.png", "CC1/2 per shell against images merged (stopping hint)",
@@ -196,7 +198,7 @@ class LiveReport:
         shells, overall = shell_statistics(self.layout, counts, self.halves)
         if drawing:
             self.peaks = self._peaks(merged)
-            self.trend.add(progress.images, shells, self.peaks)
+            self.trend.add(progress.images, shells, self.peaks, overall)
         status = asdict(progress)
         status.update(images_converted=progress.images + progress.images_waiting, shells=shells, overall=overall, stopping_hint=stopping_hint(self.trend, shells),
                       peaks=self.peaks, cc_images=self.halves_images,
@@ -241,7 +243,7 @@ class LiveReport:
         for name, _, png in panels:
             replace_bytes(os.path.join(self.folder, name), png)
         status["figures"] = [name for name, _, _ in panels]
-        wide = ("completeness.png", "training.png")
+        wide = ("overall.png", "completeness.png", "training.png")
         text = page.render(status, [(caption, png, name in wide) for name, caption, png in panels],
                            self.refresh_seconds)
         replace_bytes(os.path.join(self.folder, "index.html"), text.encode())

@@ -88,12 +88,20 @@ class Trend:
     def __init__(self):
         self.points = []
 
-    def add(self, images, shells, peaks=None):
-        """Record one report: images merged, the shell records, peak heights by atom."""
+    def add(self, images, shells, peaks=None, overall=None):
+        """Record one report: images merged, the shell records, peak heights by atom, overall record."""
+        keys = ("completeness", "multiplicity", "cchalf", "ccanom")
         self.points.append({"images": int(images),
                             "cchalf": [s["cchalf"] for s in shells],
                             "ccanom": [s["ccanom"] for s in shells],
-                            "peaks": dict(peaks or {})})
+                            "peaks": dict(peaks or {}),
+                            "overall": {k: overall[k] for k in keys} if overall else {}})
+
+    def overall_series(self, key):
+        """(images, values) of an overall statistic over the reports that recorded it."""
+        points = [p for p in self.points if key in p["overall"]]
+        return (np.array([p["images"] for p in points], dtype=float),
+                np.array([p["overall"][key] for p in points], dtype=float))
 
     def series(self, key, shell):
         """(images, values) of a statistic of one shell over the run."""
