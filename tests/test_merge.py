@@ -209,8 +209,10 @@ def test_half_datasets_and_separate_files(simulated, tmp_path):
         total = halves[0].add(halves[1], fill_value=0)
         np.testing.assert_array_equal(total.loc[merged.index].to_numpy(), merged["N"].to_numpy())
         assert all(0.3 < h.sum() / merged["N"].sum() < 0.7 for h in halves)
-    # each file is merged alone (160 and 30 images)
+    # one dataset per file (160 and 30 images) in one model: one checkpoint, one history
     assert 4 < n_obs[0] / n_obs[1] < 7
+    assert (tmp_path / "sep_0.keras").exists() and not (tmp_path / "sep_1.keras").exists()
+    assert (tmp_path / "sep_history.csv").exists() and not (tmp_path / "sep_history_1.csv").exists()
 
 
 @pytest.mark.parametrize("files, extra", [

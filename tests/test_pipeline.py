@@ -171,7 +171,8 @@ def test_dataset_tensors(sim_manifest, standardizer):
 
     batches = ImageBatches(sim_manifest, standardizer, batch_images=4, seed=5)
     expected = {"refl_id": tf.int32, "image": tf.int32, "n_images": tf.int32, "I": tf.float32,
-                "SigI": tf.float32, "meta": tf.float32, "image_id": tf.int32, "file_id": tf.int32}
+                "SigI": tf.float32, "meta": tf.float32, "image_id": tf.int32, "file_id": tf.int32,
+                "dataset": tf.int32}
     first = next(iter(batches.batches(0)))
     for batch in batches.dataset(start_step=0).take(1):
         assert {k: v.dtype for k, v in batch.items()} == expected

@@ -29,7 +29,16 @@ def add_arguments(parser):
     g.add_argument("--spacegroups", default=None,
                    help="space group for all files, or one per file separated by commas (streams need it)")
     g.add_argument("--cell", default=None, help="unit cell override 'a,b,c,alpha,beta,gamma'")
-    g.add_argument("--separate-files", action="store_true", help="merge each input file on its own")
+    g.add_argument("--separate-files", action="store_true",
+                   help="one dataset per input file: one model (one scale network) with separate structure "
+                        "factors per file, written to <out>_<i>.mtz in file order")
+    g.add_argument("--groups", default=None, metavar="KEY",
+                   help="one dataset per distinct value of this per-image column (e.g. file_id, or a run "
+                        "column of an MTZ), in increasing order; one model, outputs <out>_<i>.mtz")
+    g.add_argument("--groups-file", default=None, metavar="PATH",
+                   help="datasets from a split file (like partialator --custom-split): lines "
+                        "'<input file> <image BATCH or *> <dataset name>', datasets numbered in order of "
+                        "first appearance, unlisted images left out (docs/time_resolved.md)")
     g.add_argument("--intensity-key", default=None, help="MTZ intensity column (default: I/IMEAN/IOBS)")
     g.add_argument("--uncertainty-key", default=None, help="MTZ sigma column (default: SIGI/SigI/SIGIMEAN)")
     g.add_argument("--image-key", default=None, help="MTZ image column (default: BATCH)")
@@ -112,6 +121,16 @@ def add_arguments(parser):
                    help="learn an error model SigI' = a sqrt(SigI^2 + b I + (c I)^2) of the input uncertainties")
     g.add_argument("--wilson-prior-knots", type=number(int, at_least=2), default=8,
                    help="knots in 1/d^2 of the learned log Sigma of the prior (at least 2)")
+    g.add_argument("--double-wilson-parents", default=None,
+                   help="parent dataset of each dataset for the double-Wilson prior, e.g. None,0 (None: a root "
+                        "with the Wilson prior; else an earlier dataset); needs datasets (--separate-files, "
+                        "--groups or --groups-file)")
+    g.add_argument("--double-wilson-r", default=None,
+                   help="correlation of each dataset's amplitudes with its parent's, e.g. 0.,0.9 (roots' "
+                        "values are ignored); the start of learning with --optimize-double-wilson-r")
+    g.add_argument("--optimize-double-wilson-r", action="store_true",
+                   help="learn the double-Wilson correlations by empirical Bayes (start: --double-wilson-r, "
+                        "else 0.5)")
 
     g = parser.add_argument_group("cross-validation")
     g.add_argument("--test-fraction", type=fraction, default=0.1, help="fraction of images held out")
@@ -147,8 +166,8 @@ def build_parser(prog="careless_online mono"):
     return add_arguments(parser)
 
 
-def settings_from_args(args, keys, groups):
-    """Translate checked arguments into (file groups, MergeSettings).
+def settings_from_args(args, keys, groups, group_spec=None, coupling=None):
+    """Translate checked arguments into (jobs, MergeSettings).
 
     Parameters
     ----------
@@ -157,7 +176,18 @@ def settings_from_args(args, keys, groups):
     keys, groups : list
         Metadata keys and per-file space groups from
         :func:`careless_online.cli.checks.mono_arguments`.
+    group_spec : careless_online.io.groups.GroupSpec, optional
+        How images form datasets (:func:`careless_online.cli.datasets.group_spec`).
+    coupling : dict, optional
+        Double-Wilson model options (:func:`careless_online.cli.datasets.double_wilson_options`).
+
+    Returns
+    -------
+    (list of (files, TableOptions), MergeSettings)
+        One job: all files merge in one model (with groups, one dataset each).
     """
+    from careless_online.io.groups import GroupSpec
+
     from careless_online.io.cache import input_groups
     from careless_online.io.table import TableOptions, parse_cell
     from careless_online.training.loop import TrainConfig
@@ -178,35 +208,32 @@ def settings_from_args(args, keys, groups):
                          studentt_dof=args.studentt_likelihood_dof, mc_samples=args.mc_samples,
                          kl_weight=args.kl_weight, scale_kl_weight=args.scale_kl_weight,
                          wilson_prior_b=args.wilson_prior_b, wilson_knots=args.wilson_prior_knots,
-                         refine_uncertainties=args.refine_uncertainties)
-    jobs = []
-    file_sets = [[f] for f in files] if args.separate_files else [files]
-    group_sets = [[g] for g in groups] if args.separate_files else [groups[:1]]
-    for file_set, group in zip(file_sets, group_sets):
-        options = TableOptions(spacegroup=group[0], cell=cell, anomalous=args.anomalous, dmin=args.dmin,
-                               isigi_cutoff=args.isigi_cutoff, cell_tolerance=args.cell_tolerance,
-                               drop_invalid=args.drop_invalid, intensity_key=args.intensity_key,
-                               uncertainty_key=args.uncertainty_key, image_key=args.image_key)
-        jobs.append((file_set, options))
+                         refine_uncertainties=args.refine_uncertainties, **(coupling or {}))
+    options = TableOptions(spacegroup=groups[0], cell=cell, anomalous=args.anomalous, dmin=args.dmin,
+                           isigi_cutoff=args.isigi_cutoff, cell_tolerance=args.cell_tolerance,
+                           drop_invalid=args.drop_invalid, intensity_key=args.intensity_key,
+                           uncertainty_key=args.uncertainty_key, image_key=args.image_key)
+    jobs = [(files, options)]
     settings = MergeSettings(
         base=args.out, metadata_keys=keys, table_options=None, train=train, model_options=model_options,
         batch_images=args.batch_size, test_fraction=args.test_fraction, seed=args.seed,
         standardize=not args.disable_metadata_standardization, half_datasets=args.merge_half_datasets,
         half_repeats=args.half_dataset_repeats, naive=args.naive, resume=args.resume, model_in=args.model_in,
         epochs=args.epochs, cache_dir=args.cache_dir, workers=args.parse_workers, predictions=not args.no_predictions,
+        groups=group_spec or GroupSpec(),
     )
     return jobs, settings
 
 
 def check_combinations(args, groups):
     """Refuse flag combinations that cannot work (no TensorFlow needed)."""
-    if not args.separate_files and len(set(groups)) > 1:
-        raise InputError("different space groups per file need --separate-files")
+    if len(set(groups)) > 1:
+        raise InputError("one model merges one space group; merge files of different space groups in separate runs")
     if args.live and args.strategy in ("mirrored", "multi-worker"):
         raise InputError(f"--live with --strategy {args.strategy} is not supported yet")
     if args.live:
-        if args.separate_files or args.merge_half_datasets or args.naive or args.resume:
-            raise InputError("--live cannot be combined with --separate-files, --merge-half-datasets, --naive or --resume")
+        if args.merge_half_datasets or args.naive or args.resume:
+            raise InputError("--live cannot be combined with --merge-half-datasets, --naive or --resume")
         if args.dmin is None and args.model_in is None:
             raise InputError("--live needs --dmin: the reflections to estimate are fixed before data arrive")
 
@@ -258,13 +285,17 @@ def run(args):
     """
     from dataclasses import replace
 
+    from careless_online.cli import datasets
+
     keys, groups = checks.mono_arguments(args)
     check_combinations(args, groups)
+    group_spec = datasets.group_spec(args)
+    coupling = datasets.double_wilson_options(args, group_spec)
     outdir = os.path.dirname(os.path.abspath(args.out))
     cache_dir = args.cache_dir or os.path.join(outdir, ".careless_online_cache")
     with no_new_empty_folders([outdir, cache_dir]):
         configure_tensorflow(args)
-        jobs, settings = settings_from_args(args, keys, groups)
+        jobs, settings = settings_from_args(args, keys, groups, group_spec, coupling)
         if args.live:
             from careless_online.training.live import LiveSettings, run_live
 

@@ -126,6 +126,7 @@ def batch_signature(n_meta):
         "meta": tf.TensorSpec([None, n_meta], f32),
         "image_id": tf.TensorSpec([None], i32),
         "file_id": tf.TensorSpec([None], i32),
+        "dataset": tf.TensorSpec([None], i32),
     }
 
 
@@ -167,10 +168,13 @@ class ImageBatches:
     image_filter : callable, optional
         Further restricts the images: called with an array of image ids,
         returns a boolean mask (e.g. one half of a half-dataset merge).
+    datasets : careless_online.io.groups.Datasets, optional
+        The dataset of each image (each batch's ``dataset`` entry; images of
+        no dataset are not served); default: all images in dataset 0.
     """
 
     def __init__(self, manifest, standardizer, batch_images=8, test_fraction=0.1, seed=1234,
-                 split="train", shuffle=True, shard_window=4, image_filter=None):
+                 split="train", shuffle=True, shard_window=4, image_filter=None, datasets=None):
         if batch_images < 1:
             raise InputError(f"batch size must be at least 1 image (got {batch_images})")
         self.manifest = manifest
@@ -182,6 +186,7 @@ class ImageBatches:
         self.shuffle = shuffle
         self.shard_window = max(1, int(shard_window))
         self.image_filter = image_filter
+        self.datasets = datasets
         self.columns = sorted(set(["image_id", "file_id", "refl_id", "I", "SigI"]
                                   + [k for k in standardizer.keys]))
         self.n_images = self._count_images()
@@ -195,7 +200,15 @@ class ImageBatches:
             mask = test if self.split == "test" else ~test
         if self.image_filter is not None:
             mask &= self.image_filter(image_ids)
+        if self.datasets is not None:
+            mask &= self.datasets.of(image_ids) >= 0
         return mask
+
+    def dataset_of(self, image_ids):
+        """Dataset of each image id (all 0 without ``datasets``)."""
+        if self.datasets is None:
+            return np.zeros(len(image_ids), dtype=np.int32)
+        return self.datasets.of(image_ids)
 
     def _count_images(self):
         n = 0
@@ -210,12 +223,18 @@ class ImageBatches:
         return math.ceil(self.n_images / self.batch_images)
 
     def reflection_counts(self):
-        """Observations of each unique reflection in the selected images."""
-        counts = np.zeros(self.manifest.info["index"]["n_reflections"], dtype=np.int64)
+        """Observations of each (dataset, unique reflection) in the selected images.
+
+        Indexed ``dataset * n_hkl + refl_id`` (just ``refl_id`` for one dataset).
+        """
+        n_hkl = self.manifest.info["index"]["n_reflections"]
+        n_datasets = 1 if self.datasets is None else self.datasets.n
+        counts = np.zeros(n_datasets * n_hkl, dtype=np.int64)
         for i in range(len(self.manifest.shards)):
             arrays = self.manifest.load_shard(i, ["image_id", "refl_id"])
             keep = self.select(arrays["image_id"])
-            counts += np.bincount(arrays["refl_id"][keep], minlength=len(counts))
+            ids = self.dataset_of(arrays["image_id"][keep]).astype(np.int64) * n_hkl + arrays["refl_id"][keep]
+            counts += np.bincount(ids, minlength=len(counts))
         return counts
 
     def _batch(self, arrays, starts, ends):
@@ -230,6 +249,7 @@ class ImageBatches:
             "meta": self.standardizer.transform(part),
             "image_id": part["image_id"].astype(np.int32),
             "file_id": part["file_id"].astype(np.int32),
+            "dataset": self.dataset_of(part["image_id"]).astype(np.int32),
         }
 
     def epoch(self, epoch=0, skip=0):
@@ -298,7 +318,7 @@ class ImageBatches:
         return tf.data.Dataset.from_generator(generator, output_signature=signature).prefetch(prefetch)
 
 
-def training_views(manifest, standardizer, batch_images, test_fraction, seed, image_filter=None):
+def training_views(manifest, standardizer, batch_images, test_fraction, seed, image_filter=None, datasets=None):
     """The three views of a cache that training uses.
 
     Parameters
@@ -311,6 +331,8 @@ def training_views(manifest, standardizer, batch_images, test_fraction, seed, im
     seed : int
     image_filter : callable, optional
         As in :class:`ImageBatches` (e.g. one half of the images).
+    datasets : careless_online.io.groups.Datasets, optional
+        As in :class:`ImageBatches`.
 
     Returns
     -------
@@ -319,7 +341,8 @@ def training_views(manifest, standardizer, batch_images, test_fraction, seed, im
         order; None when ``test_fraction`` is 0) and ``monitor`` (training
         images in order, for the train CCpred).
     """
-    common = dict(batch_images=batch_images, test_fraction=test_fraction, seed=seed, image_filter=image_filter)
+    common = dict(batch_images=batch_images, test_fraction=test_fraction, seed=seed, image_filter=image_filter,
+                  datasets=datasets)
     train = ImageBatches(manifest, standardizer, split="train", **common)
     test = ImageBatches(manifest, standardizer, split="test", shuffle=False, **common) if test_fraction > 0 else None
     monitor = ImageBatches(manifest, standardizer, split="train", shuffle=False, **common)

@@ -71,7 +71,8 @@ def start_wilson_prior(model, manifest, index):
         total += np.bincount(part["refl_id"], part["I"], minlength=len(index))
     sigma.fit_moments(sigma.inverse_d2.numpy(), total / index.epsilon, manifest.counts())
     q = model.structure_factors
-    prior = q.prior(sigma=sigma(np.arange(len(index), dtype=np.int32)))
+    hkl = np.tile(np.arange(len(index), dtype=np.int32), model.n_datasets)  # every dataset starts alike
+    prior = q.prior(sigma=sigma(hkl))
     q.set_initial(prior.mean().numpy(), q.init_scale_fraction * prior.stddev().numpy())
 
 

@@ -23,6 +23,15 @@ where ``n_h`` counts the training observations of reflection ``h``: summed
 over an epoch the F term is each reflection's KL once, so the per-step losses
 add up to the full-data ELBO.  Expectations use reparameterized samples; the
 scale KL is analytic.
+
+Several datasets (``n_datasets > 1``) share the scale network, ``k`` and the
+prior's ``Sigma(1/d^2)``; each has its own ``q(F_dh)``, indexed by the combined
+id ``d n_hkl + h`` (:mod:`careless_online.model.datasets`), and ``n_h`` becomes
+``n_dh``, the training observations of reflection ``h`` in dataset ``d``.  With
+``double_wilson_parents`` a child dataset's prior is the double-Wilson
+``p(F_dh | F_parent(d)h, r_d)`` (:class:`~careless_online.distributions.double_wilson.DoubleWilsonCoupling`;
+its KL is the Monte Carlo estimate at the reparameterized samples of the
+child and of its parent), roots keep the Wilson prior.
 """
 
 import json
@@ -34,9 +43,11 @@ import tensorflow_probability as tfp
 
 from careless_online.checks import integer_at_least, non_negative, positive
 from careless_online.distributions import StructureFactorPosterior
+from careless_online.distributions.double_wilson import DoubleWilsonCoupling
 from careless_online.distributions.likelihood import check_dof, intensity_log_likelihood
 from careless_online.distributions.scales import scale_distribution, scale_kl
 from careless_online.distributions.wilson_scale import WilsonSigma
+from careless_online.model.datasets import dataset_reflection_ids, hkl_ids, per_dataset
 from careless_online.model.error_model import ErrorModel
 from careless_online.layers import ImageEncoder, ScaleHead
 
@@ -56,7 +67,7 @@ class MergingModel(keras.Model):
     Parameters
     ----------
     n_reflections : int
-        Unique reflections (the size of the reflection index).
+        Unique reflections (the size of the reflection index) of one dataset.
     n_meta : int
         Number of metadata columns.
     centric, epsilon : array-like, optional
@@ -95,6 +106,15 @@ class MergingModel(keras.Model):
     intensity_features : str
         Must be :data:`INTENSITY_FEATURES` (kept in the config so that an
         older model, whose network expects other features, is refused).
+    n_datasets : int
+        Datasets with their own structure factors (batches say each
+        observation's dataset in ``batch["dataset"]``).
+    double_wilson_parents : sequence of int or None, optional
+        Parent of each dataset (None for a root); None: independent Wilson priors.
+    double_wilson_r : float or sequence of float
+        Correlation of each dataset with its parent (fixed, or the start of learning).
+    learn_double_wilson_r : bool
+        Learn the correlations (empirical Bayes).
     """
 
     def __init__(self, n_reflections, n_meta, centric=None, epsilon=None, d_model=32, d_ff=None,
@@ -102,6 +122,7 @@ class MergingModel(keras.Model):
                  kl_weight=1.0, scale_kl_weight=1.0, intensity_scale=1.0, index_config=None,
                  standardizer_config=None, inverse_d2=None, wilson_prior_b=None, wilson_knots=8,
                  wilson_max_inverse_d2=None, refine_uncertainties=False, intensity_features=INTENSITY_FEATURES,
+                 n_datasets=1, double_wilson_parents=None, double_wilson_r=0.0, learn_double_wilson_r=False,
                  **kwargs):
         super().__init__(**kwargs)
         if intensity_features != INTENSITY_FEATURES:
@@ -122,8 +143,11 @@ class MergingModel(keras.Model):
         self.intensity_scale = positive("intensity_scale", intensity_scale)
         self.index_config = index_config
         self.standardizer_config = standardizer_config
+        self.n_datasets = integer_at_least("n_datasets", n_datasets, 1)
         self.structure_factors = StructureFactorPosterior(
-            self.n_reflections, centric=centric, epsilon=epsilon, name="structure_factors")
+            self.n_datasets * self.n_reflections, centric=per_dataset(centric, self.n_datasets),
+            epsilon=per_dataset(epsilon, self.n_datasets), name="structure_factors")
+        self.coupling = self._coupling(double_wilson_parents, double_wilson_r, learn_double_wilson_r)
         self.encoder = ImageEncoder(self.d_model, self.d_ff, self.encoder_layers, activation,
                                     n_features=_N_OBS_FEATURES + self.n_meta, name="encoder")
         self.scale_head = ScaleHead(self.d_model, self.d_ff, self.scale_layers, activation,
@@ -133,7 +157,8 @@ class MergingModel(keras.Model):
         self.wilson_sigma = self._wilson_sigma(inverse_d2, wilson_prior_b, wilson_knots, wilson_max_inverse_d2)
         self.kappa = self.add_weight(name="kappa", shape=(), trainable=True,
                                      initializer=keras.initializers.Constant(float(tfp.math.softplus_inverse(1.0))))
-        self.kl_inverse_counts = self.add_weight(name="kl_inverse_counts", shape=(self.n_reflections,),
+        self.kl_inverse_counts = self.add_weight(name="kl_inverse_counts",
+                                                 shape=(self.n_datasets * self.n_reflections,),
                                                  initializer="ones", trainable=False)
         self.built = True
 
@@ -147,8 +172,19 @@ class MergingModel(keras.Model):
             layer.set_resolution(inverse_d2)
         return layer
 
+    def _coupling(self, parents, r, learn_r):
+        """The double-Wilson coupling of the datasets, or None for independent Wilson priors."""
+        if parents is None:
+            return None
+        if len(parents) != self.n_datasets:
+            raise ValueError(f"double_wilson_parents names {len(parents)} datasets, the model has {self.n_datasets}")
+        return DoubleWilsonCoupling(self.n_reflections, parents, r, learn_r, name="double_wilson")
+
     def set_reflection_counts(self, counts):
-        """Set ``n_h``, the training observations of each reflection (for the F KL weight)."""
+        """Set ``n_dh``, the training observations of each (dataset, reflection) (for the F KL weight).
+
+        ``counts`` is indexed by the combined id ``d n_hkl + h``.
+        """
         counts = np.asarray(counts, dtype=np.float64)
         self.kl_inverse_counts.assign(np.where(counts > 0, 1.0 / np.maximum(counts, 1), 0.0).astype(np.float32))
 
@@ -161,6 +197,15 @@ class MergingModel(keras.Model):
         return self.intensity_scale * tf.nn.softplus(self.kappa)
 
     # ------------------------------------------------------------------ pieces
+    def reflection_ids(self, batch):
+        """Combined ``(dataset, reflection)`` id of each observation of a batch.
+
+        The cache's ``refl_id`` (the unique reflection) plus the dataset
+        offset (:func:`~careless_online.model.datasets.dataset_reflection_ids`);
+        batches without a ``dataset`` entry are one dataset.
+        """
+        return dataset_reflection_ids(batch["refl_id"], batch.get("dataset"), self.n_reflections)
+
     def scale_parameters(self, batch):
         """(loc, scale) of ``q(Sigma)`` for each observation of a batch.
 
@@ -174,7 +219,7 @@ class MergingModel(keras.Model):
         float32); through ``asinh`` it moves it by a logarithm.
         """
         k = self.k
-        f_mean = tf.stop_gradient(self.structure_factors.distribution(batch["refl_id"]).mean())
+        f_mean = tf.stop_gradient(self.structure_factors.distribution(self.reflection_ids(batch)).mean())
         features = tf.concat([
             tf.stack([f_mean, tf.asinh(k * batch["I"]), tf.asinh(k * batch["SigI"])], axis=-1),
             batch["meta"],
@@ -208,7 +253,7 @@ class MergingModel(keras.Model):
             ``(loc, scale)`` of ``q(Sigma)``.
         """
         seed_f, seed_sigma = tfp.random.split_seed(seed, 2) if seed is not None else (None, None)
-        F = self.structure_factors.sample(batch["refl_id"], self.mc_samples, seed=seed_f)
+        F = self.structure_factors.sample(self.reflection_ids(batch), self.mc_samples, seed=seed_f)
         loc, scale = self.scale_parameters(batch) if scale_parameters is None else scale_parameters
         sigma = scale_distribution(loc, scale).sample(self.mc_samples, seed=seed_sigma)
         return self.log_likelihood(sigma * tf.square(F), batch), F, (loc, scale)
@@ -231,10 +276,10 @@ class MergingModel(keras.Model):
             ``loss``, ``NLL`` (summed expected negative log-likelihood),
             ``KL_F`` (weighted), ``KL_Sigma`` and ``n_obs``.
         """
-        ids = batch["refl_id"]
+        ids = self.reflection_ids(batch)
         log_p, F, (loc, scale) = self._sampled_log_likelihood(batch, seed)
         nll = -tf.reduce_mean(log_p, axis=0)
-        kl_f = self.structure_factors.kl_to_prior(ids, F, sigma=self.wilson_sigma(ids))
+        kl_f = self.structure_factor_kl(ids, F, seed)
         kl_sigma = scale_kl(loc, scale)
         kl_f = kl_f * tf.gather(self.kl_inverse_counts, ids)
         terms = {
@@ -245,6 +290,19 @@ class MergingModel(keras.Model):
         }
         terms["loss"] = terms["NLL"] + self.kl_weight * terms["KL_F"] + self.scale_kl_weight * terms["KL_Sigma"]
         return terms
+
+    def structure_factor_kl(self, ids, F, seed=None):
+        """Monte Carlo ``KL(q(F) || prior)`` of each observation's reflection (unweighted).
+
+        The Wilson prior, or the double-Wilson coupling given a draw of the
+        parent dataset's ``F`` (its seed folded from ``seed``, apart from the
+        likelihood's streams).
+        """
+        sigma = self.wilson_sigma(hkl_ids(ids, self.n_reflections))
+        if self.coupling is None:
+            return self.structure_factors.kl_to_prior(ids, F, sigma=sigma)
+        parent_seed = None if seed is None else tf.random.experimental.stateless_fold_in(seed, 3)
+        return self.coupling.kl(self.structure_factors, ids, F, sigma, seed=parent_seed)
 
     def predict_intensities(self, batch, scale_parameters=None):
         """Posterior predictive mean and std of each observation's intensity (in input units).
@@ -268,7 +326,7 @@ class MergingModel(keras.Model):
         loc, scale = self.scale_parameters(batch) if scale_parameters is None else scale_parameters
         sigma_1 = tf.exp(loc + 0.5 * tf.square(scale))
         sigma_2 = tf.exp(2.0 * loc + 2.0 * tf.square(scale))
-        q = self.structure_factors.distribution(batch["refl_id"])
+        q = self.structure_factors.distribution(self.reflection_ids(batch))
         mu, var = q.loc, tf.square(q.scale)
         m1 = q.mean()
         m2 = mu * m1 + var
@@ -300,9 +358,17 @@ class MergingModel(keras.Model):
             index_config=json.dumps(self.index_config), standardizer_config=json.dumps(self.standardizer_config),
             wilson_prior_b=self.wilson_sigma.b_factor, wilson_knots=self.wilson_sigma.knots,
             wilson_max_inverse_d2=self.wilson_sigma.max_inverse_d2, refine_uncertainties=self.refine_uncertainties,
-            intensity_features=self.intensity_features,
+            intensity_features=self.intensity_features, n_datasets=self.n_datasets,
+            **self._coupling_config(),
         )
         return config
+
+    def _coupling_config(self):
+        if self.coupling is None:
+            return {}
+        config = self.coupling.get_config()
+        return dict(double_wilson_parents=config["parents"], double_wilson_r=config["r"],
+                    learn_double_wilson_r=config["learn_r"])
 
     @classmethod
     def from_config(cls, config):

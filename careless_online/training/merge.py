@@ -1,7 +1,10 @@
 """One merge job: files -> cache -> model -> trained posterior -> output files.
 
-:func:`run_merge` is what ``careless_online mono`` runs for each group of
-input files (all files jointly, or each alone with ``--separate-files``).
+:func:`run_merge` is what ``careless_online mono`` runs.  With groups
+(``--separate-files``, ``--groups``, ``--groups-file``) one model is trained
+on all images with one posterior over F per dataset, and the per-dataset
+outputs are numbered ``<base>_<d>.mtz``, ``<base>_predictions_<d>.mtz``,
+``<base>_xval_<d>.mtz`` (the model and history are the run's, one each).
 """
 
 import math
@@ -16,10 +19,12 @@ from careless_online.ambiguity.operators import candidate_operators
 from careless_online.errors import InputError
 from careless_online.io import writers
 from careless_online.io.cache import build_cache
+from careless_online.io.groups import GroupSpec, assign as assign_datasets
 from careless_online.io.identity import input_contents
 from careless_online.io.wavelength import input_wavelength
 from careless_online.io.pipeline import ImageBatches, Standardizer, is_test_image, training_views
 from careless_online.model.build import load_model, model_index, new_model
+from careless_online.model.datasets import dataset_block
 from careless_online.model.naive import french_wilson, naive_merge
 from careless_online.training.checkpoint import folder as checkpoint_folder, latest as latest_checkpoint
 from careless_online.training.distribute import trainer_class, variable_scope, worker_settings
@@ -60,6 +65,8 @@ class MergeSettings:
         Data-parallel training (:mod:`careless_online.training.distribute`;
         models are built under its scope); None: one device.  Only the chief
         writes outputs.
+    groups : careless_online.io.groups.GroupSpec
+        How images form datasets (default: one dataset).
     """
 
     base: str
@@ -82,6 +89,7 @@ class MergeSettings:
     log: object = print
     epochs: float = None
     strategy: object = None
+    groups: GroupSpec = field(default_factory=GroupSpec)
 
 
 def half_filter(repeat, half, seed):
@@ -91,9 +99,45 @@ def half_filter(repeat, half, seed):
     return select
 
 
-def _posterior(model):
-    """``F``, ``SIGF``, ``I``, ``SIGI`` of every reflection (exact truncated-normal moments)."""
-    return writers.posterior_moments(model.structure_factors.distribution())
+def _posterior(model, dataset=0):
+    """``F``, ``SIGF``, ``I``, ``SIGI`` of every reflection of a dataset (exact truncated-normal moments)."""
+    moments = writers.posterior_moments(model.structure_factors.distribution())
+    return {k: dataset_block(v, dataset, model.n_reflections) for k, v in moments.items()}
+
+
+def dataset_filter(datasets, dataset):
+    """Image filter of one dataset, or None when it holds every image (the usual one-dataset merge)."""
+    if datasets.n == 1 and (datasets.of_image >= 0).all():
+        return None
+    return datasets.only(dataset)
+
+
+def dataset_counts(manifest, datasets, dataset, image_filter=None):
+    """Observations of each unique reflection in one dataset (and in the images ``image_filter`` keeps)."""
+    keep = dataset_filter(datasets, dataset)
+    if keep is None and image_filter is None:
+        return manifest.counts()
+    both = _both(keep, image_filter)
+    return ImageBatches(manifest, Standardizer([], [], []), split="all", image_filter=both).reflection_counts()
+
+
+def _both(first, second):
+    """An image filter keeping what both filters (None: all images) keep."""
+    if first is None or second is None:
+        return second if first is None else first
+    return lambda image_ids: first(image_ids) & second(image_ids)
+
+
+def check_coupling(model_options, datasets, source=None):
+    """Refuse ``--double-wilson-parents``/``-r`` that do not name one entry per dataset."""
+    parents = model_options.get("double_wilson_parents")
+    if parents is None:
+        return
+    r = model_options.get("double_wilson_r")
+    for flag, values in (("--double-wilson-parents", parents), ("--double-wilson-r", r)):
+        if isinstance(values, (list, tuple)) and len(values) != datasets.n:
+            raise InputError(f"{flag} names {len(values)} datasets, the images form {datasets.n} "
+                             f"({datasets.describe()})", source)
 
 
 def _merged(index, moments, counts):
@@ -130,17 +174,17 @@ def epoch_steps(epochs, n_images, batch_images):
     return max(1, math.ceil(float(epochs) * int(n_images) / int(batch_images)))
 
 
-def _train_model(manifest, standardizer, settings, history_path, checkpoint_path, image_filter=None,
+def _train_model(manifest, standardizer, settings, history_path, checkpoint_path, datasets, image_filter=None,
                  test_fraction=None, model=None, start=(0, 0.0, 0)):
     """Train ``model`` (a new one if None) from ``start`` = (step, elapsed seconds, skipped steps)."""
     test_fraction = settings.test_fraction if test_fraction is None else test_fraction
     train, test, monitor = training_views(manifest, standardizer, settings.batch_images, test_fraction,
-                                          settings.seed, image_filter)
+                                          settings.seed, image_filter, datasets)
     if train.n_images == 0:
         raise InputError("no training images (check --test-fraction and the data)", manifest.files()[0])
     if model is None:
         with variable_scope(settings.strategy):
-            model = new_model(manifest, standardizer, **settings.model_options)
+            model = new_model(manifest, standardizer, n_datasets=datasets.n, **settings.model_options)
     model.set_reflection_counts(train.reflection_counts())
     config = settings.train
     if settings.epochs is not None:
@@ -176,13 +220,15 @@ def _initial_model(settings, checkpoint_path):
     return None, (0, 0.0, 0), None, None
 
 
-def _check_model_fits(model, source, saved_inputs, manifest, settings):
-    """Refuse a ``--model-in`` model of another space group, and ``--resume`` on changed inputs.
+def _check_model_fits(model, source, saved_inputs, manifest, settings, datasets):
+    """Refuse a ``--model-in`` model of another space group or number of datasets, and ``--resume`` on changed inputs.
 
     ``saved_inputs`` are the inputs a resumed checkpoint recorded (None otherwise).
     """
     if model is None:
         return
+    if model.n_datasets != datasets.n:
+        raise InputError(f"the model merges {model.n_datasets} dataset(s), the images form {datasets.n}", source)
     wanted = settings.table_options.spacegroup
     trained = model_index(model).spacegroup
     if wanted and gemmi.SpaceGroup(wanted).xhm() != trained.xhm():
@@ -198,10 +244,14 @@ OBSERVED = ["Hobs", "Kobs", "Lobs"]
 
 
 class _RowsInFileOrder:
-    """The cache's rows in file order, handed out in consecutive pieces (one shard in memory at a time)."""
+    """The cache's rows in file order, handed out in consecutive pieces (one shard in memory at a time).
 
-    def __init__(self, manifest, columns):
-        self.shards = (manifest.load_shard(i, columns) for i in range(len(manifest.shards)))
+    With ``image_filter``, only the rows of the images it keeps.
+    """
+
+    def __init__(self, manifest, columns, image_filter=None):
+        self.shards = (_kept_rows(manifest.load_shard(i, [*columns, "image_id"]), columns, image_filter)
+                       for i in range(len(manifest.shards)))
         self.pending = []
 
     def take(self, n):
@@ -219,15 +269,22 @@ class _RowsInFileOrder:
         return {k: np.concatenate([p[k] for p in pieces]) for k in pieces[0]}
 
 
-def _predictions(trainer, manifest, standardizer, settings):
+def _kept_rows(part, columns, image_filter):
+    keep = slice(None) if image_filter is None else image_filter(part["image_id"])
+    return {k: part[k][keep] for k in columns}
+
+
+def _predictions(trainer, manifest, standardizer, settings, datasets, image_filter=None):
     """Predicted intensities of every observation, batch by batch (a generator of column dicts).
 
-    The batches serve every image in file order, so the observed indices are
-    read from the cache alongside them (and checked to be the same rows).
+    The batches serve every image (that ``image_filter`` keeps) in file
+    order, so the observed indices are read from the cache alongside them
+    (and checked to be the same rows).
     """
     batches = ImageBatches(manifest, standardizer, batch_images=max(settings.batch_images, 32),
-                           split="all", shuffle=False, seed=settings.seed)
-    rows = _RowsInFileOrder(manifest, ["refl_id", *OBSERVED])
+                           split="all", shuffle=False, seed=settings.seed, image_filter=image_filter,
+                           datasets=datasets)
+    rows = _RowsInFileOrder(manifest, ["refl_id", *OBSERVED], image_filter)
     for number, batch in enumerate(batches.epoch(0)):
         ipred, sigipred, _ = trainer.predict(batch, number)
         observed = rows.take(len(batch["refl_id"]))
@@ -254,19 +311,21 @@ def _standardizer(manifest, settings, model, model_path):
 
 
 def run_merge(files, settings, output_id=0):
-    """Merge ``files`` jointly and write all outputs with number ``output_id``.
+    """Merge ``files`` jointly and write all outputs, numbered from ``output_id``.
 
     Parameters
     ----------
     files : list of str
     settings : MergeSettings
     output_id : int
+        Number of the first dataset's outputs (dataset ``d`` writes ``output_id + d``).
 
     Returns
     -------
     dict
         Paths written, keyed by kind (``merged``, ``predictions``, ``history``,
-        ``model``, ``xval``).
+        ``model``, ``xval``); with several datasets the per-dataset kinds are
+        numbered (``merged_0``, ``merged_1``, ...).
     """
     settings = worker_settings(settings)
     base = settings.base
@@ -274,7 +333,6 @@ def run_merge(files, settings, output_id=0):
     os.makedirs(outdir, exist_ok=True)
     cache_dir = settings.cache_dir or os.path.join(outdir, ".careless_online_cache")
     checkpoint = f"{base}_{output_id}.keras"
-    paths = _output_paths(base, output_id)
     with variable_scope(settings.strategy):
         loaded, start, source, saved_inputs = \
             (None, (0, 0.0, 0), None, None) if settings.naive else _initial_model(settings, checkpoint)
@@ -284,83 +342,110 @@ def run_merge(files, settings, output_id=0):
     settings.log(f"{manifest.n_images} images, {manifest.n_obs} observations, "
                  f"{len(manifest.index)} unique reflections to {manifest.index.dmin:.2f} A")
     warn_if_ambiguous(manifest.index, settings.log)
-    _check_model_fits(loaded, source, saved_inputs, manifest, settings)
+    datasets = assign_datasets(manifest, settings.groups, settings.log)
+    check_coupling(settings.model_options, datasets)
+    _check_model_fits(loaded, source, saved_inputs, manifest, settings, datasets)
     wavelength = input_wavelength(files)
+    outputs = _DatasetOutputs(base, output_id, datasets)
     if settings.naive:
-        return _run_naive(manifest, settings, paths, wavelength)
+        return _run_naive(manifest, settings, outputs, wavelength)
     index = manifest.index
-    written = {}
     standardizer = _standardizer(manifest, settings, loaded, source)
-    model, trainer = _train_model(manifest, standardizer, settings, paths["history"], checkpoint, model=loaded,
-                                  start=start)
-    written["merged"] = writers.write_mtz(_merged(index, _posterior(model), manifest.counts()), paths["merged"],
-                                          wavelength)
-    written["history"] = paths["history"]
-    written["model"] = checkpoint
-    if settings.predictions:
-        written["predictions"] = writers.write_predictions(
-            index, manifest.n_obs, _predictions(trainer, manifest, standardizer, settings),
-            paths["predictions"], wavelength)
+    model, trainer = _train_model(manifest, standardizer, settings, outputs.history, checkpoint, datasets,
+                                  model=loaded, start=start)
+    written = {"history": outputs.history, "model": checkpoint}
+    for d in range(datasets.n):
+        counts = dataset_counts(manifest, datasets, d)
+        written[outputs.key("merged", d)] = writers.write_mtz(
+            _merged(index, _posterior(model, d), counts), outputs.path("merged", d), wavelength)
+        if settings.predictions:
+            written[outputs.key("predictions", d)] = writers.write_predictions(
+                index, int(counts.sum()),
+                _predictions(trainer, manifest, standardizer, settings, datasets, dataset_filter(datasets, d)),
+                outputs.path("predictions", d), wavelength)
     if settings.half_datasets:
-        merge_half = partial(_model_half, manifest, standardizer, settings)
-        written["xval"] = _write_halves(settings, merge_half, paths["xval"], wavelength)
+        merge_half = partial(_model_half, manifest, standardizer, settings, datasets)
+        written.update(_write_halves(settings, merge_half, outputs, wavelength))
     return written
 
 
-def _model_half(manifest, standardizer, settings, image_filter):
-    """The merged table of a model trained on the images ``image_filter`` keeps."""
-    half_model, _ = _train_model(manifest, standardizer, _half_settings(settings), None, None,
+class _DatasetOutputs:
+    """Output paths of a run: per dataset ``<base>_<kind>_<i>.mtz`` (careless's numbering), one history."""
+
+    _FORMS = {"merged": "{base}_{i}.mtz", "predictions": "{base}_predictions_{i}.mtz", "xval": "{base}_xval_{i}.mtz"}
+
+    def __init__(self, base, first, datasets):
+        self.base, self.first, self.datasets = base, int(first), datasets
+        self.history = f"{base}_history.csv" if self.first == 0 else f"{base}_history_{self.first}.csv"
+
+    def path(self, kind, dataset):
+        """Path of a per-dataset output."""
+        return self._FORMS[kind].format(base=self.base, i=self.first + int(dataset))
+
+    def key(self, kind, dataset):
+        """Key of a per-dataset output in the ``written`` dict (the plain kind for one dataset)."""
+        return kind if self.datasets.n == 1 else f"{kind}_{self.first + int(dataset)}"
+
+
+def _model_half(manifest, standardizer, settings, datasets, image_filter):
+    """The merged table of each dataset of a model trained on the images ``image_filter`` keeps."""
+    half_model, _ = _train_model(manifest, standardizer, _half_settings(settings), None, None, datasets,
                                  image_filter=image_filter, test_fraction=0.0)
-    half_counts = ImageBatches(manifest, standardizer, split="all", image_filter=image_filter).reflection_counts()
-    return _merged(manifest.index, _posterior(half_model), half_counts)
+    return [_merged(manifest.index, _posterior(half_model, d),
+                    dataset_counts(manifest, datasets, d, image_filter=image_filter))
+            for d in range(datasets.n)]
 
 
-def _output_paths(base, output_id):
-    history = f"{base}_history.csv" if output_id == 0 else f"{base}_history_{output_id}.csv"
-    return {"merged": f"{base}_{output_id}.mtz", "predictions": f"{base}_predictions_{output_id}.mtz",
-            "xval": f"{base}_xval_{output_id}.mtz", "history": history}
+def _write_halves(settings, merge_half, outputs, wavelength):
+    """Run each half-dataset merge (logged as it starts) and write each dataset's halves to its xval file.
 
-
-def _write_halves(settings, merge_half, path, wavelength):
-    """Run each half-dataset merge (logged as it starts) and write them all to ``path``.
-
-    ``merge_half(image_filter)`` gives the merged table of the images the filter keeps.
+    ``merge_half(image_filter)`` gives the merged table of each dataset of the images the filter keeps.
     """
     tables = []
     for repeat in range(settings.half_repeats):
         for half in (0, 1):
             settings.log(f"half-dataset merge: repeat {repeat}, half {half}")
             tables.append((repeat, half, merge_half(half_filter(repeat, half, settings.seed))))
-    return writers.write_mtz(writers.xval_table(tables), path, wavelength)
+    return {outputs.key("xval", d): writers.write_mtz(writers.xval_table([(r, h, t[d]) for r, h, t in tables]),
+                                                      outputs.path("xval", d), wavelength)
+            for d in range(outputs.datasets.n)}
 
 
-def _run_naive(manifest, settings, paths, wavelength):
-    """The ``--naive`` job: the baseline merge, its predictions and its half-dataset merges.
+def _run_naive(manifest, settings, outputs, wavelength):
+    """The ``--naive`` job: the baseline merge, its predictions and its half-dataset merges, per dataset.
 
     The metadata keys are checked against the data (a typo is an error) but
-    the naive model uses none.
+    the naive model uses none.  Each dataset is merged on its own.
     """
     Standardizer.fit(manifest, settings.metadata_keys, False)
     index = manifest.index
-    identity = Standardizer([], [], [])
-    batches = ImageBatches(manifest, identity, split="all", shuffle=False)
-    intensity, sigma, scales = naive_merge(batches, len(index), manifest.n_images)
-    written = {"merged": writers.write_mtz(_naive_table(index, intensity, sigma, manifest.counts()), paths["merged"],
-                                           wavelength)}
-    if settings.predictions:
-        written["predictions"] = writers.write_predictions(
-            index, manifest.n_obs, naive_predictions(manifest, intensity, sigma, scales),
-            paths["predictions"], wavelength)
+    datasets = outputs.datasets
+    written = {}
+    for d in range(datasets.n):
+        keep = dataset_filter(datasets, d)
+        batches = ImageBatches(manifest, Standardizer([], [], []), split="all", shuffle=False, image_filter=keep)
+        intensity, sigma, scales = naive_merge(batches, len(index), manifest.n_images)
+        counts = dataset_counts(manifest, datasets, d)
+        written[outputs.key("merged", d)] = writers.write_mtz(
+            _naive_table(index, intensity, sigma, counts), outputs.path("merged", d), wavelength)
+        if settings.predictions:
+            written[outputs.key("predictions", d)] = writers.write_predictions(
+                index, int(counts.sum()), naive_predictions(manifest, intensity, sigma, scales, keep),
+                outputs.path("predictions", d), wavelength)
     if settings.half_datasets:
-        written["xval"] = _write_halves(settings, partial(_naive_half, manifest), paths["xval"], wavelength)
+        written.update(_write_halves(settings, partial(_naive_half, manifest, datasets), outputs, wavelength))
     return written
 
 
-def _naive_half(manifest, image_filter):
-    """The naive merged table of the images ``image_filter`` keeps."""
-    sub = ImageBatches(manifest, Standardizer([], [], []), split="all", shuffle=False, image_filter=image_filter)
-    half_i, half_sigma, _ = naive_merge(sub, len(manifest.index), manifest.n_images)
-    return _naive_table(manifest.index, half_i, half_sigma, sub.reflection_counts())
+def _naive_half(manifest, datasets, image_filter):
+    """The naive merged table of each dataset of the images ``image_filter`` keeps."""
+    tables = []
+    for d in range(datasets.n):
+        keep = _both(dataset_filter(datasets, d), image_filter)
+        sub = ImageBatches(manifest, Standardizer([], [], []), split="all", shuffle=False, image_filter=keep)
+        half_i, half_sigma, _ = naive_merge(sub, len(manifest.index), manifest.n_images)
+        tables.append(_naive_table(manifest.index, half_i, half_sigma, sub.reflection_counts()))
+    return tables
 
 
 def _naive_table(index, intensity, sigma, counts):
@@ -368,11 +453,14 @@ def _naive_table(index, intensity, sigma, counts):
     return writers.merged_table(index, f, sigf, counts, intensity, sigma)
 
 
-def naive_predictions(manifest, intensity, sigma, scales):
-    """Predictions of the naive model, shard by shard: ``Ipred = g_b J_h``, ``SigIpred = g_b sigma_J``."""
+def naive_predictions(manifest, intensity, sigma, scales, image_filter=None):
+    """Predictions of the naive model, shard by shard: ``Ipred = g_b J_h``, ``SigIpred = g_b sigma_J``.
+
+    Only the images ``image_filter`` keeps (all if None).
+    """
     columns = ["refl_id", "image_id", "file_id", "I", "SigI", *OBSERVED]
     for i in range(len(manifest.shards)):
-        part = manifest.load_shard(i, columns)
+        part = _kept_rows(manifest.load_shard(i, columns), columns, image_filter)
         g = scales[part["image_id"]]
         yield {
             "refl_id": part["refl_id"], "image_id": part["image_id"], "file_id": part["file_id"],
