@@ -261,6 +261,16 @@ def test_groups_file_with_naive_writes_one_merge_per_named_dataset(pair, tmp_pat
     assert not (tmp_path / "n_1.mtz").exists()
 
 
+def test_groups_by_column_writes_one_naive_merge_per_value(pair, tmp_path):
+    folder, files, manifest = pair
+    assert mono("--groups", "file_id", "--naive", "--cache-dir", folder / "cache2", KEYS, *files, tmp_path / "g") == 0
+    for d in (0, 1):
+        predictions = rs.read_mtz(str(tmp_path / f"g_predictions_{d}.mtz"))
+        assert set(predictions["file_id"]) == {d}
+        assert int(rs.read_mtz(str(tmp_path / f"g_{d}.mtz"))["N"].sum()) == len(predictions)
+    assert not (tmp_path / "g_2.mtz").exists()
+
+
 @pytest.mark.parametrize("args, message", [
     (["--separate-files", "--groups", "file_id"], "--separate-files and --groups both group"),
     (["--groups-file", "missing.txt"], "missing.txt: cannot read the groups file"),
