@@ -113,16 +113,14 @@ def single(n_images):
 def _image_column(manifest, key):
     """``[n_images]`` value of ``key`` of each image; InputError if it varies within an image."""
     values = np.full(manifest.n_images, np.nan)
-    for i in range(len(manifest.shards)):
+    for i in range(len(manifest.shards)):  # shards hold whole images
         part = manifest.load_shard(i, ["image_id", key])
-        image, value = part["image_id"], part[key].astype(np.float64)
-        first = np.full(manifest.n_images, np.nan)
-        first[image[::-1]] = value[::-1]  # first value of each image in this shard
-        if np.any(first[image] != value):
+        value = part[key].astype(np.float64)
+        images, first_row, row_image = np.unique(part["image_id"], return_index=True, return_inverse=True)
+        if np.any(value[first_row][row_image] != value):
             raise InputError(f"--groups {key}: the column varies within an image, so it cannot assign images "
                              "to datasets", manifest.files()[0])
-        seen = ~np.isnan(first)
-        values[seen] = first[seen]
+        values[images] = value[first_row]
     return values
 
 
@@ -248,22 +246,26 @@ def from_split_file(manifest, path, log=print):
     names = list(dict.fromkeys(line.dataset for line in lines))
     if len(names) > MAX_DATASETS:
         raise InputError(f"{len(names)} datasets, more than {MAX_DATASETS}", path)
-    batch = _image_numbers(manifest)
-    file_of = np.asarray(by_file(manifest).of_image)
+    numbers = _image_numbers(manifest)
+    ranges = [(e["image_offset"], e["image_offset"] + e["n_images"]) for e in manifest.info["inputs"]]
+    image_of = {(f, int(numbers[i])): i for f, (start, end) in enumerate(ranges) for i in range(start, end)}
+    code = {name: d for d, name in enumerate(names)}
     of_image = np.full(manifest.n_images, -1, dtype=np.int32)
     missing = 0
     for line, file_id in zip(lines, file_ids):
-        chosen = file_of == file_id
-        if line.image is not None:
-            chosen &= batch == line.image
-        if not chosen.any():
+        if line.image is None:
+            chosen = np.arange(*ranges[file_id])
+        else:
+            found = image_of.get((file_id, line.image))
+            chosen = np.array([] if found is None else [found], dtype=np.int64)
+        if len(chosen) == 0:
             missing += 1
             continue
-        dataset = names.index(line.dataset)
-        clash = chosen & (of_image >= 0) & (of_image != dataset)
-        if clash.any():
-            raise InputError(f"line {line.line}: image {int(batch[clash][0])} of {line.file} is already in "
-                             f"dataset {names[of_image[clash][0]]!r}", path)
+        dataset = code[line.dataset]
+        clash = chosen[(of_image[chosen] >= 0) & (of_image[chosen] != dataset)]
+        if len(clash):
+            raise InputError(f"line {line.line}: image {int(numbers[clash[0]])} of {line.file} is already in "
+                             f"dataset {names[of_image[clash[0]]]!r}", path)
         of_image[chosen] = dataset
     if not (of_image >= 0).any():
         raise InputError("none of the listed images is in the data (images are numbered as in "
