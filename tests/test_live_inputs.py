@@ -53,6 +53,24 @@ def test_a_glob_pattern_is_searched_again_at_every_poll(tmp_path, data_dir):
     assert [entry["segments"] for entry in inputs] == [[[0, 3]], [[3, 3]]]
 
 
+def test_a_backlog_is_converted_a_share_per_look(tmp_path, data_dir):
+    source = rs.read_mtz(str(data_dir / "hewl_rotation_unmerged.mtz"))  # 3 images per file
+    for number in range(3):
+        source.write_mtz(str(tmp_path / f"run_{number}.mtz"))
+    cache = LiveCache([str(tmp_path)], TableOptions(dmin=3.0), str(tmp_path / "cache"), max_images=3)
+    assert cache.poll() == 0  # first seen
+    looks = [(cache.poll(), cache.backlog["files"]) for _ in range(4)]
+    assert looks == [(3, 2), (3, 1), (3, 0), (0, 0)]
+    paths = simulate_to_files(str(tmp_path / "s"), n_images=12, seed=2, dmin=6.0, formats=("stream",))
+    stream = LiveCache([paths["stream"]], TableOptions(spacegroup="P 43 21 2", dmin=6.0), str(tmp_path / "c2"),
+                       shard_images=4, max_images=4)
+    looks = [(stream.poll(), stream.backlog["stream_chunks"]) for _ in range(4)]
+    assert looks == [(4, 8), (4, 4), (4, 0), (0, 0)]
+    unlimited = LiveCache([paths["stream"]], TableOptions(spacegroup="P 43 21 2", dmin=6.0), str(tmp_path / "c3"),
+                          shard_images=4, max_images=None)
+    assert unlimited.poll() == 12
+
+
 def test_arrivals_refuse_an_unknown_file_name():
     with pytest.raises(InputError):
         Arrivals(["data.txt"])

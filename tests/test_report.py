@@ -178,9 +178,11 @@ def test_status_counts_images_converted_between_rounds(tmp_path):
     _update(report, index, 100, 10.0)
     first = json.loads((tmp_path / "live" / "status.json").read_text())
     assert first["images_converted"] == 103 and first["images_waiting"] == 3
-    report.arrived(160, 12.5)  # new files converted while the merge waits
+    assert first["backlog"] == {}
+    report.arrived(160, 12.5, {"files": 4, "stream_chunks": 0})  # new files converted while the merge waits
     status = json.loads((tmp_path / "live" / "status.json").read_text())
     assert (status["images"], status["images_waiting"], status["images_converted"]) == (100, 60, 160)
+    assert status["backlog"] == {"files": 4, "stream_chunks": 0}
     assert status["elapsed_seconds"] == 12.5 and status["shells"] == first["shells"]
     assert report.drawings == 1
 

@@ -9,6 +9,11 @@ number of new images; :attr:`LiveCache.manifest` is a
 :class:`~careless_online.io.cache.Manifest` of everything converted so far,
 usable by :class:`~careless_online.io.pipeline.ImageBatches` like any cache.
 
+A look converts at most ``max_images`` images (whole files and stream
+blocks; the first one always), so that a backlog found at the start (a
+folder already full, a long stream) is converted over several looks with
+training in between; :attr:`LiveCache.backlog` says what is left.
+
 Image ids are handed out in the order images are converted, from 0 without
 gaps, whatever the number of files: an id is below the number of images seen,
 so it stays within int32 for up to 2**31 images.  The manifest records, per
@@ -29,6 +34,8 @@ from careless_online.io.table import LoadReport, build_index, make_observations
 
 #: Largest image id a shard column (int32) holds.
 MAX_IMAGE_ID = 2**31 - 1
+#: Images converted per look by default (a few minutes of conversion at most, then a round of training).
+LOOK_IMAGES = 5000
 
 
 class LiveCache:
@@ -50,13 +57,20 @@ class LiveCache:
     shard_images : int
         Images per shard (and stream chunks converted per block).
     log : callable, optional
+    max_images : int or None
+        Most images converted per :meth:`poll` (whole files and stream
+        blocks, so a look may go over by one of them); None: no limit.
     """
 
-    def __init__(self, sources, options, folder, index=None, shard_images=500, log=None):
+    def __init__(self, sources, options, folder, index=None, shard_images=500, log=None, max_images=LOOK_IMAGES):
         if options.dmin is None and index is None:
             raise InputError("live mode needs --dmin: the reflections to estimate are fixed before data arrive")
         if int(shard_images) < 1:
             raise ValueError(f"shard_images must be at least 1, got {shard_images}")
+        if max_images is not None and int(max_images) < 1:
+            raise ValueError(f"max_images must be at least 1, got {max_images}")
+        self.max_images = None if max_images is None else int(max_images)
+        self.backlog = {"files": 0, "stream_chunks": 0}
         self.arrivals = Arrivals(sources)
         self.paths = list(self.arrivals.sources)
         self.options = options
@@ -99,16 +113,24 @@ class LiveCache:
             self.next_image += int(n_images)
         return int(n_images)
 
-    def _poll_stream(self, path):
+    def _full(self, new):
+        """Whether this look has converted its share of images."""
+        return self.max_images is not None and new >= self.max_images
+
+    def _poll_stream(self, path, new):
+        """Convert the complete chunks of a stream not read yet, while the look has room; returns images added."""
         record = self._input(path, "stream")
-        if readers.count_stream_chunks(path) <= record["chunks"]:
-            return 0
-        new = 0
-        for spans in readers.stream_blocks(path, self.shard_images, start_chunk=record["chunks"]):
-            raw = readers.read_stream_block(path, spans, first_image=0)
-            new += self._add(raw, record, raw.next_image)
-            record["chunks"] += raw.n_chunks
-        return new
+        complete = readers.count_stream_chunks(path)
+        added = 0
+        if complete > record["chunks"] and not self._full(new):
+            for spans in readers.stream_blocks(path, self.shard_images, start_chunk=record["chunks"]):
+                raw = readers.read_stream_block(path, spans, first_image=0)
+                added += self._add(raw, record, raw.next_image)
+                record["chunks"] += raw.n_chunks
+                if self._full(new + added):
+                    break
+        self.backlog["stream_chunks"] += complete - record["chunks"]
+        return added
 
     def _read_file(self, path):
         """Convert a ready MTZ file or DIALS pair; one that cannot be read is skipped until it changes."""
@@ -126,14 +148,25 @@ class LiveCache:
     def poll(self):
         """Convert the newly completed stream chunks and the newly ready files.
 
+        At most about ``max_images`` images are converted; what is left for
+        later looks is counted in :attr:`backlog` (``files`` ready but not
+        read, ``stream_chunks`` complete but not read).
+
         Returns
         -------
         int
             Number of new images.
         """
         ready = self.arrivals.poll()
-        new = sum(self._poll_stream(path) for path in self.arrivals.streams)
-        new += sum(self._read_file(path) for path in ready)
+        self.backlog = {"files": 0, "stream_chunks": 0}
+        new = 0
+        for path in self.arrivals.streams:
+            new += self._poll_stream(path, new)
+        for number, path in enumerate(ready):
+            if self._full(new):  # the rest stay ready for the next look
+                self.backlog["files"] = len(ready) - number
+                break
+            new += self._read_file(path)
         if new and self.writer is not None:
             self.writer.flush()
             self._write_manifest()

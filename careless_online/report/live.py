@@ -24,7 +24,7 @@ about ``max_fraction`` of the run (and always at the end).
 
 import os
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
 import pandas as pd
 
@@ -57,6 +57,10 @@ class RoundProgress:
         Seconds since the live merge started.
     round_seconds : float
         Seconds the round (training and output) took.
+    backlog : dict
+        ``files`` and ``stream_chunks`` found complete but not converted yet
+        (a look converts a share of a large backlog, see
+        :class:`~careless_online.io.live.LiveCache`).
     """
 
     images: int
@@ -66,6 +70,7 @@ class RoundProgress:
     steps: int
     elapsed_seconds: float
     round_seconds: float
+    backlog: dict = field(default_factory=dict)
 
 
 def _history(path):
@@ -217,11 +222,11 @@ class LiveReport:
         self._last = (progress, f_mean, f_std, counts, merged, history_path, observations, drawing)
         return status
 
-    def arrived(self, images_converted, elapsed_seconds):
+    def arrived(self, images_converted, elapsed_seconds, backlog=None):
         """Rewrite ``status.json`` when new images have been converted, before they are merged.
 
         Only the progress keys change (``images_converted``, ``images_waiting``
-        = converted - merged, ``elapsed_seconds``); the statistics stay those
+        = converted - merged, ``elapsed_seconds``, ``backlog``); the statistics stay those
         of the last round.  Costs one small file write.  Nothing is written
         before the first round.
 
@@ -229,12 +234,16 @@ class LiveReport:
         ----------
         images_converted : int
         elapsed_seconds : float
+        backlog : dict, optional
+            Files and stream chunks complete but not converted yet.
         """
         if self._status is None:
             return
         self._status.update(images_converted=int(images_converted),
                             images_waiting=int(images_converted) - self._status["images"],
                             elapsed_seconds=float(elapsed_seconds))
+        if backlog is not None:
+            self._status["backlog"] = dict(backlog)
         replace_json(os.path.join(self.folder, "status.json"), self._status)
 
     def _draw(self, status, history_path):

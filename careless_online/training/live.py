@@ -183,7 +183,8 @@ def run_live(files, settings, live, clock=time.monotonic, sleep=time.sleep):
         progress = RoundProgress(
             images=manifest.n_images, images_waiting=cache.n_images - manifest.n_images,
             images_per_second=manifest.n_images / max(now - started, 1e-9), lag_seconds=now - arrived,
-            steps=rounds.step, elapsed_seconds=now - started, round_seconds=now - round_started)
+            steps=rounds.step, elapsed_seconds=now - started, round_seconds=now - round_started,
+            backlog=dict(cache.backlog))
         status = report.update(progress, f_mean, f_std, counts, merged, paths["history"],
                                observations=_observations(rounds.trainer, manifest, standardizer, settings))
         settings.log(f"step {rounds.step}: {manifest.n_images} images, CCpred test "
@@ -201,7 +202,7 @@ def run_live(files, settings, live, clock=time.monotonic, sleep=time.sleep):
         if new:
             arrived = clock()
             manifest = cache.manifest
-            report.arrived(cache.n_images, arrived - started)
+            report.arrived(cache.n_images, arrived - started, cache.backlog)
             settings.log(f"{new} new images ({cache.n_images} in all)")
 
 
