@@ -30,6 +30,7 @@ COMMANDS = [
     ("careless_online.plot_history", "careless_online.cli.plot_history"),
     ("careless_online.anomalous_peaks", "careless_online.cli.anomalous_peaks"),
     ("careless_online.difference", "careless_online.cli.difference"),
+    ("careless_online.reindexing", "careless_online.cli.reindexing"),
 ]
 
 HEADER = """# Command-line reference

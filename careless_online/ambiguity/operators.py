@@ -25,7 +25,6 @@ import gemmi
 import numpy as np
 
 from careless_online.errors import InputError
-from careless_online.io.reflections import map_to_asu
 
 #: Largest obliquity (degrees) of a pseudo-merohedral twin law taken by ``auto``.
 MAX_OBLIQUITY = 3.0
@@ -135,6 +134,12 @@ class ReindexingOperators:
         """JSON-serializable description (the triplets)."""
         return {"operators": self.triplets, "reason": self.reason}
 
+    def same_settings(self, triplets):
+        """True if ``triplets`` (identity first) name the same settings, in the same order, as these operators."""
+        if len(triplets) != len(self):
+            return False
+        return all(self.coset(parse_operator(t)) == j for j, t in enumerate(triplets))
+
     def reflection_table(self, index):
         """Unique-reflection id of every index reflection under every operator.
 
@@ -151,6 +156,8 @@ class ReindexingOperators:
         -------
         numpy.ndarray of int32, shape (len(index), len(self))
         """
+        from careless_online.io.reflections import map_to_asu  # reciprocalspaceship: not for the CLI checks
+
         signed = np.where(index.plus[:, None], index.hkl, -index.hkl).astype(np.int64)
         columns = []
         for matrix in self.matrices:

@@ -11,6 +11,7 @@ import re
 
 import gemmi
 
+from careless_online.ambiguity.operators import MODES, candidate_operators
 from careless_online.errors import InputError
 from careless_online.io.columns import available_keys
 
@@ -156,6 +157,24 @@ def cell(text):
         raise InputError(f"--cell: expected 'a,b,c,alpha,beta,gamma' (Å, degrees), got {text!r}")
 
 
+def reindexing_ops(text, groups):
+    """Check ``--reindexing-ops``: ``auto``, ``none`` or hkl operators such as ``'k,h,-l'``.
+
+    Operators are read (and, when ``--spacegroups`` names the space group,
+    checked to map its equivalent reflections onto equivalent ones) before
+    any data are read.
+
+    Raises
+    ------
+    InputError
+        Naming the first operator that cannot be used.
+    """
+    if str(text).strip().lower() in MODES:
+        return
+    for group in dict.fromkeys(g for g in groups if g) or [None]:
+        candidate_operators(text, None, gemmi.SpaceGroup(group) if group else gemmi.SpaceGroup("P 1"))
+
+
 def output_prefix(out):
     """Check the output prefix: a file name stem in a folder that is not a file."""
     if out.endswith(("/", os.sep)) or os.path.isdir(out):
@@ -196,6 +215,7 @@ def mono_arguments(args):
     input_files(args.inputs, live=args.live)
     groups = spacegroups(args.spacegroups, args.inputs, model_in=args.model_in)
     cell(args.cell)
+    reindexing_ops(getattr(args, "reindexing_ops", "auto"), groups)
     output_prefix(args.out)
     existing_folder(args.cache_dir, "--cache-dir")
     if args.model_in is not None:

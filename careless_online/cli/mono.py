@@ -42,6 +42,11 @@ def add_arguments(parser):
     g.add_argument("--intensity-key", default=None, help="MTZ intensity column (default: I/IMEAN/IOBS)")
     g.add_argument("--uncertainty-key", default=None, help="MTZ sigma column (default: SIGI/SigI/SIGIMEAN)")
     g.add_argument("--image-key", default=None, help="MTZ image column (default: BATCH)")
+    g.add_argument("--reindexing-ops", default="auto",
+                   help="indexing settings a still may be in (indexing ambiguity): auto = the lattice's twin laws "
+                        "(on when the lattice has more symmetry than the space group), none = every image as "
+                        "indexed, or ';'-separated hkl operators such as 'k,h,-l'; the model chooses each image's "
+                        "setting and writes the merge in the first image's (docs/ambiguity.md)")
 
     g = parser.add_argument_group("filtration")
     g.add_argument("-d", "--dmin", type=positive_float, default=None, help="high-resolution cut in Angstrom (default: the data's)")
@@ -208,7 +213,8 @@ def settings_from_args(args, keys, groups, group_spec=None, coupling=None):
                          studentt_dof=args.studentt_likelihood_dof, mc_samples=args.mc_samples,
                          kl_weight=args.kl_weight, scale_kl_weight=args.scale_kl_weight,
                          wilson_prior_b=args.wilson_prior_b, wilson_knots=args.wilson_prior_knots,
-                         refine_uncertainties=args.refine_uncertainties, **(coupling or {}))
+                         refine_uncertainties=args.refine_uncertainties, reindexing_ops=args.reindexing_ops,
+                         **(coupling or {}))
     options = TableOptions(spacegroup=groups[0], cell=cell, anomalous=args.anomalous, dmin=args.dmin,
                            isigi_cutoff=args.isigi_cutoff, cell_tolerance=args.cell_tolerance,
                            drop_invalid=args.drop_invalid, intensity_key=args.intensity_key,

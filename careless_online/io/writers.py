@@ -201,7 +201,7 @@ PREDICTION_TYPES = {"image_id": "I", "file_id": "I", "test": "I", "Iobs": "J", "
 _MTZ_RECORDS_START = 20
 
 
-def write_predictions(index, n_rows, parts, path, wavelength=None):
+def write_predictions(index, n_rows, parts, path, wavelength=None, extra_types=None, history=()):
     """Write per-observation predictions to an unmerged MTZ, streaming part by part.
 
     An MTZ file keeps its records before its header, so each part is written
@@ -220,6 +220,11 @@ def write_predictions(index, n_rows, parts, path, wavelength=None):
     path : str
     wavelength : float, optional
         Angstrom.
+    extra_types : dict, optional
+        Further columns every part holds, with their MTZ types (e.g. the
+        chosen indexing setting, :data:`careless_online.model.settings.SETTING_COLUMNS`).
+    history : sequence of str, optional
+        Lines of the file's history.
 
     Returns
     -------
@@ -235,6 +240,7 @@ def write_predictions(index, n_rows, parts, path, wavelength=None):
     types = {"H": "H", "K": "H", "L": "H", "M/ISYM": "Y", **PREDICTION_TYPES}
     if index.anomalous:
         types["plus"] = "I"
+    types.update(extra_types or {})
     names = list(types)
     low = np.full(len(names), np.inf)
     high = np.full(len(names), -np.inf)
@@ -253,7 +259,7 @@ def write_predictions(index, n_rows, parts, path, wavelength=None):
                 rows += len(block)
             if n_rows is not None and rows != n_rows:
                 raise ValueError(f"predictions hold {rows} rows, expected {n_rows}")
-            head, header = _mtz_header(index, types, low, high, rows, wavelength)
+            head, header = _mtz_header(index, types, low, high, rows, wavelength, history)
             handle.write(header)
             handle.seek(0)
             handle.write(head)
@@ -279,7 +285,7 @@ def _prediction_block(index, dhkl, part, names):
     return block
 
 
-def _mtz_header(index, types, low, high, n_rows, wavelength):
+def _mtz_header(index, types, low, high, n_rows, wavelength, history=()):
     """The 80-byte head and the trailing header of an MTZ holding ``n_rows`` records.
 
     gemmi writes the header of a two-record file whose records are the column
@@ -295,6 +301,7 @@ def _mtz_header(index, types, low, high, n_rows, wavelength):
     for name in names[3:]:
         mtz.add_column(name, types[name])
     mtz.set_cell_for_all(index.cell)
+    mtz.history = list(history)
     empty = ~np.isfinite(low)
     ranges = np.stack([np.where(empty, 0.0, low), np.where(empty, 0.0, high)]).astype(np.float32)
     mtz.set_data(ranges)

@@ -7,6 +7,7 @@ import zlib
 import keras
 import numpy as np
 
+from careless_online.ambiguity.operators import candidate_operators
 from careless_online.errors import InputError
 from careless_online.io.reflections import ReflectionIndex
 from careless_online.model.merging import MergingModel
@@ -31,13 +32,18 @@ def intensity_scale(manifest, index):
     return eps / mean_i
 
 
-def new_model(manifest, standardizer, **options):
+def new_model(manifest, standardizer, reindexing_ops="auto", **options):
     """A fresh :class:`MergingModel` for the data of a cache.
 
     Parameters
     ----------
     manifest : careless_online.io.cache.Manifest
     standardizer : careless_online.io.pipeline.Standardizer
+    reindexing_ops : str
+        The ``--reindexing-ops`` value (``auto``, ``none`` or operators,
+        :func:`~careless_online.ambiguity.operators.candidate_operators`);
+        with more than one setting the model chooses every image's
+        (:mod:`careless_online.model.settings`).
     **options
         Passed to :class:`MergingModel` (``d_model``, ``encoder_layers``, ...).
 
@@ -46,12 +52,16 @@ def new_model(manifest, standardizer, **options):
     MergingModel
     """
     index = manifest.index
+    operators = candidate_operators(reindexing_ops, index.cell, index.spacegroup)
     model = MergingModel(
         len(index), len(standardizer.keys), centric=index.centric, epsilon=index.epsilon,
+        reindexing_ops=operators.triplets,
         intensity_scale=intensity_scale(manifest, index), index_config=index.to_config(),
         standardizer_config=standardizer.get_config(), inverse_d2=1.0 / np.square(index.dHKL.astype(np.float64)),
         **options,
     )
+    if model.setting_choice is not None:
+        model.setting_choice.set_table(operators.reflection_table(index))
     start_wilson_prior(model, manifest, index)
     return model
 

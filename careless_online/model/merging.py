@@ -49,6 +49,7 @@ from careless_online.distributions.scales import scale_distribution, scale_kl
 from careless_online.distributions.wilson_scale import WilsonSigma
 from careless_online.model.datasets import dataset_reflection_ids, hkl_ids, per_dataset
 from careless_online.model.error_model import ErrorModel
+from careless_online.model.settings import SettingChoice, reindexed_batch
 from careless_online.layers import ImageEncoder, ScaleHead
 
 
@@ -115,6 +116,11 @@ class MergingModel(keras.Model):
         Correlation of each dataset with its parent (fixed, or the start of learning).
     learn_double_wilson_r : bool
         Learn the correlations (empirical Bayes).
+    reindexing_ops : list of str, optional
+        hkl triplets of the indexing settings, identity first; with two or
+        more, every image's setting is chosen by a
+        :class:`~careless_online.model.settings.SettingChoice` (its
+        reflection table is set by :func:`careless_online.model.build.new_model`).
     """
 
     def __init__(self, n_reflections, n_meta, centric=None, epsilon=None, d_model=32, d_ff=None,
@@ -123,7 +129,7 @@ class MergingModel(keras.Model):
                  standardizer_config=None, inverse_d2=None, wilson_prior_b=None, wilson_knots=8,
                  wilson_max_inverse_d2=None, refine_uncertainties=False, intensity_features=INTENSITY_FEATURES,
                  n_datasets=1, double_wilson_parents=None, double_wilson_r=0.0, learn_double_wilson_r=False,
-                 **kwargs):
+                 reindexing_ops=None, **kwargs):
         super().__init__(**kwargs)
         if intensity_features != INTENSITY_FEATURES:
             raise ValueError(f"the model feeds '{intensity_features}' intensity features to its scale network; "
@@ -148,6 +154,9 @@ class MergingModel(keras.Model):
             self.n_datasets * self.n_reflections, centric=per_dataset(centric, self.n_datasets),
             epsilon=per_dataset(epsilon, self.n_datasets), name="structure_factors")
         self.coupling = self._coupling(double_wilson_parents, double_wilson_r, learn_double_wilson_r)
+        self.reindexing_ops = [str(t) for t in reindexing_ops] if reindexing_ops else None
+        self.setting_choice = (SettingChoice(self.n_reflections, self.reindexing_ops, name="setting_choice")
+                               if self.reindexing_ops and len(self.reindexing_ops) > 1 else None)
         self.encoder = ImageEncoder(self.d_model, self.d_ff, self.encoder_layers, activation,
                                     n_features=_N_OBS_FEATURES + self.n_meta, name="encoder")
         self.scale_head = ScaleHead(self.d_model, self.d_ff, self.scale_layers, activation,
@@ -186,6 +195,8 @@ class MergingModel(keras.Model):
         ``counts`` is indexed by the combined id ``d n_hkl + h``.
         """
         counts = np.asarray(counts, dtype=np.float64)
+        if self.setting_choice is not None:  # images move between settings: the expected counts
+            counts = self.setting_choice.orbit_mean(counts)
         self.kl_inverse_counts.assign(np.where(counts > 0, 1.0 / np.maximum(counts, 1), 0.0).astype(np.float32))
 
     def build_from_config(self, config):
@@ -197,6 +208,30 @@ class MergingModel(keras.Model):
         return self.intensity_scale * tf.nn.softplus(self.kappa)
 
     # ------------------------------------------------------------------ pieces
+    def in_reference_setting(self, batch, update=False):
+        """The batch with every image's observations in its chosen indexing setting, and the choice.
+
+        Without a setting choice the batch is returned as it is (and None).
+        Otherwise ``refl_id`` becomes each observation's id in the reference
+        setting (:func:`~careless_online.model.settings.reindexed_batch`),
+        the step that precedes everything else that reads ``refl_id``.
+
+        Parameters
+        ----------
+        batch : dict of tf.Tensor
+        update : bool
+            Add the batch to the choice's reference (training steps only).
+
+        Returns
+        -------
+        (dict, dict or None)
+            The batch and :meth:`SettingChoice.call`'s result.
+        """
+        if self.setting_choice is None:
+            return batch, None
+        choice = self.setting_choice(batch["I"], batch["image"], batch["n_images"], batch["refl_id"], update=update)
+        return reindexed_batch(batch, choice["ids"]), choice
+
     def reflection_ids(self, batch):
         """Combined ``(dataset, reflection)`` id of each observation of a batch.
 
@@ -276,6 +311,7 @@ class MergingModel(keras.Model):
             ``loss``, ``NLL`` (summed expected negative log-likelihood),
             ``KL_F`` (weighted), ``KL_Sigma`` and ``n_obs``.
         """
+        batch, _ = self.in_reference_setting(batch, update=True)
         ids = self.reflection_ids(batch)
         log_p, F, (loc, scale) = self._sampled_log_likelihood(batch, seed)
         nll = -tf.reduce_mean(log_p, axis=0)
@@ -345,8 +381,8 @@ class MergingModel(keras.Model):
         return -tf.reduce_mean(log_p, axis=0)
 
     def call(self, batch):
-        """Predicted intensities of a batch (see :meth:`predict_intensities`)."""
-        return self.predict_intensities(batch)
+        """Predicted intensities of a batch in its images' chosen settings (see :meth:`predict_intensities`)."""
+        return self.predict_intensities(self.in_reference_setting(batch)[0])
 
     def get_config(self):
         config = super().get_config()
@@ -359,6 +395,7 @@ class MergingModel(keras.Model):
             wilson_prior_b=self.wilson_sigma.b_factor, wilson_knots=self.wilson_sigma.knots,
             wilson_max_inverse_d2=self.wilson_sigma.max_inverse_d2, refine_uncertainties=self.refine_uncertainties,
             intensity_features=self.intensity_features, n_datasets=self.n_datasets,
+            reindexing_ops=self.reindexing_ops,
             **self._coupling_config(),
         )
         return config

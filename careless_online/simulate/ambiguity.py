@@ -132,3 +132,70 @@ def _cc(x, y, skip_zero=False):
     x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
     ok = np.isfinite(x) & np.isfinite(y) & ((y != 0) if skip_zero else True)
     return float(np.corrcoef(x[ok], y[ok])[0, 1])
+
+
+def merged_in_setting(merged, matrix):
+    """Amplitudes of a merged anomalous table with every Friedel member relabelled ``h -> M h``.
+
+    Parameters
+    ----------
+    merged : rs.DataSet
+        A merged table with ``F(+)`` and ``F(-)`` (e.g. ``<base>_0.mtz``).
+    matrix : numpy.ndarray of int, shape (3, 3)
+
+    Returns
+    -------
+    pandas.DataFrame
+        Indexed by the ASU ``H, K, L`` of the new labels: ``F(+)``, ``F(-)``
+        and ``F`` (the mean of the mates present).
+    """
+    import pandas as pd
+    import reciprocalspaceship as rs
+
+    table = merged.reset_index()
+    hkl = table[["H", "K", "L"]].to_numpy(np.int64)
+    parts = []
+    for sign, column in ((1, "F(+)"), (-1, "F(-)")):
+        asu, isym = rs.utils.hkl_to_asu((sign * hkl) @ np.asarray(matrix, dtype=np.int64).T, merged.spacegroup)
+        parts.append(pd.DataFrame({"H": asu[:, 0], "K": asu[:, 1], "L": asu[:, 2], "plus": isym % 2 == 1,
+                                   "F": table[column].to_numpy(float)}))
+    stacked = pd.concat(parts).dropna(subset=["F"]).drop_duplicates(["H", "K", "L", "plus"])
+    keys = ["H", "K", "L"]
+    out = pd.concat([stacked[stacked["plus"]].set_index(keys)["F"].rename("F(+)"),
+                     stacked[~stacked["plus"]].set_index(keys)["F"].rename("F(-)")], axis=1)
+    out["F"] = out[["F(+)", "F(-)"]].mean(axis=1)
+    return out
+
+
+def merged_correlations_to_truth(merged, truth, operators):
+    """CC(F) and CC(anomalous) of a merge to the truth, in the global setting that fits best.
+
+    A merge is written in its reference setting (the first image's), which
+    may be any of the settings relative to the simulated truth: the merge is
+    relabelled by every operator in turn (:func:`merged_in_setting`) and the
+    best CC(F) kept.  Identical for every merge, so merges with and without
+    a setting choice compare alike.
+
+    Parameters
+    ----------
+    merged : rs.DataSet
+        Merged anomalous table.
+    truth : pandas.DataFrame
+        The simulator's truth (``F``, ``DANO``), indexed by ASU ``H, K, L``.
+    operators : careless_online.ambiguity.operators.ReindexingOperators
+
+    Returns
+    -------
+    dict
+        ``cc_f``, ``cc_anom``, ``setting`` (the operator's position) and ``n``.
+    """
+    best = None
+    reference = truth[["F", "DANO"]].rename(columns={"F": "FT", "DANO": "DT"})
+    for j, matrix in enumerate(operators.matrices):
+        joined = merged_in_setting(merged, matrix).join(reference, how="inner")
+        figures = {"cc_f": _cc(joined["F"], joined["FT"]),
+                   "cc_anom": _cc(joined["F(+)"] - joined["F(-)"], joined["DT"], skip_zero=True),
+                   "setting": j, "n": len(joined)}
+        if best is None or figures["cc_f"] > best["cc_f"]:
+            best = figures
+    return best

@@ -288,6 +288,7 @@ class Trainer:
         return terms
 
     def _predict_step(self, batch, seed):
+        batch, _ = self.model.in_reference_setting(batch)  # the images' chosen indexing settings (no update)
         scale_parameters = self.model.scale_parameters(batch)  # the networks run once for both
         ipred, sigipred = self.model.predict_intensities(batch, scale_parameters)
         nll = self.model.nll_per_observation(batch, seed, scale_parameters)

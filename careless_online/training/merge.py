@@ -26,6 +26,8 @@ from careless_online.io.pipeline import ImageBatches, Standardizer, is_test_imag
 from careless_online.model.build import load_model, model_index, new_model
 from careless_online.model.datasets import dataset_block
 from careless_online.model.naive import french_wilson, naive_merge
+from careless_online.ambiguity.outputs import SETTING_COLUMNS, history_line
+from careless_online.model.settings import check_model_operators, reference_counts, with_setting_columns
 from careless_online.training.checkpoint import folder as checkpoint_folder, latest as latest_checkpoint
 from careless_online.training.distribute import trainer_class, variable_scope, worker_settings
 from careless_online.training.loop import TrainConfig
@@ -144,26 +146,53 @@ def _merged(index, moments, counts):
     return writers.merged_table(index, moments["F"], moments["SIGF"], counts, moments["I"], moments["SIGI"])
 
 
-def warn_if_ambiguous(index, log):
-    """Say so when the lattice allows other indexing settings, which ``mono`` does not resolve yet.
+def log_reindexing_operators(index, spec, log):
+    """Name the indexing settings the model chooses each image's among, and why (docs/ambiguity.md).
+
+    When the merge takes every image as indexed (``spec`` ``none``, or the
+    naive merge) although the lattice allows other settings, a warning.
 
     Parameters
     ----------
     index : careless_online.io.reflections.ReflectionIndex
+    spec : str
+        The ``--reindexing-ops`` value.
     log : callable
 
     Returns
     -------
-    bool
-        True when a warning was logged.
+    careless_online.ambiguity.operators.ReindexingOperators
     """
-    operators = candidate_operators("auto", index.cell, index.spacegroup)
-    if len(operators) == 1:
-        return False
-    log(f"WARNING the data may be indexed in {len(operators)} settings ({operators.reason}); careless_online mono "
-        "does not resolve indexing ambiguity yet, so merge only data indexed consistently (e.g. after CrystFEL "
-        "ambigator or dials.cosym); see docs/ambiguity.md")
-    return True
+    operators = candidate_operators(spec, index.cell, index.spacegroup)
+    if len(operators) > 1:
+        log(f"indexing settings {'; '.join(operators.triplets)}: the model chooses each image's ({operators.reason})")
+        return operators
+    lattice = candidate_operators("auto", index.cell, index.spacegroup)
+    if len(lattice) > 1:
+        log(f"WARNING the lattice allows {len(lattice)} indexing settings ({lattice.reason}); this merge takes "
+            "every image as indexed, which is right only for consistently indexed data; see docs/ambiguity.md")
+    return operators
+
+
+def reindexing_spec(settings):
+    """The ``--reindexing-ops`` value of a merge (``model_options["reindexing_ops"]``, default ``auto``)."""
+    return settings.model_options.get("reindexing_ops", "auto")
+
+
+def _output_counts(model, manifest, datasets, dataset, image_filter=None):
+    """Observations of each reflection of a dataset, in the reference setting when the model chooses settings."""
+    if model.setting_choice is None:
+        return dataset_counts(manifest, datasets, dataset, image_filter=image_filter)
+    keep = _both(dataset_filter(datasets, dataset), image_filter)
+    return reference_counts(model, ImageBatches(manifest, Standardizer([], [], []), batch_images=64, split="all",
+                                                shuffle=False, image_filter=keep))
+
+
+def _prediction_extras(model):
+    """Further columns and history of the predictions file: the chosen indexing setting of each image."""
+    if model.setting_choice is None:
+        return {}
+    return {"extra_types": SETTING_COLUMNS, "history": [history_line(model.reindexing_ops)]}
 
 
 def epoch_steps(epochs, n_images, batch_images):
@@ -175,8 +204,12 @@ def epoch_steps(epochs, n_images, batch_images):
 
 
 def _train_model(manifest, standardizer, settings, history_path, checkpoint_path, datasets, image_filter=None,
-                 test_fraction=None, model=None, start=(0, 0.0, 0)):
-    """Train ``model`` (a new one if None) from ``start`` = (step, elapsed seconds, skipped steps)."""
+                 test_fraction=None, model=None, start=(0, 0.0, 0), reference=None):
+    """Train ``model`` (a new one if None) from ``start`` = (step, elapsed seconds, skipped steps).
+
+    ``reference``: a setting choice whose reference a new model starts from
+    (half-dataset merges choose in the full merge's reference setting).
+    """
     test_fraction = settings.test_fraction if test_fraction is None else test_fraction
     train, test, monitor = training_views(manifest, standardizer, settings.batch_images, test_fraction,
                                           settings.seed, image_filter, datasets)
@@ -185,6 +218,8 @@ def _train_model(manifest, standardizer, settings, history_path, checkpoint_path
     if model is None:
         with variable_scope(settings.strategy):
             model = new_model(manifest, standardizer, n_datasets=datasets.n, **settings.model_options)
+        if reference is not None and model.setting_choice is not None:
+            model.setting_choice.start_from(reference)
     model.set_reflection_counts(train.reflection_counts())
     config = settings.train
     if settings.epochs is not None:
@@ -233,6 +268,7 @@ def _check_model_fits(model, source, saved_inputs, manifest, settings, datasets)
     trained = model_index(model).spacegroup
     if wanted and gemmi.SpaceGroup(wanted).xhm() != trained.xhm():
         raise InputError(f"the model was trained in space group {trained.xhm()}, not {wanted}", source)
+    check_model_operators(model.reindexing_ops, reindexing_spec(settings), manifest.index, source)
     current = input_contents(manifest)
     if saved_inputs is not None and current is not None and saved_inputs != current:
             raise InputError("--resume: the input files changed since this checkpoint was written "
@@ -290,12 +326,12 @@ def _predictions(trainer, manifest, standardizer, settings, datasets, image_filt
         observed = rows.take(len(batch["refl_id"]))
         if not np.array_equal(observed.pop("refl_id"), batch["refl_id"]):
             raise RuntimeError("prediction batches are not in the cache's row order")
-        yield {
+        yield with_setting_columns(trainer.model, batch, {
             "refl_id": batch["refl_id"], "image_id": batch["image_id"], "file_id": batch["file_id"],
             "test": is_test_image(batch["image_id"], settings.test_fraction, settings.seed),
             "Iobs": batch["I"], "SigIobs": batch["SigI"], "Ipred": ipred.numpy(), "SigIpred": sigipred.numpy(),
             **observed,
-        }
+        })
 
 
 def _standardizer(manifest, settings, model, model_path):
@@ -341,7 +377,7 @@ def run_merge(files, settings, output_id=0):
                            workers=settings.workers, progress=settings.train.progress)
     settings.log(f"{manifest.n_images} images, {manifest.n_obs} observations, "
                  f"{len(manifest.index)} unique reflections to {manifest.index.dmin:.2f} A")
-    warn_if_ambiguous(manifest.index, settings.log)
+    log_reindexing_operators(manifest.index, "none" if settings.naive else reindexing_spec(settings), settings.log)
     datasets = assign_datasets(manifest, settings.groups, settings.log)
     check_coupling(settings.model_options, datasets)
     _check_model_fits(loaded, source, saved_inputs, manifest, settings, datasets)
@@ -355,16 +391,16 @@ def run_merge(files, settings, output_id=0):
                                   model=loaded, start=start)
     written = {"history": outputs.history, "model": checkpoint}
     for d in range(datasets.n):
-        counts = dataset_counts(manifest, datasets, d)
+        counts = _output_counts(model, manifest, datasets, d)
         written[outputs.key("merged", d)] = writers.write_mtz(
             _merged(index, _posterior(model, d), counts), outputs.path("merged", d), wavelength)
         if settings.predictions:
             written[outputs.key("predictions", d)] = writers.write_predictions(
                 index, int(counts.sum()),
                 _predictions(trainer, manifest, standardizer, settings, datasets, dataset_filter(datasets, d)),
-                outputs.path("predictions", d), wavelength)
+                outputs.path("predictions", d), wavelength, **_prediction_extras(model))
     if settings.half_datasets:
-        merge_half = partial(_model_half, manifest, standardizer, settings, datasets)
+        merge_half = partial(_model_half, manifest, standardizer, settings, datasets, reference=model.setting_choice)
         written.update(_write_halves(settings, merge_half, outputs, wavelength))
     return written
 
@@ -387,12 +423,15 @@ class _DatasetOutputs:
         return kind if self.datasets.n == 1 else f"{kind}_{self.first + int(dataset)}"
 
 
-def _model_half(manifest, standardizer, settings, datasets, image_filter):
-    """The merged table of each dataset of a model trained on the images ``image_filter`` keeps."""
+def _model_half(manifest, standardizer, settings, datasets, image_filter, reference=None):
+    """The merged table of each dataset of a model trained on the images ``image_filter`` keeps.
+
+    ``reference``: the full merge's setting choice (the half starts from its reference).
+    """
     half_model, _ = _train_model(manifest, standardizer, _half_settings(settings), None, None, datasets,
-                                 image_filter=image_filter, test_fraction=0.0)
+                                 image_filter=image_filter, test_fraction=0.0, reference=reference)
     return [_merged(manifest.index, _posterior(half_model, d),
-                    dataset_counts(manifest, datasets, d, image_filter=image_filter))
+                    _output_counts(half_model, manifest, datasets, d, image_filter=image_filter))
             for d in range(datasets.n)]
 
 
