@@ -40,7 +40,7 @@ def _snapshots(report_folder, store):
     """A watch function that keeps each new status.json and cchalf.png of the report."""
     def watch():
         status = os.path.join(report_folder, "status.json")
-        if os.path.exists(status):
+        if os.path.exists(os.path.join(report_folder, "cchalf.png")):  # drawn once a round has ended
             text = open(status).read()
             if not store or store[-1][0] != text:
                 store.append((text, open(os.path.join(report_folder, "cchalf.png"), "rb").read()))

@@ -173,8 +173,16 @@ def test_report_files_are_strict_json_written_atomically(tmp_path):
 def test_status_counts_images_converted_between_rounds(tmp_path):
     index = _index()
     report = LiveReport(str(tmp_path / "live"), index, n_shells=5)
-    report.arrived(50, 1.0)  # before the first round: nothing to say yet
+    report.arrived(50, 1.0)  # before the first look: nothing to say yet
     assert not (tmp_path / "live" / "status.json").exists()
+    counts = np.random.default_rng(0).poisson(0.5, len(index))
+    report.first_look(60, 2.0, counts, {"files": 1, "stream_chunks": 0})  # converted, not trained on yet
+    early = json.loads((tmp_path / "live" / "status.json").read_text())
+    assert (early["images"], early["images_waiting"], early["steps"], early["backlog"]["files"]) == (0, 60, 0, 1)
+    expected = shell_statistics(report.layout, counts)[1]
+    assert 0 < early["overall"]["completeness"] == pytest.approx(expected["completeness"])
+    assert early["overall"]["multiplicity"] == pytest.approx(expected["multiplicity"])
+    assert early["overall"]["cchalf"] is None and report.drawings == 0  # strict JSON: NaN written as null
     _update(report, index, 100, 10.0)
     first = json.loads((tmp_path / "live" / "status.json").read_text())
     assert first["images_converted"] == 103 and first["images_waiting"] == 3

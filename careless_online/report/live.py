@@ -222,13 +222,40 @@ class LiveReport:
         self._last = (progress, f_mean, f_std, counts, merged, history_path, observations, drawing)
         return status
 
+    def first_look(self, images_converted, elapsed_seconds, counts, backlog=None):
+        """Write ``status.json`` as soon as the first data are converted, before any training.
+
+        ``images`` and ``steps`` are 0, every converted image is waiting, the
+        shells hold the completeness and multiplicity of the converted
+        observations (CC1/2 and CCanom come with the first round).
+
+        Parameters
+        ----------
+        images_converted : int
+        elapsed_seconds : float
+        counts : array of int, shape (n_reflections,)
+            Observations of each index entry converted so far.
+        backlog : dict, optional
+            Files and stream chunks complete but not converted yet.
+        """
+        shells, overall = shell_statistics(self.layout, counts)
+        status = asdict(RoundProgress(images=0, images_waiting=int(images_converted), images_per_second=0.0,
+                                      lag_seconds=float(elapsed_seconds), steps=0,
+                                      elapsed_seconds=float(elapsed_seconds), round_seconds=0.0,
+                                      backlog=dict(backlog or {})))
+        status.update(images_converted=int(images_converted), shells=shells, overall=overall,
+                      stopping_hint={"text": "No round of training yet: CC1/2, CCanom and the hint follow it."},
+                      peaks={}, cc_images=0, trend=[], report_seconds=0.0, report_fraction=0.0)
+        replace_json(os.path.join(self.folder, "status.json"), status)
+        self._status = status
+
     def arrived(self, images_converted, elapsed_seconds, backlog=None):
         """Rewrite ``status.json`` when new images have been converted, before they are merged.
 
         Only the progress keys change (``images_converted``, ``images_waiting``
         = converted - merged, ``elapsed_seconds``, ``backlog``); the statistics stay those
-        of the last round.  Costs one small file write.  Nothing is written
-        before the first round.
+        of the last round (or of :meth:`first_look`).  Costs one small file
+        write.  Nothing is written before :meth:`first_look` or the first round.
 
         Parameters
         ----------

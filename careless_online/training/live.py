@@ -170,6 +170,7 @@ def run_live(files, settings, live, clock=time.monotonic, sleep=time.sleep):
     report = LiveReport(paths["report"], cache.index, n_shells=live.shells, structure=structure,
                         elements=live.elements, max_fraction=live.report_fraction,
                         refresh_seconds=live.refresh_seconds)
+    report.first_look(cache.n_images, clock() - started, cache.counts, cache.backlog)
     rounds = _Round(model, standardizer, settings, live, paths["history"], paths["model"])
     while True:
         round_started = clock()
