@@ -168,6 +168,7 @@ def test_report_files_are_strict_json_written_atomically(tmp_path):
     assert not [name for name in os.listdir(tmp_path / "live") if name.endswith(".tmp")]
     page = (tmp_path / "live" / "index.html").read_text()
     assert '<meta http-equiv="refresh" content="10">' in page and "Stopping hint" in page
+    assert f"<div class='v'>{status['images_converted']}</div><div class='k'>images converted</div>" in page
 
 
 def test_status_counts_images_converted_between_rounds(tmp_path):

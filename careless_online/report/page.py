@@ -11,6 +11,7 @@ import numpy as np
 
 #: Status keys shown at the top of the page, with their labels and formats.
 SUMMARY = (("images", "images merged", "{:d}"), ("images_waiting", "images waiting", "{:d}"),
+           ("images_converted", "images converted", "{:d}"),
            ("images_per_second", "images per second", "{:.2f}"), ("lag_seconds", "lag (s)", "{:.1f}"),
            ("steps", "gradient steps", "{:d}"), ("elapsed_seconds", "elapsed (s)", "{:.0f}"),
            ("report_fraction", "report share of run time", "{:.1%}"))
