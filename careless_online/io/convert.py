@@ -77,7 +77,7 @@ def _check_spacegroup(raw, index, options, path):
         if raw.spacegroup.xhm() != index.spacegroup.xhm():
             raise InputError(
                 f"space group {raw.spacegroup.xhm()} differs from {index.spacegroup.xhm()} of the merge; "
-                "use --separate-files or --spacegroups", path)
+                "merge it in a separate run, or force one space group with --spacegroups", path)
 
 
 def _file_observations(path, file_id, options, index, block_chunks, pool, ahead):
