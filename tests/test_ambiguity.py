@@ -385,8 +385,9 @@ def test_an_explicit_operator_list_is_what_the_model_chooses_among(merges):
     model = load_model(str(merges["folder"] / "noflip_0.keras"))
     assert model.reindexing_ops == ["h,k,l", "k,h,-l"]
     assert model.setting_choice.reference_weights.numpy().any()  # the reference is saved with the model
-    assert len(set(_chosen(merges, "noflip"))) == 1  # data indexed alike stay in one setting
+    assert set(_chosen(merges, "noflip")) == {0}  # data indexed alike: one setting, written as indexed
     assert "indexing settings h,k,l; k,h,-l" in merges["logs"]["noflip"]
+    assert _figures(merges, "noflip")["setting"] == 0  # the merge is in the simulated (indexer's) setting
 
 
 def test_model_in_refuses_other_reindexing_operators(merges, capsys):

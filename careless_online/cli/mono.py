@@ -46,7 +46,7 @@ def add_arguments(parser):
                    help="indexing settings a still may be in (indexing ambiguity): auto = the lattice's twin laws "
                         "(on when the lattice has more symmetry than the space group), none = every image as "
                         "indexed, or ';'-separated hkl operators such as 'k,h,-l'; the model chooses each image's "
-                        "setting and writes the merge in the first image's (docs/ambiguity.md)")
+                        "setting and writes the merge in the one most images were indexed in (docs/ambiguity.md)")
 
     g = parser.add_argument_group("filtration")
     g.add_argument("-d", "--dmin", type=positive_float, default=None, help="high-resolution cut in Angstrom (default: the data's)")

@@ -32,6 +32,7 @@ from careless_online.ambiguity.operators import candidate_operators, parse_opera
 from careless_online.ambiguity.outputs import SETTING_COLUMNS
 from careless_online.checks import integer_at_least
 from careless_online.errors import InputError
+from careless_online.io.pipeline import ImageBatches, Standardizer
 
 #: Forgetting factor of the reference per training step (effective memory ``1 / (1 - decay)`` steps).
 REFERENCE_DECAY = 0.999
@@ -181,6 +182,67 @@ def check_model_operators(saved, spec, index, source):
                      "with this model, or train a new one", source)
 
 
+def settings_pass(model, batches):
+    """Every image's chosen setting (no update): images per setting and reflection counts in the reference setting.
+
+    Parameters
+    ----------
+    model : careless_online.model.merging.MergingModel
+        With a setting choice.
+    batches : careless_online.io.pipeline.ImageBatches
+        The images (in order).
+
+    Returns
+    -------
+    (numpy.ndarray, numpy.ndarray)
+        Images per setting ``[n_ops]`` and observations per reflection ``[n_reflections]``.
+    """
+    layer = model.setting_choice
+    signature = [tf.TensorSpec([None], tf.float32), tf.TensorSpec([None], tf.int32), tf.TensorSpec([], tf.int32),
+                 tf.TensorSpec([None], tf.int32)]
+    choose = tf.function(lambda *args: layer(*args), input_signature=signature)
+    images = np.zeros(len(layer.operators), dtype=np.int64)
+    counts = np.zeros(layer.n_reflections, dtype=np.int64)
+    for batch in batches.epoch(0):
+        choice = choose(batch["I"], batch["image"], batch["n_images"], batch["refl_id"])
+        images += np.bincount(choice["setting"].numpy(), minlength=len(images))
+        counts += np.bincount(choice["ids"].numpy(), minlength=len(counts))
+    return images, counts
+
+
+def to_majority_setting(model, batches):
+    """Relabel a trained model so that the setting most images chose becomes the identity.
+
+    The reference setting is the one the first training images agreed on,
+    which may be any of the settings relative to the indexer's.  When most
+    images chose setting ``j != 0`` (e.g. data already indexed consistently,
+    all in ``j``), every per-reflection weight ``w`` of the model becomes
+    ``w'[h] = w[T[h, j]]`` (each dataset's block of ``q(F)``, the reference,
+    the KL counts), so the merge is written in the indexer's setting of most
+    images; choices made afterwards are relative to it.  Nothing changes
+    when ``T[:, j]`` is not a permutation of the index (a pseudo-merohedral
+    operator near ``dmin``).
+
+    Returns
+    -------
+    int
+        ``j`` (0: nothing moved).
+    """
+    if model.setting_choice is None:
+        return 0
+    images, _ = settings_pass(model, batches)
+    j = int(np.argmax(images))
+    order = model.setting_choice.table.numpy()[:, j]
+    if j == 0 or not np.array_equal(np.sort(order), np.arange(len(order))):
+        return 0
+    q = model.structure_factors
+    for weight in (q.loc_raw, q.scale_raw, model.kl_inverse_counts, model.setting_choice.reference_sums,
+                   model.setting_choice.reference_weights):
+        blocks = weight.numpy().reshape(-1, len(order))
+        weight.assign(blocks[:, order].ravel())
+    return j
+
+
 def reference_counts(model, batches):
     """Observations of each reflection in the reference setting (every image in its chosen setting).
 
@@ -196,11 +258,7 @@ def reference_counts(model, batches):
     """
     if model.setting_choice is None:
         return batches.reflection_counts()
-    counts = np.zeros(model.setting_choice.n_reflections, dtype=np.int64)
-    choose = tf.function(lambda batch: model.in_reference_setting(batch)[0]["refl_id"])
-    for batch in batches.epoch(0):
-        counts += np.bincount(choose(batch).numpy(), minlength=len(counts))
-    return counts
+    return settings_pass(model, batches)[1]
 
 
 def with_setting_columns(model, batch, part):
@@ -225,3 +283,11 @@ def with_setting_columns(model, batch, part):
             observed[rows] = observed[rows] @ matrix.T
         out.update(Hobs=observed[:, 0], Kobs=observed[:, 1], Lobs=observed[:, 2])
     return out
+
+
+def output_counts(model, manifest):
+    """Observations of each reflection of a cache in the model's reference setting (as indexed without a choice)."""
+    if model.setting_choice is None:
+        return manifest.counts()
+    return settings_pass(model, ImageBatches(manifest, Standardizer([], [], []), batch_images=64, split="all",
+                                             shuffle=False))[1]

@@ -22,6 +22,7 @@ from careless_online.io.live import LiveCache
 from careless_online.io.pipeline import ImageBatches, Standardizer, training_views
 from careless_online.io.wavelength import input_wavelength
 from careless_online.model.build import load_model, model_index, new_model
+from careless_online.model.settings import output_counts
 from careless_online.report.live import LiveReport, RoundProgress
 from careless_online.stats.maps import DEFAULT_ELEMENTS
 from careless_online.training.loop import Trainer
@@ -176,7 +177,7 @@ def run_live(files, settings, live, clock=time.monotonic, sleep=time.sleep):
         round_started = clock()
         row = rounds.run(manifest)
         q = model.structure_factors
-        f_mean, f_std, counts = q.mean().numpy(), q.stddev().numpy(), manifest.counts()
+        f_mean, f_std, counts = q.mean().numpy(), q.stddev().numpy(), output_counts(model, manifest)
         merged = writers.merged_table(cache.index, f_mean, f_std, counts)
         writers.write_mtz(merged, paths["merged"], wavelength)
         new = cache.poll()

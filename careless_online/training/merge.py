@@ -27,8 +27,9 @@ from careless_online.model.build import load_model, model_index, new_model
 from careless_online.model.datasets import dataset_block
 from careless_online.model.naive import french_wilson, naive_merge
 from careless_online.ambiguity.outputs import SETTING_COLUMNS, history_line
-from careless_online.model.settings import check_model_operators, reference_counts, with_setting_columns
-from careless_online.training.checkpoint import folder as checkpoint_folder, latest as latest_checkpoint
+from careless_online.model.settings import (check_model_operators, reference_counts, to_majority_setting,
+                                            with_setting_columns)
+from careless_online.training.checkpoint import folder as checkpoint_folder, latest as latest_checkpoint, write_model
 from careless_online.training.distribute import trainer_class, variable_scope, worker_settings
 from careless_online.training.loop import TrainConfig
 
@@ -186,6 +187,22 @@ def _output_counts(model, manifest, datasets, dataset, image_filter=None):
     keep = _both(dataset_filter(datasets, dataset), image_filter)
     return reference_counts(model, ImageBatches(manifest, Standardizer([], [], []), batch_images=64, split="all",
                                                 shuffle=False, image_filter=keep))
+
+
+def _to_majority_setting(model, manifest, path, log):
+    """Write the merge in the setting most images chose (:func:`~careless_online.model.settings.to_majority_setting`).
+
+    The output model ``path`` is written again, relabelled (the checkpoint
+    unit keeps the state of training).
+    """
+    if model.setting_choice is None:
+        return
+    moved = to_majority_setting(model, ImageBatches(manifest, Standardizer([], [], []), batch_images=64,
+                                                    split="all", shuffle=False))
+    if moved:
+        log(f"most images chose the setting {model.reindexing_ops[moved]} of the reference: the merge is relabelled "
+            "by it, so that it is written in the setting most images were indexed in")
+        write_model(model, path)
 
 
 def _prediction_extras(model):
@@ -389,6 +406,7 @@ def run_merge(files, settings, output_id=0):
     standardizer = _standardizer(manifest, settings, loaded, source)
     model, trainer = _train_model(manifest, standardizer, settings, outputs.history, checkpoint, datasets,
                                   model=loaded, start=start)
+    _to_majority_setting(model, manifest, checkpoint, settings.log)
     written = {"history": outputs.history, "model": checkpoint}
     for d in range(datasets.n):
         counts = _output_counts(model, manifest, datasets, d)
