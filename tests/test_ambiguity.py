@@ -372,6 +372,16 @@ def test_half_flipped_merge_matches_the_no_flip_merge(merges):
     assert reference["cc_anom"] > 0.1  # there is an anomalous signal to lose
 
 
+def test_merged_counts_are_those_of_the_reference_setting(merges):
+    """N of the half-flipped merge is the no-flip merge's, up to the global setting (as indexed it is not)."""
+    import reciprocalspaceship as rs
+
+    counts = {name: np.sort(rs.read_mtz(str(merges["folder"] / f"{name}_0.mtz"))["N"].to_numpy(int))
+              for name in ("noflip", "auto", "none")}
+    assert np.array_equal(counts["auto"], counts["noflip"])
+    assert not np.array_equal(counts["none"], counts["noflip"])
+
+
 def test_reindexing_ops_none_merges_the_flipped_data_worse(merges):
     resolved, unresolved = _figures(merges, "auto"), _figures(merges, "none")
     assert unresolved["cc_f"] < resolved["cc_f"] - 0.1

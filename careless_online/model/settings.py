@@ -18,9 +18,11 @@ and outputs use the reference as it is.  No parameter belongs to an image:
 the choice is remade whenever an image is seen, so it works on a stream of
 images (live mode) as it does offline.
 
-The first image of the first training batch defines the reference setting
-(the reference is empty before it, and the model's own symmetric starting
-posterior could not tell the settings apart).  Outputs are in that setting.
+The first image of the first training batch starts the reference (it is
+empty before, and the model's own symmetric starting posterior could not
+tell the settings apart); the reference setting is the one the first images
+agree on.  After training, :func:`to_majority_setting` relabels the model so
+that outputs are in the setting most images were indexed in.
 """
 
 import keras
