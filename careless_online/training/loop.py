@@ -31,11 +31,12 @@ from careless_online.io.atomic import write_atomically
 from careless_online.io.identity import input_contents
 from careless_online.io.pipeline import batch_signature
 from careless_online.training import checkpoint
+from careless_online.training.early_stop import EarlyStop
 from careless_online.stats.correlation import spearman_per_group
 
 #: Columns of the history CSV, in order.
 HISTORY_COLUMNS = ["step", "elapsed_s", "loss", "NLL", "KL_F", "KL_Sigma", "grad_norm",
-                   "ccpred_train", "ccpred_test", "NLL_train", "NLL_test", "k", "skipped_steps"]
+                   "ccpred_train", "ccpred_test", "NLL_train", "NLL_test", "k", "skipped_steps", "learning_rate"]
 
 #: Largest usable global gradient norm: its square (keras's global-norm
 #: clipping, Adam's second moments) must not overflow float32.  Beyond it
@@ -92,6 +93,10 @@ class TrainConfig:
         Steps between checkpoints (None: only at the end).
     max_nonfinite_steps : int
         Skipped (non-finite) steps in a row after which the run stops.
+    early_stop : int
+        Evaluations without a better held-out NLL after which the run ends
+        through its learning-rate decay (0: never;
+        :mod:`careless_online.training.early_stop`).
     run_eagerly : bool
         Do not compile the step (debugging).
     jit_compile : bool
@@ -112,6 +117,7 @@ class TrainConfig:
     eval_images: int = 128
     checkpoint_every: int = None
     max_nonfinite_steps: int = 20
+    early_stop: int = 0
     run_eagerly: bool = False
     jit_compile: bool = False
     progress: bool = True
@@ -121,18 +127,21 @@ class TrainConfig:
 LR_FLOOR = 0.02
 
 
-def learning_rate_at(config, step):
+def learning_rate_at(config, step, planned=None):
     """Learning rate of step ``step`` (0-based) under ``config``'s schedule.
 
     Constant, then (with ``lr_decay``) a linear fall over the last
-    ``lr_decay * steps`` steps to ``LR_FLOOR * learning_rate``; a function of
-    the step alone, so resumed runs follow the same schedule.
+    ``lr_decay * planned`` steps to ``LR_FLOOR * learning_rate``, where
+    ``planned`` is ``config.steps`` unless an early stop brought the end
+    forward; a function of the step and the plan alone, so resumed runs
+    follow the same schedule.
     """
     rate = float(config.learning_rate)
-    start = config.steps * (1.0 - float(config.lr_decay))
+    planned = config.steps if planned is None else planned
+    start = planned * (1.0 - float(config.lr_decay))
     if config.lr_decay <= 0 or step < start:
         return rate
-    fraction = min((step - start) / max(config.steps - start, 1.0), 1.0)
+    fraction = min((step - start) / max(planned - start, 1.0), 1.0)
     return rate * (1.0 - (1.0 - LR_FLOOR) * fraction)
 
 
@@ -161,9 +170,15 @@ class History:
 
     def __init__(self, path, start_step=0):
         self.path = path
+        self.kept = []
         if path:
-            kept = _rows_up_to(path, start_step) if start_step > 0 else []
-            write_atomically(path, lambda tmp: _write_rows(tmp, [HISTORY_COLUMNS, *kept]))
+            self.kept = _rows_up_to(path, start_step) if start_step > 0 else []
+            write_atomically(path, lambda tmp: _write_rows(tmp, [HISTORY_COLUMNS, *self.kept]))
+
+    @property
+    def kept_rows(self):
+        """The rows kept from before a resume, as dicts keyed by :data:`HISTORY_COLUMNS`."""
+        return [dict(zip(HISTORY_COLUMNS, row)) for row in self.kept]
 
     def write(self, row):
         """Append one row (a dict keyed by :data:`HISTORY_COLUMNS`)."""
@@ -226,6 +241,8 @@ class Trainer:
         A fixed, unshuffled view of the training images for train CCpred.
     seed : int
         Run seed of the Monte Carlo samples.
+    log : callable
+        Where notes on the run go (an early stop).
 
     The model's optimizer is used when it has one (a checkpoint restored by
     ``--resume``); otherwise the model is compiled with a fresh optimizer
@@ -233,8 +250,9 @@ class Trainer:
     """
 
     def __init__(self, model, train, test, config, history_path=None, checkpoint_path=None, monitor=None,
-                 seed=1234):
+                 seed=1234, log=print):
         self.model = model
+        self.log = log
         self.train = train
         self.test = test
         self.monitor = monitor
@@ -318,7 +336,7 @@ class Trainer:
         return float(np.nanmean(cc.to_numpy())) if len(cc) else float("nan"), float(np.mean(np.concatenate(nll)))
 
     def run(self, start_step=0, elapsed=0.0, skipped_steps=0):
-        """Train from ``start_step`` to ``config.steps``.
+        """Train from ``start_step`` to ``config.steps`` (or an early stop's end).
 
         Parameters
         ----------
@@ -341,13 +359,14 @@ class Trainer:
         """
         config = self.config
         history = History(self.history_path, start_step=start_step)
+        plan = EarlyStop(config.early_stop, config.steps, config.lr_decay).replay(history.kept_rows)
         dataset = self.training_dataset(start_step)
-        remaining = max(config.steps - start_step, 0)
+        remaining = max(plan.planned - start_step, 0)
         bar = None
         if config.progress and remaining:
             from careless_online.training.progress import progress_display
 
-            bar = progress_display(total=config.steps, initial=start_step, unit="step")
+            bar = progress_display(total=plan.planned, initial=start_step, unit="step")
         self.elapsed = elapsed
         self.skipped_steps = int(skipped_steps)
         started = time.perf_counter() - elapsed
@@ -355,8 +374,10 @@ class Trainer:
         sums, count, in_a_row = {}, 0, 0
         step = start_step
         for batch in itertools.islice(dataset, remaining):
+            if step >= plan.planned:  # brought forward by an early stop
+                break
             if config.lr_decay > 0:
-                self.optimizer.learning_rate = learning_rate_at(config, step)
+                self.optimizer.learning_rate = learning_rate_at(config, step, plan.planned)
             terms = self._step(batch, self.step_seed(step))
             step += 1
             if float(terms["skipped"]):
@@ -366,12 +387,13 @@ class Trainer:
                 for key in _AVERAGED:
                     sums[key] = sums.get(key, 0.0) + float(terms[key])
                 count += 1
-            last = step == config.steps
+            last = step == plan.planned
             if step % config.eval_every == 0 or last:
                 self.elapsed = time.perf_counter() - started
                 row = self._history_row(step, sums, count)
                 sums, count = {}, 0
                 history.write(row)
+                last = self._watch(plan, row, bar) or last
                 if bar is not None:
                     bar.set_postfix(loss=f"{row['loss']:.4g}", ccpred=f"{row['ccpred_train']:.3f}/{row['ccpred_test']:.3f}")
             if bar is not None:
@@ -383,6 +405,15 @@ class Trainer:
             bar.close()
         self.elapsed = time.perf_counter() - started
         return row
+
+    def _watch(self, plan, row, bar):
+        """Give an evaluation's held-out NLL to the early stop; True when the run ends at this step."""
+        if not plan.observe(row["step"], row["NLL_test"]):
+            return False
+        self.log(plan.describe())
+        if bar is not None:
+            bar.total = plan.planned
+        return plan.planned <= row["step"]
 
     def training_dataset(self, start_step):
         """The endless stream of training batches from global step ``start_step``."""
@@ -405,7 +436,7 @@ class Trainer:
         cc_test, nll_test = self.score(self.test, self.config.eval_images)
         row = {"step": step, "elapsed_s": self.elapsed, "ccpred_train": cc_train, "ccpred_test": cc_test,
                "NLL_train": nll_train, "NLL_test": nll_test, "k": float(self.model.k),
-               "skipped_steps": self.skipped_steps}
+               "skipped_steps": self.skipped_steps, "learning_rate": float(self.optimizer.learning_rate)}
         row.update({key: (sums[key] / count if count else float("nan")) for key in _AVERAGED})
         return row
 
