@@ -154,6 +154,9 @@ def add_arguments(parser):
                    help="data-parallel training: mirrored = all GPUs of this machine, multi-worker = the cluster "
                         "of TF_CONFIG or SLURM (every worker runs the same command); auto = mirrored with more "
                         "than one GPU, else single; --batch-size stays the global images per step")
+    g.add_argument("--worker-timeout", type=positive_float, default=600.0,
+                   help="multi-worker: seconds a worker waits for the others (to join the cluster, to convert "
+                        "their share of the cache, to finish a step) before the run stops with an error")
     g.add_argument("--disable-progress-bar", action="store_true",
                    help="no progress display (neither the bar on a terminal nor the periodic lines in a log)")
     g.add_argument("--tf-debug", action="store_true",
@@ -235,8 +238,9 @@ def check_combinations(args, groups):
     """Refuse flag combinations that cannot work (no TensorFlow needed)."""
     if len(set(groups)) > 1:
         raise InputError("one model merges one space group; merge files of different space groups in separate runs")
-    if args.live and args.strategy in ("mirrored", "multi-worker"):
-        raise InputError(f"--live with --strategy {args.strategy} is not supported yet")
+    if args.live and args.strategy == "multi-worker":
+        raise InputError("--live with --strategy multi-worker is not supported: each worker would follow the "
+                         "growing inputs on its own and see other images; use --strategy mirrored on one machine")
     if args.live:
         if args.merge_half_datasets or args.naive or args.resume:
             raise InputError("--live cannot be combined with --merge-half-datasets, --naive or --resume")
@@ -302,6 +306,13 @@ def run(args):
     with no_new_empty_folders([outdir, cache_dir]):
         configure_tensorflow(args)
         jobs, settings = settings_from_args(args, keys, groups, group_spec, coupling)
+        from careless_online.training.distribute import resolve_strategy
+
+        strategy = resolve_strategy(args.strategy, args.worker_timeout)
+        settings = replace(settings, strategy=strategy, worker_timeout=args.worker_timeout)
+        if strategy.num_replicas_in_sync > 1:
+            settings.log(f"data-parallel training: {strategy.num_replicas_in_sync} replicas "
+                         f"({type(strategy).__name__})")
         if args.live:
             from careless_online.training.live import LiveSettings, run_live
 
@@ -310,12 +321,9 @@ def run(args):
             files, options = jobs[0]
             written = [run_live(files, replace(settings, table_options=options), live)]
         else:
-            from careless_online.training.distribute import resolve_strategy
             from careless_online.training.merge import run_merge
 
-            strategy = resolve_strategy(args.strategy)
-            written = [run_merge(files, replace(settings, table_options=options, strategy=strategy),
-                                 output_id=output_id)
+            written = [run_merge(files, replace(settings, table_options=options), output_id=output_id)
                        for output_id, (files, options) in enumerate(jobs)]
     for paths in written:
         for kind, path in paths.items():

@@ -87,10 +87,13 @@ def file_shares(sizes, count):
     list of (int, int)
         ``(start, stop)`` of each worker's files; the ranges tile
         ``0 .. len(sizes)`` in order (some may be empty).  Range ``k`` ends
-        where the running total of bytes comes nearest ``k / count`` of all.
+        where the running total of bytes comes nearest ``k / count`` of all
+        (on a tie, after the file: one file goes to the chief).
     """
     ends = np.r_[0, np.cumsum(np.asarray(sizes, dtype=np.float64))]
-    cuts = [0] + [int(np.argmin(np.abs(ends - ends[-1] * k / count))) for k in range(1, count)] + [len(sizes)]
+    last = len(ends) - 1
+    cuts = [0] + [last - int(np.argmin(np.abs(ends[::-1] - ends[-1] * k / count))) for k in range(1, count)]
+    cuts = cuts + [len(sizes)]
     cuts = np.maximum.accumulate(cuts)
     return [(int(a), int(b)) for a, b in zip(cuts[:-1], cuts[1:])]
 

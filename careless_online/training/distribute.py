@@ -23,12 +23,16 @@ runs ``p R/P .. (p+1) R/P - 1``.  Every image of a pass goes to exactly one
 replica.
 """
 
+import atexit
 import contextlib
 import dataclasses
 import functools
 import glob
 import os
+import re
 import shutil
+import subprocess
+import sys
 import tempfile
 
 import numpy as np
@@ -36,10 +40,89 @@ import tensorflow as tf
 
 from careless_online.errors import InputError
 from careless_online.io.pipeline import batch_signature
+from careless_online.io.shared_cache import Share
+from careless_online.training import checkpoint
 from careless_online.training.loop import Trainer
 
 #: Values of ``--strategy``.
 STRATEGIES = ("auto", "single", "mirrored", "multi-worker")
+
+#: Default of ``--worker-timeout`` (seconds).
+WORKER_TIMEOUT = 600.0
+
+#: What a collective raises on the survivors when a worker dies: TensorFlow's
+#: health check aborts the collectives (Unavailable), an all-reduce runs past
+#: its timeout (DeadlineExceeded), or it is cancelled or aborted meanwhile.
+PEER_ERRORS = (tf.errors.UnavailableError, tf.errors.DeadlineExceededError, tf.errors.CancelledError,
+               tf.errors.AbortedError)
+
+
+class WorkerLost(InputError):
+    """A multi-worker run stopped because a worker died or stopped responding.
+
+    Reported like a user error (one line, exit status 2, no traceback); the
+    chief's last checkpoint is kept and every worker can restart with ``--resume``.
+    """
+
+
+#: The watchdog process: ends the parent when no beat (a byte on its stdin) comes for ``timeout`` seconds.
+_WATCH = """
+import os, select, signal, sys
+parent, timeout, message = int(sys.argv[1]), float(sys.argv[2]), sys.argv[3]
+while True:
+    if not select.select([0], [], [], timeout)[0]:
+        sys.stderr.write(message + "\\n")
+        sys.stderr.flush()
+        os.kill(parent, signal.SIGKILL)
+        break
+    if not os.read(0, 4096):
+        break
+"""
+
+
+class Watchdog:
+    """Ends this process with a one-line error when the guarded work shows no progress for ``timeout`` seconds.
+
+    TensorFlow can wait without end, holding the interpreter, for a worker
+    that never joins the cluster, or inside a collective whose peer hangs;
+    neither a Python thread nor a signal handler runs then.  So a small
+    separate process watches: each :meth:`beat` writes a byte to it, and when
+    none comes for ``timeout`` seconds it prints ``careless_online: error:
+    <message>`` on the shared stderr and kills this process (exit status
+    137).  Leaving the block (or this process ending) stops it.
+
+    Parameters
+    ----------
+    timeout : float
+        Seconds without a beat after which the process ends.
+    message : str
+        The one-line error.
+    """
+
+    def __init__(self, timeout, message):
+        if not float(timeout) > 0:
+            raise ValueError(f"Watchdog: timeout must be positive (got {timeout})")
+        self.timeout, self.message = float(timeout), " ".join(str(message).split())
+        self._process = None
+
+    def beat(self):
+        """Record progress."""
+        try:
+            os.write(self._process.stdin.fileno(), b".")
+        except (BrokenPipeError, AttributeError, ValueError):
+            pass  # the watchdog is gone or not started: nothing to tell
+
+    def __enter__(self):
+        self._process = subprocess.Popen(
+            [sys.executable, "-I", "-c", _WATCH, str(os.getpid()), repr(self.timeout),
+             f"careless_online: error: {self.message}"], stdin=subprocess.PIPE)
+        return self
+
+    def __exit__(self, *exc):
+        self._process.stdin.close()
+        self._process.wait()
+        self._process = None
+        return False
 
 
 def _cluster_resolver():
@@ -63,7 +146,7 @@ def _local_devices():
     return [d.name for d in (gpus or tf.config.list_logical_devices("CPU"))]
 
 
-def resolve_strategy(name):
+def resolve_strategy(name, timeout=WORKER_TIMEOUT):
     """The ``tf.distribute.Strategy`` of a ``--strategy`` value.
 
     Parameters
@@ -75,6 +158,11 @@ def resolve_strategy(name):
         (or, without GPUs, the logical CPU devices).  ``multi-worker``:
         :class:`tf.distribute.MultiWorkerMirroredStrategy` with the cluster of
         ``TF_CONFIG`` or of the SLURM job step.
+    timeout : float
+        Multi-worker only: seconds to wait for every worker to join the
+        cluster (then the process ends with a one-line error, see
+        :class:`Watchdog`), and the timeout of every collective
+        (``tf.distribute.experimental.CommunicationOptions``).
 
     Returns
     -------
@@ -93,7 +181,35 @@ def resolve_strategy(name):
         return tf.distribute.get_strategy()
     if name == "mirrored":
         return tf.distribute.MirroredStrategy(devices=_local_devices())
-    return tf.distribute.MultiWorkerMirroredStrategy(cluster_resolver=_cluster_resolver())
+    resolver = _cluster_resolver()
+    workers = _worker_count(resolver.cluster_spec())
+    options = tf.distribute.experimental.CommunicationOptions(timeout_seconds=float(timeout))
+    joined = (f"the cluster did not come together: not all {workers} workers joined within {float(timeout):g} s "
+              "(check every worker runs, TF_CONFIG's addresses and --worker-timeout)")
+    with Watchdog(timeout, joined):
+        return tf.distribute.MultiWorkerMirroredStrategy(cluster_resolver=resolver, communication_options=options)
+
+
+def _worker_count(spec):
+    """Workers of a cluster spec (its chief, if any, and its workers)."""
+    return sum(spec.num_tasks(job) for job in ("chief", "worker") if job in spec.jobs)
+
+
+def worker_rank(strategy):
+    """``(rank, count)`` of this process among the workers: the chief is 0; ``(0, 1)`` unless multi-worker."""
+    if not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+        return 0, 1
+    resolver = strategy.cluster_resolver
+    spec = resolver.cluster_spec()
+    chiefs = spec.num_tasks("chief") if "chief" in spec.jobs else 0
+    rank = int(resolver.task_id) + (chiefs if resolver.task_type == "worker" else 0)
+    return rank, _worker_count(spec)
+
+
+def cache_share(strategy, timeout=WORKER_TIMEOUT):
+    """This process's :class:`~careless_online.io.shared_cache.Share` of the cache building, or None alone."""
+    rank, count = worker_rank(strategy) if strategy is not None else (0, 1)
+    return Share(rank, count, timeout=timeout) if count > 1 else None
 
 
 def is_chief(strategy):
@@ -190,6 +306,11 @@ class DistributedTrainer(Trainer):
     runs once on the sums.  Evaluation and prediction run on the chief's
     copy of the variables, as in a single process.
 
+    A run stops with :class:`WorkerLost` when a collective fails because a
+    worker died (:data:`PEER_ERRORS`), and the process ends with the same
+    one-line message when no step finishes for ``timeout`` seconds
+    (:class:`Watchdog`).
+
     Parameters
     ----------
     strategy : tf.distribute.Strategy
@@ -197,19 +318,85 @@ class DistributedTrainer(Trainer):
         Built under ``strategy.scope()`` (ValueError otherwise).
     *args, **kwargs
         As for :class:`~careless_online.training.loop.Trainer`.
+    timeout : float, optional
+        Seconds a step may take, first tracing included (``--worker-timeout``).
+    log : callable, optional
+        Receives, at the end of :meth:`run`, the images this worker's
+        replicas trained on (all and distinct).
     """
 
-    def __init__(self, strategy, model, *args, **kwargs):
+    def __init__(self, strategy, model, *args, timeout=WORKER_TIMEOUT, log=print, **kwargs):
         self.strategy = strategy
+        self.timeout = float(timeout)
+        self.log = log
+        self._watchdog = None
+        self._reached = 0
+        self._images, self._seen = 0, None
         if not all(strategy.extended.variable_created_in_scope(v.value) for v in model.variables):
             raise ValueError("DistributedTrainer: build the model under strategy.scope()")
         with strategy.scope():
             super().__init__(model, *args, **kwargs)
         if self.config.run_eagerly:
-            self._step = self._distributed_step
+            self._compiled = self._distributed_step
         else:
-            self._step = tf.function(self._distributed_step, reduce_retracing=True,
-                                     jit_compile=self.config.jit_compile or None)
+            self._compiled = tf.function(self._distributed_step, reduce_retracing=True,
+                                         jit_compile=self.config.jit_compile or None)
+        self._step = self._watched_step
+
+    def _watched_step(self, batch, seed):
+        """One step, counted and reported to the watchdog."""
+        self._count_images(batch)
+        terms = self._compiled(batch, seed)
+        self._reached += 1
+        if self._watchdog is not None:
+            self._watchdog.beat()
+        return terms
+
+    def run(self, start_step=0, elapsed=0.0, skipped_steps=0):
+        """Train as :meth:`Trainer.run` does, stopping with :class:`WorkerLost` when the cluster breaks.
+
+        Raises
+        ------
+        WorkerLost
+            When a collective fails or no step finishes for ``timeout`` seconds.
+        """
+        self._reached = int(start_step)
+        folder = checkpoint.folder(self.checkpoint_path) if self.checkpoint_path else "nowhere"
+        watchdog = Watchdog(self.timeout, f"no step finished for {self.timeout:g} s: a worker of the cluster died "
+                                          f"or stopped responding; checkpoints (if any) are in {folder}; restart "
+                                          "every worker with --resume")
+        with watchdog:
+            self._watchdog = watchdog
+            try:
+                return super().run(start_step, elapsed, skipped_steps)
+            except PEER_ERRORS as err:
+                raise WorkerLost(self._lost_message(_reason(err))) from None
+            finally:
+                self._watchdog = None
+                self._log_images()
+
+    def _count_images(self, batch):
+        """Count the images of this worker's replicas in a step (every image once per pass, checked in tests)."""
+        ids = np.concatenate([np.asarray(t) for t in self.strategy.experimental_local_results(batch["image_id"])])
+        ids = np.unique(ids)
+        if self._seen is None or len(self._seen) < self.train.manifest.n_images:
+            self._seen = np.zeros(self.train.manifest.n_images, dtype=bool)
+        self._images += len(ids)
+        self._seen[ids] = True
+
+    def _log_images(self):
+        rank, count = worker_rank(self.strategy)
+        distinct = int(self._seen.sum()) if self._seen is not None else 0
+        self.log(f"worker {rank} of {count}: its {self.strategy.num_replicas_in_sync // count} replicas trained "
+                 f"on {self._images} images ({distinct} distinct)")
+
+    def _lost_message(self, reason):
+        """One line: where the run stopped, why, and how to go on."""
+        found = checkpoint.latest(checkpoint.folder(self.checkpoint_path)) if self.checkpoint_path else None
+        kept = (f"the last checkpoint is {found.path} (step {found.step})" if found is not None
+                else "no checkpoint was written")
+        return (f"training stopped at step {self._reached}: a worker of the cluster died or stopped responding "
+                f"({reason}); {kept}; restart every worker with --resume")
 
     def _replica_sums(self, batch, seed):
         """On one replica: loss terms and gradients of its images, then summed over all replicas.
@@ -263,20 +450,28 @@ def variable_scope(strategy):
     return strategy.scope() if is_distributed(strategy) else contextlib.nullcontext()
 
 
-def trainer_class(strategy):
+def trainer_class(strategy, timeout=WORKER_TIMEOUT, log=print):
     """The trainer constructor for a strategy: :class:`DistributedTrainer` bound to it, or the plain one."""
     if not is_distributed(strategy):
         return Trainer
-    return functools.partial(DistributedTrainer, strategy)
+    return functools.partial(DistributedTrainer, strategy, timeout=timeout, log=log)
+
+
+def _reason(err):
+    """The readable end of a TensorFlow error message, on one line (without its ``{{function_node ...}}``)."""
+    text = re.sub(r"\{\{.*?\}\}", "", err.message or type(err).__name__)
+    return " ".join(text.split()).rstrip(":")[:300] or type(err).__name__
 
 
 def worker_settings(settings):
-    """The merge settings of this process: unchanged on the chief, private folders on other workers.
+    """The merge settings of this process: unchanged on the chief, a private output folder on other workers.
 
-    A non-chief worker writes its outputs, checkpoints and cache under a
-    temporary folder nobody reads (so two processes never write one file);
-    for ``--resume`` it first copies the chief's checkpoints there, so all
-    workers restart from the same step.
+    A non-chief worker writes its checkpoints and history under a temporary
+    folder nobody reads (so two processes never write one file) and no
+    predictions; for ``--resume`` it first copies the chief's checkpoints
+    there, so all workers restart from the same step.  The cache stays
+    shared: the workers build it together
+    (:mod:`careless_online.io.shared_cache`).
 
     Parameters
     ----------
@@ -286,8 +481,11 @@ def worker_settings(settings):
     if not is_distributed(settings.strategy) or is_chief(settings.strategy):
         return settings
     private = tempfile.mkdtemp(prefix="careless_online_worker_")
+    atexit.register(shutil.rmtree, private, True)
     base = os.path.join(private, os.path.basename(settings.base))
     if settings.resume:
         for source in glob.glob(f"{glob.escape(settings.base)}_*.ckpt"):
             shutil.copytree(source, os.path.join(private, os.path.basename(source)))
-    return dataclasses.replace(settings, base=base, cache_dir=os.path.join(private, "cache"))
+    cache_dir = settings.cache_dir or os.path.join(os.path.dirname(os.path.abspath(settings.base)),
+                                                   ".careless_online_cache")
+    return dataclasses.replace(settings, base=base, cache_dir=cache_dir, predictions=False)

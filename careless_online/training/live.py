@@ -25,7 +25,7 @@ from careless_online.model.build import load_model, model_index, new_model
 from careless_online.model.settings import output_counts
 from careless_online.report.live import LiveReport, RoundProgress
 from careless_online.stats.maps import DEFAULT_ELEMENTS
-from careless_online.training.loop import Trainer
+from careless_online.training.distribute import trainer_class, variable_scope
 
 
 @dataclass
@@ -116,8 +116,8 @@ class _Round:
         # a live run has no known end: no learning-rate decay
         config = replace(settings.train, steps=self.step + self.live.steps_per_round, progress=False, lr_decay=0.0)
         if self.trainer is None:
-            self.trainer = Trainer(self.model, train, test, config, self.history, self.checkpoint,
-                                   monitor=monitor, seed=settings.seed)
+            self.trainer = trainer_class(settings.strategy, settings.worker_timeout, settings.log)(
+                self.model, train, test, config, self.history, self.checkpoint, monitor=monitor, seed=settings.seed)
         else:
             self.trainer.train, self.trainer.test, self.trainer.monitor = train, test, monitor
             self.trainer.config = config
@@ -150,7 +150,8 @@ def run_live(files, settings, live, clock=time.monotonic, sleep=time.sleep):
     base = settings.base
     outdir = os.path.dirname(os.path.abspath(base))
     os.makedirs(outdir, exist_ok=True)
-    model = load_model(settings.model_in) if settings.model_in else None
+    with variable_scope(settings.strategy):  # mirrored: the variables live on every replica
+        model = load_model(settings.model_in) if settings.model_in else None
     index = model_index(model) if model is not None else None
     structure = _check_model_pdb(live, index, settings.table_options)
     folder = os.path.join(settings.cache_dir or os.path.join(outdir, ".careless_online_cache"),
@@ -163,7 +164,8 @@ def run_live(files, settings, live, clock=time.monotonic, sleep=time.sleep):
     wavelength = input_wavelength(manifest.files())
     if model is None:
         standardizer = Standardizer.fit(manifest, settings.metadata_keys, settings.standardize)
-        model = new_model(manifest, standardizer, **settings.model_options)
+        with variable_scope(settings.strategy):
+            model = new_model(manifest, standardizer, **settings.model_options)
     else:
         standardizer = Standardizer.from_config(model.standardizer_config)
     paths = {"merged": f"{base}_0.mtz", "history": f"{base}_history.csv", "model": f"{base}_0.keras",

@@ -436,7 +436,7 @@ class Trainer:
         cc_test, nll_test = self.score(self.test, self.config.eval_images)
         row = {"step": step, "elapsed_s": self.elapsed, "ccpred_train": cc_train, "ccpred_test": cc_test,
                "NLL_train": nll_train, "NLL_test": nll_test, "k": float(self.model.k),
-               "skipped_steps": self.skipped_steps, "learning_rate": float(self.optimizer.learning_rate)}
+               "skipped_steps": self.skipped_steps, "learning_rate": float(np.asarray(self.optimizer.learning_rate))}
         row.update({key: (sums[key] / count if count else float("nan")) for key in _AVERAGED})
         return row
 

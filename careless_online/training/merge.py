@@ -30,7 +30,8 @@ from careless_online.ambiguity.outputs import SETTING_COLUMNS, history_line
 from careless_online.model.settings import (check_model_operators, reference_counts, to_majority_setting,
                                             with_setting_columns)
 from careless_online.training.checkpoint import folder as checkpoint_folder, latest as latest_checkpoint, write_model
-from careless_online.training.distribute import trainer_class, variable_scope, worker_settings
+from careless_online.training.distribute import (WORKER_TIMEOUT, cache_share, trainer_class, variable_scope,
+                                                 worker_settings)
 from careless_online.training.loop import TrainConfig
 
 
@@ -68,6 +69,8 @@ class MergeSettings:
         Data-parallel training (:mod:`careless_online.training.distribute`;
         models are built under its scope); None: one device.  Only the chief
         writes outputs.
+    worker_timeout : float
+        Multi-worker: seconds a worker waits for the others (``--worker-timeout``).
     groups : careless_online.io.groups.GroupSpec
         How images form datasets (default: one dataset).
     """
@@ -92,6 +95,7 @@ class MergeSettings:
     log: object = print
     epochs: float = None
     strategy: object = None
+    worker_timeout: float = WORKER_TIMEOUT
     groups: GroupSpec = field(default_factory=GroupSpec)
 
 
@@ -241,8 +245,8 @@ def _train_model(manifest, standardizer, settings, history_path, checkpoint_path
     config = settings.train
     if settings.epochs is not None:
         config = replace(config, steps=epoch_steps(settings.epochs, train.n_images, settings.batch_images))
-    trainer = trainer_class(settings.strategy)(model, train, test, config, history_path, checkpoint_path,
-                                               monitor=monitor, seed=settings.seed)
+    trainer = trainer_class(settings.strategy, settings.worker_timeout, settings.log)(
+        model, train, test, config, history_path, checkpoint_path, monitor=monitor, seed=settings.seed)
     trainer.run(start_step=start[0], elapsed=start[1], skipped_steps=start[2])
     return model, trainer
 
@@ -391,7 +395,8 @@ def run_merge(files, settings, output_id=0):
             (None, (0, 0.0, 0), None, None) if settings.naive else _initial_model(settings, checkpoint)
     index = model_index(loaded) if loaded is not None else None
     manifest = build_cache(files, settings.table_options, cache_dir, index=index, log=settings.log,
-                           workers=settings.workers, progress=settings.train.progress)
+                           workers=settings.workers, progress=settings.train.progress,
+                           share=cache_share(settings.strategy, settings.worker_timeout))
     settings.log(f"{manifest.n_images} images, {manifest.n_obs} observations, "
                  f"{len(manifest.index)} unique reflections to {manifest.index.dmin:.2f} A")
     log_reindexing_operators(manifest.index, "none" if settings.naive else reindexing_spec(settings), settings.log)
