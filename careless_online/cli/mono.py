@@ -37,7 +37,8 @@ def add_arguments(parser):
                         "column of an MTZ), in increasing order; one model, outputs <out>_<i>.mtz")
     g.add_argument("--groups-file", default=None, metavar="PATH",
                    help="datasets from a split file (like partialator --custom-split): lines "
-                        "'<input file> <image BATCH or *> <dataset name>', datasets numbered in order of "
+                        "'<input file> <image or *> <dataset name>' (image: a stream's crystal position from 0, an MTZ's "
+                        "BATCH), datasets numbered in order of "
                         "first appearance, unlisted images left out (docs/time_resolved.md)")
     g.add_argument("--intensity-key", default=None, help="MTZ intensity column (default: I/IMEAN/IOBS)")
     g.add_argument("--uncertainty-key", default=None, help="MTZ sigma column (default: SIGI/SigI/SIGIMEAN)")
