@@ -56,7 +56,7 @@ class ReadProgress:
 def _stream_block_observations(path, spans, index_config, options_dict, file_id):
     """Parse one stream block and make its observation rows (a worker's job).
 
-    Image ids count from 0 at the block's first crystal; the caller shifts them.
+    Image ids and ``BATCH`` count from 0 at the block's first crystal; the caller shifts them.
 
     Returns
     -------
@@ -88,7 +88,8 @@ def _file_observations(path, file_id, options, index, block_chunks, pool, ahead)
     index : ReflectionIndex
         That given, or the one built from the file's first block.
     table : pandas.DataFrame
-        Image ids count from 0 at the block's first image.
+        Image ids count from 0 at the block's first image; ``BATCH`` is the
+        image's number in the file (a stream's crystal position from 0).
     report : LoadReport
     n_images : int
         Images (crystals) the block spans.
@@ -105,16 +106,31 @@ def _file_observations(path, file_id, options, index, block_chunks, pool, ahead)
         yield index, table, report, int(raw.data["image"].max()) + 1 if len(raw.data) else 0, os.path.getsize(path)
         return
     blocks = readers.stream_blocks(path, block_chunks)
+    position = 0  # crystals of the file before the block
     if index is None:
         spans = blocks.pop(0)
         raw = readers.read_stream_block(path, spans)
         index = build_index(raw, options)
         table, report = make_observations(raw, index, file_id, 0, options)
         yield index, table, report, raw.next_image, _span_bytes(spans)
+        position = raw.next_image
     tasks = [(path, spans, index.to_config(), options.to_dict(), file_id) for spans in blocks]
     results = parallel.ordered_results(pool, _stream_block_observations, tasks, ahead)
     for spans, (table, report, n_images) in zip(blocks, results):
-        yield index, table, report, n_images, _span_bytes(spans)
+        yield index, _positions_in_file(table, position), report, n_images, _span_bytes(spans)
+        position += n_images
+
+
+def _positions_in_file(table, first):
+    """A stream block's table with ``BATCH`` the crystal's position in the file (0-based).
+
+    A block is parsed on its own (maybe in another process) with its
+    crystals counted from 0; ``first`` is the number of crystals of the file
+    before the block.
+    """
+    if len(table) and first:
+        table["BATCH"] += np.float32(first)
+    return table
 
 
 def block_chunks(shard_images):

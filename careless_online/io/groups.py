@@ -279,13 +279,8 @@ def from_split_file(manifest, path, log=print):
 
 
 def _image_numbers(manifest):
-    """``[n_images]`` number of each image in its file: the crystal's position for a stream, else its BATCH."""
-    numbers = _image_column(manifest, "BATCH")
-    for entry in manifest.info["inputs"]:
-        if entry["path"].endswith(".stream"):  # the cache's BATCH of a stream counts within a parsed block
-            start = entry["image_offset"]
-            numbers[start:start + entry["n_images"]] = np.arange(entry["n_images"])
-    return numbers
+    """``[n_images]`` number of each image in its file: its BATCH (a stream's crystal position from 0)."""
+    return _image_column(manifest, "BATCH")
 
 
 def _drop_empty(datasets, path):

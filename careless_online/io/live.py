@@ -125,6 +125,7 @@ class LiveCache:
         if complete > record["chunks"] and not self._full(new):
             for spans in readers.stream_blocks(path, self.shard_images, start_chunk=record["chunks"]):
                 raw = readers.read_stream_block(path, spans, first_image=0)
+                raw.data["BATCH"] += np.float32(record["n_images"])  # the crystal's position in the file
                 added += self._add(raw, record, raw.next_image)
                 record["chunks"] += raw.n_chunks
                 if self._full(new + added):
