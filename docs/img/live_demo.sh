@@ -12,21 +12,26 @@ set -euo pipefail
 kind=${1:?dials or stream}
 work=${2:?work folder}
 images=${IMAGES:-1000}     # images written in all
-block=${BLOCK:-20}         # images per DIALS pair / per stream append
-interval=${INTERVAL:-4}    # seconds between blocks
+block=${BLOCK:-5}          # images per DIALS pair / per stream append
+interval=${INTERVAL:-1}    # seconds between blocks
 steps=${STEPS:-50}         # gradient steps per round (--live-steps)
 iterations=${ITERATIONS:-600}
 mkdir -p "$work" && cd "$work"
 
-careless_online.simulate sim --format "$kind" --n-images "$images" --block-size "$block" \
-    --interval "$interval" --dmin 2.5 --seed 12 > simulate.log &
-writer=$!
-while [ ! -s sim_model.pdb ]; do sleep 1; done  # the model of the simulated sites is written first
-if [ "$kind" = dials ]; then source=sim_dials/; keys=dHKL,XDET,YDET,delpsi; else source=sim.stream; keys=dHKL,XDET,YDET,ewald_offset; fi
+simulation="--dmin 2.5 --seed 12"
+# the crystal's atoms depend on the seed, not on the images: one image gives the model of the sites
+careless_online.simulate sites --format dials --n-images 1 $simulation > /dev/null
+if [ "$kind" = dials ]; then source=sim_dials/; keys=dHKL,XDET,YDET,delpsi; mkdir -p sim_dials
+else source=sim.stream; keys=dHKL,XDET,YDET,ewald_offset; fi
 
-careless_online mono --live --dmin 2.5 --spacegroups "P 43 21 2" --anomalous --model-pdb sim_model.pdb \
+# the merge starts first and waits for data, as at the beamline
+careless_online mono --live --dmin 2.5 --spacegroups "P 43 21 2" --anomalous --model-pdb sites_model.pdb \
     --live-steps "$steps" --live-poll 2 --live-timeout 20 --iterations "$iterations" "$keys" "$source" merge/run > live.log 2>&1 &
 merger=$!
+sleep "${DELAY:-20}"
+careless_online.simulate sim --format "$kind" --n-images "$images" --block-size "$block" \
+    --interval "$interval" $simulation > simulate.log &
+writer=$!
 echo "seconds,rss_mb,peak_rss_mb,images_merged,images_converted" > rss.csv
 start=$(date +%s)
 while kill -0 "$merger" 2>/dev/null; do
