@@ -71,6 +71,23 @@ def test_a_backlog_is_converted_a_share_per_look(tmp_path, data_dir):
     assert unlimited.poll() == 12
 
 
+def test_a_stream_is_followed_from_its_first_byte(tmp_path):
+    text = open(simulate_to_files(str(tmp_path / "s"), n_images=4, seed=2, dmin=6.0, formats=("stream",))["stream"]).read()
+    growing = tmp_path / "grow.stream"
+    cache = LiveCache([str(growing)], TableOptions(spacegroup="P 43 21 2", dmin=6.0), str(tmp_path / "cache"))
+    assert cache.poll() == 0  # not there yet
+    growing.write_text("")  # indexamajig has opened it
+    assert cache.poll() == 0
+    growing.write_text(text[:15])  # the magic line half-written
+    assert cache.poll() == 0
+    growing.write_text(text)
+    assert cache.poll() == 4
+    other = tmp_path / "other.stream"
+    other.write_text("not a stream\n" * 400)  # 5 kB without the magic line: refused, not waited for
+    with pytest.raises(InputError, match="not a CrystFEL stream"):
+        LiveCache([str(other)], TableOptions(spacegroup="P 43 21 2", dmin=6.0), str(tmp_path / "c2")).poll()
+
+
 def test_arrivals_refuse_an_unknown_file_name():
     with pytest.raises(InputError):
         Arrivals(["data.txt"])

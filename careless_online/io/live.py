@@ -120,6 +120,8 @@ class LiveCache:
     def _poll_stream(self, path, new):
         """Convert the complete chunks of a stream not read yet, while the look has room; returns images added."""
         record = self._input(path, "stream")
+        if not readers.stream_begun(path):  # created, its header not written yet
+            return 0
         complete = readers.count_stream_chunks(path)
         added = 0
         if complete > record["chunks"] and not self._full(new):

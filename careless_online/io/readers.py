@@ -253,6 +253,28 @@ def _stream_header(path):
     return head if first is None else head[:first.start()]
 
 
+def stream_begun(path):
+    """Whether a stream that is being written has begun: its magic line is there.
+
+    A stream is refused (:func:`_stream_header`) when its first 4,096 bytes
+    lack the ``CrystFEL stream format`` line; a file still shorter than that
+    without the line (empty, or its header half-written, as when indexamajig
+    has just started) has not begun yet.
+
+    Returns
+    -------
+    bool
+        False for a missing file or one that has not begun; True otherwise
+        (the reader then refuses a file that is not a stream).
+    """
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(4096)
+    except FileNotFoundError:
+        return False
+    return len(head) == 4096 or (_STREAM_MAGIC in head and head.endswith(b"\n"))
+
+
 def _stream_reference_cell(path):
     params = stream_format.target_cell(_stream_header(path))
     return None if params is None else gemmi.UnitCell(*params)
