@@ -83,6 +83,9 @@ def add_arguments(parser):
     g.add_argument("--max-nonfinite-steps", type=positive_int, default=20,
                    help="steps in a row with a non-finite loss or gradient (each skipped) after which the run "
                         "stops, keeping the last checkpoint")
+    g.add_argument("--early-stop", type=non_negative_int, default=0, metavar="EVALUATIONS",
+                   help="end the run (through its learning-rate decay) when the held-out NLL has not improved "
+                        "for this many evaluations (0: run all --iterations)")
     g.add_argument("--resume", action="store_true", help="continue a stopped run from its checkpoint")
     g.add_argument("--model-in", default=None, help="start from a saved model (.keras), e.g. to merge new data")
     g.add_argument("--cache-dir", default=None, help="folder of converted data (default: <out dir>/.careless_online_cache)")
@@ -209,7 +212,7 @@ def settings_from_args(args, keys, groups, group_spec=None, coupling=None):
         clipnorm=args.clipnorm, clipvalue=args.clipvalue, global_clipnorm=args.global_clipnorm or None,
         eval_every=args.validation_frequency, eval_images=args.validation_images,
         checkpoint_every=args.checkpoint_interval, max_nonfinite_steps=args.max_nonfinite_steps,
-        run_eagerly=args.run_eagerly,
+        early_stop=args.early_stop, run_eagerly=args.run_eagerly,
         jit_compile=args.jit_compile, progress=not args.disable_progress_bar,
     )
     model_options = dict(d_model=args.d_model, d_ff=args.d_ff, encoder_layers=args.image_layers,
@@ -242,6 +245,9 @@ def check_combinations(args, groups):
     if args.live and args.strategy == "multi-worker":
         raise InputError("--live with --strategy multi-worker is not supported: each worker would follow the "
                          "growing inputs on its own and see other images; use --strategy mirrored on one machine")
+    if args.early_stop and (args.live or args.naive or args.test_fraction == 0):
+        raise InputError("--early-stop watches the held-out NLL of a trained model: it needs --test-fraction > 0 "
+                         "and cannot be combined with --live or --naive")
     if args.live:
         if args.merge_half_datasets or args.naive or args.resume:
             raise InputError("--live cannot be combined with --merge-half-datasets, --naive or --resume")

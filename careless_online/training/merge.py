@@ -246,7 +246,8 @@ def _train_model(manifest, standardizer, settings, history_path, checkpoint_path
     if settings.epochs is not None:
         config = replace(config, steps=epoch_steps(settings.epochs, train.n_images, settings.batch_images))
     trainer = trainer_class(settings.strategy, settings.worker_timeout, settings.log)(
-        model, train, test, config, history_path, checkpoint_path, monitor=monitor, seed=settings.seed)
+        model, train, test, config, history_path, checkpoint_path, monitor=monitor, seed=settings.seed,
+        log=settings.log)
     trainer.run(start_step=start[0], elapsed=start[1], skipped_steps=start[2])
     return model, trainer
 
