@@ -16,6 +16,13 @@ the light model moves ``--changed`` atoms by ``--shift`` Å at occupancy
   light, ``r`` fixed at each value of ``--r``;
 - ``joint learned r``: the same, ``r`` learned from the first ``--r``
   (``--optimize-double-wilson-r``);
+- ``careless r=R``: careless (the reference program, ``--careless``, e.g.
+  the venv of ``benchmarks/setup_competitors.sh``) on the same two streams
+  with its double-Wilson prior, ``r`` the last of ``--r``, for
+  ``--careless-iterations`` steps (default ``--iterations``); its stream
+  metadata keys are its own (:data:`CARELESS_KEYS`: careless offers no
+  detector coordinates for streams).  Skipped, with a line, when the
+  program is absent;
 - ``truth``: the true amplitudes (the ceiling of the map figures).
 
 For each, ``careless_online.difference``'s steps (common scale, ΔF, q-weights,
@@ -49,6 +56,9 @@ from careless_online.stats.difference_map import atom_heights, difference_map, p
 HERE = os.path.dirname(os.path.abspath(__file__))
 SPACEGROUP = "P 43 21 2"
 KEYS = "dHKL,image_id,XDET,YDET,ewald_offset"
+#: careless's metadata keys for the same streams (it reads no XDET/YDET from a stream).
+CARELESS_KEYS = "dHKL,BATCH,s1x,s1y,s1z,ewald_offset"
+CARELESS = "/opt/bench/careless-venv/bin/careless"
 
 
 def parse_args(argv):
@@ -65,16 +75,35 @@ def parse_args(argv):
     parser.add_argument("--seed", type=int, default=11)
     parser.add_argument("--folder", default="/tmp/careless_online_time_resolved")
     parser.add_argument("--only", default=None, help="comma-separated variants to run (default: all)")
+    parser.add_argument("--careless", default=CARELESS, help="careless executable (absent: its row is skipped)")
+    parser.add_argument("--careless-iterations", type=int, default=None,
+                        help="careless's steps (default --iterations; choose them for a comparable wall time)")
     return parser.parse_args(argv)
+
+
+def timed(command):
+    """Run a command (output discarded); returns its wall time (s)."""
+    start = time.perf_counter()
+    subprocess.run(list(map(str, command)), check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return time.perf_counter() - start
 
 
 def mono(*args):
     """Run ``careless_online mono``; returns the wall time (s)."""
-    start = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "careless_online.cli.main", "mono", "--disable-progress-bar",
-                    "--spacegroups", SPACEGROUP, *map(str, args)], check=True, stdout=subprocess.DEVNULL,
-                   stderr=subprocess.DEVNULL)
-    return time.perf_counter() - start
+    return timed([sys.executable, "-m", "careless_online.cli.main", "mono", "--disable-progress-bar",
+                  "--spacegroups", SPACEGROUP, *args])
+
+
+def careless_variant(args, streams, out, r):
+    """The careless double-Wilson row: ``{name: (run, (light.mtz, dark.mtz))}``, or {} if careless is absent."""
+    if not os.access(args.careless, os.X_OK):
+        print(f"careless not found at {args.careless}: its row is skipped", file=sys.stderr)
+        return {}
+    steps = args.careless_iterations or args.iterations
+    command = [args.careless, "mono", "--separate-files", "--spacegroups", SPACEGROUP, "--iterations", steps,
+               "--double-wilson-parents=None,0", f"--double-wilson-r=0.,{r}", CARELESS_KEYS, *streams,
+               f"{out}/careless"]
+    return {f"careless r={r:g}": (lambda: timed(command), (f"{out}/careless_1.mtz", f"{out}/careless_0.mtz"))}
 
 
 def variants(args, streams, out):
@@ -103,7 +132,14 @@ def variants(args, streams, out):
         "joint learned r": (lambda: mono(*common, *coupled(r_values[0]), "--optimize-double-wilson-r", KEYS, *streams,
                                          f"{out}/learned"),
                             (f"{out}/learned_1.mtz", f"{out}/learned_0.mtz")),
+        **careless_variant(args, streams, out, r_values[-1]),
     }
+
+
+def read_merged(path):
+    """A merged MTZ with ``F, SIGF`` (careless names the uncertainty ``SigF``)."""
+    ds = rs.read_mtz(path)
+    return ds.rename(columns={"SigF": "SIGF"}) if "SIGF" not in ds and "SigF" in ds else ds
 
 
 def positions(changed):
@@ -154,13 +190,14 @@ def main(argv=None):
     model = gemmi.read_structure(paths["dark"]["model"])
     changed = pd.read_csv(paths["changed"])
     out = os.path.join(args.folder, "out")
+    os.makedirs(out, exist_ok=True)
     rows = {"truth": {"wall_s": 0.0, **score(*truth_sets(states), states.difference, model, changed)}}
     wanted = None if args.only is None else set(args.only.split(","))
     for name, (run, (light, dark)) in variants(args, streams, out).items():
         if wanted is not None and name not in wanted:
             continue
         wall = run()
-        rows[name] = {"wall_s": wall, **score(rs.read_mtz(light), rs.read_mtz(dark), states.difference, model,
+        rows[name] = {"wall_s": wall, **score(read_merged(light), read_merged(dark), states.difference, model,
                                               changed)}
         print(f"{name}: {rows[name]}", file=sys.stderr, flush=True)
     result = {
