@@ -130,6 +130,15 @@ def test_learned_wilson_prior_keeps_the_fall_off(sim, merges):
     assert learned["ratio_flat_pct"] < 4.0
 
 
+def test_default_sigf_are_within_twice_the_oracles_honesty(sim, merges, tmp_path):
+    """rms((F - k F_true)/SIGF) of the default merge is within 2x the oracle's (issue 13's calibration target)."""
+    truth = rs.read_mtz(sim["truth"])
+    assert oracle_main([sim["mtz"], str(tmp_path / "oracle.mtz"), "--dmin", str(DMIN)]) in (0, None)
+    oracle = sigf_calibration(rs.read_mtz(str(tmp_path / "oracle.mtz")), truth)["rms_z"]
+    merged = sigf_calibration(merges["default"], truth)["rms_z"]
+    assert 0.3 < merged < 2.0 * oracle
+
+
 def test_refine_uncertainties_learns_an_error_model(merges):
     """--refine-uncertainties learns a, b, c of SigI' (its a or c grow from their starts) and changes the merge."""
     refine = load_model(str(merges["paths"]["refine"]) + "_0.keras")
