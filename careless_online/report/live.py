@@ -169,7 +169,8 @@ class LiveReport:
                            figures.peaks_figure(self.trend)))
         return [(name, caption, figure_png(figure)) for name, caption, figure in panels]
 
-    def update(self, progress, f_mean, f_std, counts, merged, history_path=None, observations=None, final=False):
+    def update(self, progress, f_mean, f_std, counts, merged, history_path=None, observations=None, final=False,
+               draw=None):
         """Refresh the report after a round.
 
         Parameters
@@ -190,6 +191,10 @@ class LiveReport:
             redraws (the last ones are kept in between).
         final : bool
             Draw regardless of the cost bound.
+        draw : bool, optional
+            Whether to draw this round, decided by a caller that bounds the
+            cost of several reports together (``final`` still forces it);
+            by default the report's own cost bound decides.
 
         Returns
         -------
@@ -197,7 +202,7 @@ class LiveReport:
             The status written to ``status.json``.
         """
         started = self.clock()
-        drawing = self._drawing_due(started, final)
+        drawing = final or (self._drawing_due(started, final) if draw is None else bool(draw))
         if drawing and observations is not None:
             self.halves, self.halves_images = merge_halves(observations(), f_mean, f_std), progress.images
         shells, overall = shell_statistics(self.layout, counts, self.halves)
@@ -237,6 +242,11 @@ class LiveReport:
             Observations of each index entry converted so far.
         backlog : dict, optional
             Files and stream chunks complete but not converted yet.
+
+        Returns
+        -------
+        dict
+            The status written.
         """
         shells, overall = shell_statistics(self.layout, counts)
         status = asdict(RoundProgress(images=0, images_waiting=int(images_converted), images_per_second=0.0,
@@ -248,6 +258,7 @@ class LiveReport:
                       peaks={}, cc_images=0, trend=[], report_seconds=0.0, report_fraction=0.0)
         replace_json(os.path.join(self.folder, "status.json"), status)
         self._status = status
+        return status
 
     def arrived(self, images_converted, elapsed_seconds, backlog=None):
         """Rewrite ``status.json`` when new images have been converted, before they are merged.

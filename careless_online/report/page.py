@@ -40,6 +40,27 @@ def _shell_rows(status):
             "<th>CC1/2 (halves)</th><th>CCanom (halves)</th></tr>" + "".join(rows) + "</table>")
 
 
+#: The style sheet of the live report's pages.
+STYLE = """
+body { font-family: sans-serif; margin: 1em; }
+.summary { display: flex; flex-wrap: wrap; gap: 0.5em; }
+.box { border: 1px solid #ccc; padding: 0.4em 0.8em; }
+.v { font-size: 1.4em; font-weight: bold; } .k { color: #555; font-size: 0.85em; }
+.hint { background: #fff6d5; border-left: 4px solid #e0a800; padding: 0.6em; margin: 0.8em 0; }
+table { border-collapse: collapse; } td, th { border: 1px solid #ddd; padding: 0.2em 0.6em; text-align: right; }
+figure { display: inline-block; margin: 0.4em; vertical-align: top; } figure.half { width: 48%; }
+figure.wide { width: 97%; } img { width: 100%; }
+"""
+
+
+def figures_html(figures):
+    """``<figure>`` elements embedding PNG panels (caption, PNG bytes, full width or not)."""
+    return "".join(
+        f"<figure class='{'wide' if wide else 'half'}'><img alt='{html.escape(caption)}' src='data:image/png;base64,"
+        f"{base64.b64encode(png).decode()}'><figcaption>{html.escape(caption)}</figcaption></figure>"
+        for caption, png, wide in figures)
+
+
 def render(status, figures, refresh_seconds):
     """The page for a status and its figures.
 
@@ -56,25 +77,13 @@ def render(status, figures, refresh_seconds):
     -------
     str
     """
-    images = "".join(
-        f"<figure class='{'wide' if wide else 'half'}'><img alt='{html.escape(caption)}' src='data:image/png;base64,"
-        f"{base64.b64encode(png).decode()}'><figcaption>{html.escape(caption)}</figcaption></figure>"
-        for caption, png, wide in figures)
+    images = figures_html(figures)
     hint = html.escape(status.get("stopping_hint", {}).get("text", ""))
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8">
 <meta http-equiv="refresh" content="{int(refresh_seconds)}">
 <title>careless_online live: {status['images']} images</title>
-<style>
-body {{ font-family: sans-serif; margin: 1em; }}
-.summary {{ display: flex; flex-wrap: wrap; gap: 0.5em; }}
-.box {{ border: 1px solid #ccc; padding: 0.4em 0.8em; }}
-.v {{ font-size: 1.4em; font-weight: bold; }} .k {{ color: #555; font-size: 0.85em; }}
-.hint {{ background: #fff6d5; border-left: 4px solid #e0a800; padding: 0.6em; margin: 0.8em 0; }}
-table {{ border-collapse: collapse; }} td, th {{ border: 1px solid #ddd; padding: 0.2em 0.6em; text-align: right; }}
-figure {{ display: inline-block; margin: 0.4em; vertical-align: top; }} figure.half {{ width: 48%; }}
-figure.wide {{ width: 97%; }} img {{ width: 100%; }}
-</style></head><body>
+<style>{STYLE}</style></head><body>
 <h1>careless_online live merge</h1>
 <p>Updated after step {status['steps']}; this page reloads every {int(refresh_seconds)} s.</p>
 {_summary(status)}
