@@ -298,15 +298,15 @@ class DatasetsReport:
 
     def _figures(self, history):
         """(file name, caption, PNG bytes, full width) of the top panels."""
-        panels = [("training.png", "Loss and CCpred (all datasets)", figures.history_figure(history)),
-                  ("datasets.png", "Overall completeness and CC1/2 of each dataset against its images merged",
-                   datasets_figures.datasets_overview_figure(self.names, [r.trend for r in self.reports])),
-                  ("difference_signal.png", "Difference signal: rms ΔF and its noise rms σ(ΔF)",
-                   datasets_figures.difference_signal_figure(self.names, self.followers))]
+        panels = [("datasets.png", "Overall completeness and CC1/2 of each dataset against its images merged",
+                   datasets_figures.datasets_overview_figure(self.names, [r.trend for r in self.reports]))]
         if self.structure is not None:
             panels.append(("difference_peaks.png", "Difference peak heights over time at the model atoms with "
                            "the strongest peaks now", datasets_figures.difference_heights_figure(self.names,
                                                                                                self.followers)))
+        panels += [("training.png", "Loss and CCpred (all datasets)", figures.history_figure(history)),
+                   ("difference_signal.png", "Difference signal: rms ΔF and its noise rms σ(ΔF)",
+                    datasets_figures.difference_signal_figure(self.names, self.followers))]
         return [(name, caption, figure_png(figure), name != "difference_signal.png")
                 for name, caption, figure in panels]
 
