@@ -11,14 +11,16 @@ Folder layout under ``<folder>`` (``<out>_live``), every file replaced atomicall
     time and lag are the merge's.  Its ``report_fraction`` counts its own
     drawing only.
 ``status.json``
-    Every key of the one-dataset status: the progress of all datasets
-    together (``images``, ``images_waiting``, ``images_converted``,
+    The keys of the one-dataset status but ``trend`` (which is in
+    ``dataset_<i>/status.json``): the progress of all datasets together
+    (``images``, ``images_waiting``, ``images_converted``,
     ``images_per_second``, ``lag_seconds``, ``steps``, ``elapsed_seconds``,
     ``round_seconds``, ``backlog``), ``report_seconds`` and
     ``report_fraction`` of the whole report (the datasets' reports
-    included), and — for dataset 0, the root, so that a reader of a
-    one-dataset status finds what it expects — ``shells``, ``overall``,
-    ``stopping_hint``, ``cc_images``; plus
+    included), ``figures`` (the top panels), and — those of dataset 0, so
+    that a reader of a one-dataset status finds what it expects —
+    ``shells``, ``overall``, ``stopping_hint``, ``cc_images`` and ``peaks``
+    (anomalous); plus
 
     ``datasets``
         One entry per dataset: ``number``, ``name``, ``reference`` (the
@@ -59,7 +61,7 @@ from careless_online.report.live import LiveReport, RoundProgress, _history
 from careless_online.stats.maps import DEFAULT_ELEMENTS
 
 #: Keys of dataset 0's status repeated at the top.
-_ROOT_KEYS = ("shells", "overall", "stopping_hint", "cc_images")
+_ROOT_KEYS = ("shells", "overall", "stopping_hint", "cc_images", "peaks")
 
 
 @dataclass
