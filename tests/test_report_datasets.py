@@ -215,8 +215,19 @@ def test_bad_references_are_input_errors(pair, tmp_path, references, match):
 def test_a_model_without_atoms_is_an_input_error(pair, tmp_path):
     empty = gemmi.Structure()
     empty.add_model(gemmi.Model(1))
-    with pytest.raises(InputError, match="no atoms"):
-        DatasetsReport(str(tmp_path / "live"), pair["index"], NAMES, [None, 0], structure=empty)
+    for references in ([None, 0], [None, None]):  # refused even where no difference would use it
+        with pytest.raises(InputError, match="no atoms"):
+            DatasetsReport(str(tmp_path / "live"), pair["index"], NAMES, references, structure=empty)
+
+
+def test_each_dataset_follows_anomalous_peaks_only_in_an_anomalous_merge(pair, tmp_path):
+    plain = DatasetsReport(str(tmp_path / "plain"), pair["index"], NAMES, [None, 0], structure=pair["structure"])
+    assert [report.structure for report in plain.reports] == [None, None]  # the model phases differences only
+    index = ReflectionIndex.from_cell(pair["index"].cell, pair["index"].spacegroup, 4.0, anomalous=True)
+    anomalous = DatasetsReport(str(tmp_path / "anomalous"), index, NAMES, [None, 0], structure=pair["structure"],
+                               elements="O")
+    n_oxygen = sum(cra.atom.element.name == "O" for cra in pair["structure"][0].all())
+    assert [len(report.atoms) for report in anomalous.reports] == [n_oxygen, n_oxygen] and n_oxygen > 0
 
 
 def _screenshot(page, folder):

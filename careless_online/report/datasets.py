@@ -55,7 +55,7 @@ import numpy as np
 from careless_online.errors import InputError
 from careless_online.report import datasets_figures, figures
 from careless_online.report.datasets_page import render_datasets
-from careless_online.report.difference import DifferenceFollower, ModelPhases
+from careless_online.report.difference import DifferenceFollower, ModelPhases, model_atoms
 from careless_online.report.files import figure_png, replace_bytes, replace_json
 from careless_online.report.live import LiveReport, RoundProgress, _history
 from careless_online.stats.maps import DEFAULT_ELEMENTS
@@ -156,6 +156,8 @@ class DatasetsReport:
         self.reports = [LiveReport(os.path.join(folder, f"dataset_{number}"), index, n_shells, anomalous_model,
                                    elements, max_fraction, refresh_seconds, clock)
                         for number in range(len(self.names))]
+        if structure is not None:
+            model_atoms(structure)  # InputError now for a model without atoms
         phases = ModelPhases(structure, index) if structure is not None else None
         self.followers = [DifferenceFollower(number, reference, structure, phases)
                           for number, reference in enumerate(self.references) if reference is not None]
@@ -302,13 +304,14 @@ class DatasetsReport:
         """(file name, caption, PNG bytes, full width) of the top panels."""
         panels = [("datasets.png", "Overall completeness and CC1/2 of each dataset against its images merged",
                    datasets_figures.datasets_overview_figure(self.names, [r.trend for r in self.reports]))]
-        if self.structure is not None:
+        if self.structure is not None and self.followers:
             panels.append(("difference_peaks.png", "Difference peak heights over time at the model atoms with "
                            "the strongest peaks now", datasets_figures.difference_heights_figure(self.names,
                                                                                                self.followers)))
-        panels += [("training.png", "Loss and CCpred (all datasets)", figures.history_figure(history)),
-                   ("difference_signal.png", "Difference signal: rms ΔF and its noise rms σ(ΔF)",
-                    datasets_figures.difference_signal_figure(self.names, self.followers))]
+        panels.append(("training.png", "Loss and CCpred (all datasets)", figures.history_figure(history)))
+        if self.followers:
+            panels.append(("difference_signal.png", "Difference signal: rms ΔF and its noise rms σ(ΔF)",
+                           datasets_figures.difference_signal_figure(self.names, self.followers)))
         return [(name, caption, figure_png(figure), name != "difference_signal.png")
                 for name, caption, figure in panels]
 

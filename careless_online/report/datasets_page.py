@@ -86,7 +86,7 @@ Each dataset's shells, CC1/2 and CCanom are on its own page (linked below).</p>
 {_dataset_rows(status)}
 {_hints(status)}
 <h2>Differences</h2>
-{differences or "<p>No differences yet.</p>"}
+{differences or "<p>No dataset has a reference to take differences against.</p>"}
 {figures_html(figures)}
 </body></html>
 """
