@@ -261,6 +261,7 @@ class DatasetsReport:
                 state = rounds[follower.dataset]
                 follower.update(state.images, state.merged, rounds[follower.reference].merged)
         status = self._top(asdict(progress), statuses)
+        status["report_fraction"] = self.total_seconds / max(progress.elapsed_seconds, 1e-9)  # shown on the page
         if drawing:
             self._draw(status, history_path)
         self.last_seconds = self.clock() - started

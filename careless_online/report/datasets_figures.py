@@ -70,7 +70,7 @@ def difference_heights_figure(names, followers):
     followers : list of careless_online.report.difference.DifferenceFollower
         With a model.
     """
-    figure, axes = new_figure(1, max(len(followers), 1), size=(7.0, 4.0))
+    figure, axes = new_figure(1, max(len(followers), 1), size=(9.0 if len(followers) < 2 else 6.0, 4.0))
     figure.subplots_adjust(top=0.80, bottom=0.16)  # room for the panel titles under the figure's
     strongest = []
     for ax, follower in zip(axes[0], followers):
