@@ -30,7 +30,8 @@ def pair(tmp_path_factory):
                              change=StateChange(n_changed=2, shift=1.5, occupancy=0.8))
     paths = write_states(states, str(folder / "tr"))
     files = [paths["dark"]["stream"], paths["light"]["stream"]]
-    manifest = build_cache(files, TableOptions(spacegroup=SG), str(folder / "cache"), shard_images=8, log=lambda m: None)
+    manifest = build_cache(files, TableOptions(spacegroup=SG), str(folder / "cache"), shard_images=8, log=lambda m: None,
+                           progress=False)
     return folder, files, manifest
 
 
@@ -282,7 +283,8 @@ def test_groups_by_column_writes_one_naive_merge_per_value(pair, tmp_path):
     (["--separate-files", "--double-wilson-parents=None,0"], "needs --double-wilson-r or --optimize"),
     (["--separate-files", "--double-wilson-parents=None,0", "--double-wilson-r=0,1"], "1 is outside [0, 0.999]"),
     (["--separate-files", "--double-wilson-parents=None,0", "--double-wilson-r=0.9"], "gives 1 values for the 2"),
-    (["--separate-files", "--live", "--dmin", "4"], "--separate-files is not supported in live mode"),
+    (["--separate-files", "--live", "--dmin", "4", "--disable-progress-bar", "--double-wilson-parents=None,0,1",
+      "--double-wilson-r=0,.9,.9"], "--double-wilson-parents names 3 datasets, the images form 2"),
     (["--separate-files", "--double-wilson-parents=None,0,1", "--double-wilson-r=0,.9,.9"],
      "--double-wilson-parents names 3 datasets, the images form 2"),
 ])

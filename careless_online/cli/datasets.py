@@ -30,14 +30,12 @@ def group_spec(args):
     Raises
     ------
     InputError
-        For two grouping flags at once, or grouping with ``--live``.
+        For two grouping flags at once.
     """
     given = [flag for flag, on in (("--separate-files", args.separate_files), ("--groups", args.groups is not None),
                                    ("--groups-file", args.groups_file is not None)) if on]
     if len(given) > 1:
         raise InputError(f"{given[0]} and {given[1]} both group the images into datasets; give one")
-    if given and args.live:
-        raise InputError(f"--live merges one dataset; {given[0]} is not supported in live mode yet")
     if args.groups_file is not None:
         _readable(args.groups_file)
     return GroupSpec(by_file=bool(args.separate_files), key=args.groups, split_file=args.groups_file)

@@ -107,7 +107,8 @@ def add_arguments(parser):
     g.add_argument("--live-steps", type=positive_int, default=100, help="gradient steps between looks at the sources (and live report refreshes)")
     g.add_argument("--model-pdb", default=None,
                    help="live report: follow the anomalous map heights at the S, Se and metal atoms of this model "
-                        "(PDB/mmCIF in the crystal's cell; needs --anomalous)")
+                        "(PDB/mmCIF in the crystal's cell; needs --anomalous); with several datasets it also phases "
+                        "each dataset's difference map against its reference, whose peak heights the report follows")
 
     g = parser.add_argument_group("model")
     g.add_argument("--mlp-width", "--d-model", dest="d_model", type=positive_int, default=32,

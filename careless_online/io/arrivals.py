@@ -58,24 +58,22 @@ class Arrivals:
         self._seen = {}
         self._taken = set()
         self._failed = {}
+        self._source_of = {}
+
+    def source_of(self, key):
+        """Number of the source (position in :attr:`sources`) that first named ``key``."""
+        return self._source_of[key]
 
     def _candidates(self):
         """Paths named by the sources now, in a stable order, each once."""
-        found = []
-        for source in self.sources:
-            if os.path.isdir(source):
-                for pattern in FOLDER_PATTERNS:
-                    found += sorted(glob.glob(os.path.join(source, pattern)))
-            elif is_pattern(source):
-                found += sorted(p for p in glob.glob(source) if _known_format(p))
-            else:
-                found.append(source)
-        keys = []
-        for path in found:
-            key = _key(path)
-            if key not in keys:
-                keys.append(key)
-        return keys
+        keys = {}
+        for number, source in enumerate(self.sources):
+            for path in _named_by(source):
+                key = _key(path)
+                if key not in keys:
+                    keys[key] = number
+                    self._source_of.setdefault(key, number)
+        return list(keys)
 
     def _pair_signature(self, key):
         """Signature of everything a key is read from; None if anything is missing or empty."""
@@ -116,6 +114,15 @@ class Arrivals:
     def failed(self, key):
         """Record that ``key`` could not be read; it is handed out again once it changes."""
         self._failed[key] = self._seen.get(key)
+
+
+def _named_by(source):
+    """Paths a source names now: a folder's known files, a pattern's matches, or the path itself."""
+    if os.path.isdir(source):
+        return [p for pattern in FOLDER_PATTERNS for p in sorted(glob.glob(os.path.join(source, pattern)))]
+    if is_pattern(source):
+        return sorted(p for p in glob.glob(source) if _known_format(p))
+    return [source]
 
 
 def _known_format(path):

@@ -110,17 +110,23 @@ def single(n_images):
     return Datasets(np.zeros(n_images, dtype=np.int32), ["all"])
 
 
+def shard_image_values(manifest, shard, key):
+    """(image ids, value of ``key`` of each) of one shard; InputError if the value varies within an image."""
+    part = manifest.load_shard(shard, ["image_id", key])
+    value = part[key].astype(np.float64)
+    images, first_row, row_image = np.unique(part["image_id"], return_index=True, return_inverse=True)
+    if np.any(value[first_row][row_image] != value):
+        raise InputError(f"--groups {key}: the column varies within an image, so it cannot assign images "
+                         "to datasets", manifest.files()[0])
+    return images, value[first_row]
+
+
 def _image_column(manifest, key):
-    """``[n_images]`` value of ``key`` of each image; InputError if it varies within an image."""
+    """``[n_images]`` value of ``key`` of each image (NaN: an image without observations)."""
     values = np.full(manifest.n_images, np.nan)
     for i in range(len(manifest.shards)):  # shards hold whole images
-        part = manifest.load_shard(i, ["image_id", key])
-        value = part[key].astype(np.float64)
-        images, first_row, row_image = np.unique(part["image_id"], return_index=True, return_inverse=True)
-        if np.any(value[first_row][row_image] != value):
-            raise InputError(f"--groups {key}: the column varies within an image, so it cannot assign images "
-                             "to datasets", manifest.files()[0])
-        values[images] = value[first_row]
+        images, value = shard_image_values(manifest, i, key)
+        values[images] = value
     return values
 
 

@@ -17,7 +17,8 @@ training in between; :attr:`LiveCache.backlog` says what is left.
 Image ids are handed out in the order images are converted, from 0 without
 gaps, whatever the number of files: an id is below the number of images seen,
 so it stays within int32 for up to 2**31 images.  The manifest records, per
-input, the ``segments`` ``[first id, count]`` its images received.
+input, the ``segments`` ``[first id, count]`` its images received and the
+``source`` (number of the source that named it).
 """
 
 import json
@@ -93,7 +94,8 @@ class LiveCache:
         if path not in self._file_ids:
             self._file_ids[path] = len(self.inputs)
             self.inputs.append({"path": os.path.abspath(path), "file_id": len(self.inputs), "kind": kind,
-                                "segments": [], "n_images": 0, "chunks": 0})
+                                "source": self.arrivals.source_of(path), "segments": [], "n_images": 0,
+                                "chunks": 0})
         return self.inputs[self._file_ids[path]]
 
     def _add(self, raw, record, n_images):

@@ -17,15 +17,17 @@ from dataclasses import dataclass, replace
 import gemmi
 
 from careless_online.errors import InputError
-from careless_online.io import writers
 from careless_online.io.live import LiveCache
+from careless_online.io.live_groups import LiveDatasets
 from careless_online.io.pipeline import ImageBatches, Standardizer, training_views
 from careless_online.io.wavelength import input_wavelength
 from careless_online.model.build import load_model, model_index, new_model
-from careless_online.model.settings import output_counts
+from careless_online.model.datasets import dataset_block
 from careless_online.report.live import LiveReport, RoundProgress
 from careless_online.stats.maps import DEFAULT_ELEMENTS
 from careless_online.training.distribute import trainer_class, variable_scope
+from careless_online.training.live_outputs import RoundWriter
+from careless_online.training.merge import check_coupling
 
 
 @dataclass
@@ -71,9 +73,10 @@ class LiveSettings:
             raise InputError(f"--live-steps must be at least 1 (got {self.steps_per_round})")
 
 
-def _wait_for_data(cache, live, clock, sleep):
+def _wait_for_data(cache, live, clock, sleep, merged_images=None):
+    """Wait until data are converted (and, with datasets, until some image belongs to one)."""
     started = clock()
-    while cache.poll() == 0:
+    while cache.poll() == 0 or (merged_images is not None and merged_images(cache.manifest) == 0):
         if clock() - started > live.timeout:
             raise InputError(f"no complete data arrived within {live.timeout:g} s", cache.paths[0])
         sleep(live.poll)
@@ -90,10 +93,12 @@ def _read_structure(path):
         raise InputError(f"not a readable model ({err})", path) from None
 
 
-def _check_model_pdb(live, index, options):
+def _check_model_pdb(live, index, options, several):
+    """The ``--model-pdb`` structure; it needs an anomalous merge unless it phases difference maps (``several``)."""
     anomalous = index.anomalous if index is not None else options.anomalous
-    if live.model_pdb is not None and not anomalous:
-        raise InputError("--model-pdb follows anomalous peaks: it needs --anomalous")
+    if live.model_pdb is not None and not (anomalous or several):
+        raise InputError("--model-pdb follows anomalous peaks (or, with several datasets, difference peaks): "
+                         "it needs --anomalous")
     return _read_structure(live.model_pdb)
 
 
@@ -107,11 +112,11 @@ class _Round:
         self.trainer = None
         self.step = 0
 
-    def run(self, manifest):
-        """Train ``steps_per_round`` steps on ``manifest``; returns the last history row."""
+    def run(self, manifest, datasets=None):
+        """Train ``steps_per_round`` steps on ``manifest`` (its images of ``datasets``); returns the last history row."""
         settings = self.settings
         train, test, monitor = training_views(manifest, self.standardizer, settings.batch_images,
-                                              settings.test_fraction, settings.seed)
+                                              settings.test_fraction, settings.seed, datasets=datasets)
         self.model.set_reflection_counts(train.reflection_counts())
         # a live run has no known end: no learning-rate decay
         config = replace(settings.train, steps=self.step + self.live.steps_per_round, progress=False, lr_decay=0.0)
@@ -130,6 +135,12 @@ class _Round:
 def run_live(files, settings, live, clock=time.monotonic, sleep=time.sleep):
     """Merge data while they arrive; returns the paths written.
 
+    With a grouping (``settings.groups``: ``--separate-files``, ``--groups``,
+    ``--groups-file``) one model merges several datasets
+    (:mod:`careless_online.io.live_groups`), fixed when the first data are
+    converted; each round writes ``<out>_<i>.mtz`` for every dataset and the
+    report follows each dataset and their differences.
+
     Parameters
     ----------
     files : list of str
@@ -145,7 +156,8 @@ def run_live(files, settings, live, clock=time.monotonic, sleep=time.sleep):
     Returns
     -------
     dict
-        Paths by kind: ``merged``, ``history``, ``model``, ``report``.
+        Paths by kind: ``merged`` (``merged_<i>`` for dataset ``i`` with
+        several, as offline), ``history``, ``model``, ``report``.
     """
     base = settings.base
     outdir = os.path.dirname(os.path.abspath(base))
@@ -153,51 +165,38 @@ def run_live(files, settings, live, clock=time.monotonic, sleep=time.sleep):
     with variable_scope(settings.strategy):  # mirrored: the variables live on every replica
         model = load_model(settings.model_in) if settings.model_in else None
     index = model_index(model) if model is not None else None
-    structure = _check_model_pdb(live, index, settings.table_options)
+    grouping = LiveDatasets(settings.groups, files, settings.log) if settings.groups.active else None
+    structure = _check_model_pdb(live, index, settings.table_options, grouping is not None)
     folder = os.path.join(settings.cache_dir or os.path.join(outdir, ".careless_online_cache"),
                           "live_" + os.path.basename(base))
-    cache = LiveCache(files, settings.table_options, folder, index=index, log=settings.log)
+    data = _LiveData(LiveCache(files, settings.table_options, folder, index=index, log=settings.log), grouping)
     started = clock()
-    _wait_for_data(cache, live, clock, sleep)
+    _wait_for_data(data.cache, live, clock, sleep, None if grouping is None else data.assigned_images)
     arrived = clock()
-    manifest = cache.manifest
-    wavelength = input_wavelength(manifest.files())
-    if model is None:
-        standardizer = Standardizer.fit(manifest, settings.metadata_keys, settings.standardize)
-        with variable_scope(settings.strategy):
-            model = new_model(manifest, standardizer, **settings.model_options)
-    else:
-        standardizer = Standardizer.from_config(model.standardizer_config)
-    paths = {"merged": f"{base}_0.mtz", "history": f"{base}_history.csv", "model": f"{base}_0.keras",
-             "report": f"{base}_live"}
-    report = LiveReport(paths["report"], cache.index, n_shells=live.shells, structure=structure,
-                        elements=live.elements, max_fraction=live.report_fraction,
-                        refresh_seconds=live.refresh_seconds)
-    report.first_look(cache.n_images, clock() - started, cache.counts, cache.backlog)
+    manifest, datasets = data.now()
+    model, standardizer = _model(model, manifest, datasets, settings)
+    writer = RoundWriter(base, data.cache.index, input_wavelength(manifest.files()), data.names(datasets))
+    paths = _paths(base, writer.paths)
+    report = _report(paths["report"], data.cache.index, writer.names, structure, live, settings)
+    report.first_look(*data.first_look(clock() - started))
     rounds = _Round(model, standardizer, settings, live, paths["history"], paths["model"])
     while True:
         round_started = clock()
-        row = rounds.run(manifest)
-        q = model.structure_factors
-        f_mean, f_std, counts = q.mean().numpy(), q.stddev().numpy(), output_counts(model, manifest)
-        merged = writers.merged_table(cache.index, f_mean, f_std, counts)
-        writers.write_mtz(merged, paths["merged"], wavelength)
-        new = cache.poll()
+        row = rounds.run(manifest, datasets)
+        states = writer.write(model, rounds.trainer, manifest, datasets, standardizer, settings.batch_images,
+                              settings.seed)
+        new = data.cache.poll()
         now = clock()
+        merged = manifest.n_images if datasets is None else int((datasets.of_image >= 0).sum())
         progress = RoundProgress(
-            images=manifest.n_images, images_waiting=cache.n_images - manifest.n_images,
-            images_per_second=manifest.n_images / max(now - started, 1e-9), lag_seconds=now - arrived,
+            images=merged, images_waiting=data.cache.n_images - manifest.n_images,
+            images_per_second=merged / max(now - started, 1e-9), lag_seconds=now - arrived,
             steps=rounds.step, elapsed_seconds=now - started, round_seconds=now - round_started,
-            backlog=dict(cache.backlog))
-        status = report.update(progress, f_mean, f_std, counts, merged, paths["history"],
-                               observations=_observations(rounds.trainer, manifest, standardizer, settings))
-        settings.log(f"step {rounds.step}: {manifest.n_images} images, CCpred test "
-                     f"{row.get('ccpred_test', float('nan')):.3f}, CC1/2 {status['overall']['cchalf']:.3f} "
-                     f"(at {status['cc_images']} images); "
-                     f"report {report.last_seconds:.2f} s = "
-                     f"{100 * report.last_seconds / (progress.round_seconds + report.last_seconds):.1f}% of the round")
+            backlog=dict(data.cache.backlog))
+        status = report.update(progress, states, paths["history"], data.converted(states))
+        _log_round(settings.log, rounds.step, row, status, report, progress)
         if not new:
-            new = _idle(cache, live, rounds.step, settings.train.steps, clock, sleep, settings.log)
+            new = _idle(data.cache, live, rounds.step, settings.train.steps, clock, sleep, settings.log)
         if new is None:
             report.finish()
             settings.log(f"report: {report.total_seconds:.1f} s in all, "
@@ -205,21 +204,123 @@ def run_live(files, settings, live, clock=time.monotonic, sleep=time.sleep):
             return paths
         if new:
             arrived = clock()
-            manifest = cache.manifest
-            report.arrived(cache.n_images, arrived - started, cache.backlog)
-            settings.log(f"{new} new images ({cache.n_images} in all)")
+            manifest, datasets = data.now()
+            report.arrived(data.converted(states), arrived - started, data.cache.backlog)
+            settings.log(f"{new} new images ({data.cache.n_images} in all)")
 
 
-def _observations(trainer, manifest, standardizer, settings):
-    """A function that yields every observation of ``manifest`` with the model's predicted intensity."""
-    def batches():
-        view = ImageBatches(manifest, standardizer, batch_images=max(settings.batch_images, 32), split="all",
-                            shuffle=False, seed=settings.seed)
-        for number, batch in enumerate(view.epoch(0)):
-            ipred, _, _ = trainer.predict(batch, number)
-            yield {"refl_id": batch["refl_id"], "image_id": batch["image_id"], "I": batch["I"],
-                   "SigI": batch["SigI"], "Ipred": ipred.numpy()}
-    return batches
+def _paths(base, merged):
+    """Output paths of a live merge (``merged``, ``merged_<i>`` with several datasets, ...)."""
+    paths = {"merged": merged[0]} if len(merged) == 1 else {f"merged_{d}": path for d, path in enumerate(merged)}
+    paths.update(history=f"{base}_history.csv", model=f"{base}_0.keras", report=f"{base}_live")
+    return paths
+
+
+def _model(model, manifest, datasets, settings):
+    """The model to train (``model``, loaded with ``--model-in``, or a new one) and its standardizer."""
+    n_datasets = 1 if datasets is None else datasets.n
+    if datasets is not None:
+        check_coupling(settings.model_options, datasets, settings.groups.split_file)
+    if model is None:
+        standardizer = Standardizer.fit(manifest, settings.metadata_keys, settings.standardize)
+        options = dict(settings.model_options, **({"n_datasets": n_datasets} if datasets is not None else {}))
+        with variable_scope(settings.strategy):
+            return new_model(manifest, standardizer, **options), standardizer
+    if model.n_datasets != n_datasets:
+        raise InputError(f"the model merges {model.n_datasets} dataset(s), the live sources form {n_datasets}",
+                         settings.model_in)
+    return model, Standardizer.from_config(model.standardizer_config)
+
+
+def _report(folder, index, names, structure, live, settings):
+    """The live report: :class:`LiveReport` for one dataset, :class:`DatasetsReport` for several."""
+    common = dict(n_shells=live.shells, elements=live.elements, max_fraction=live.report_fraction,
+                  refresh_seconds=live.refresh_seconds)
+    if len(names) == 1:
+        return _OneDatasetReport(LiveReport(folder, index, structure=structure, **common))
+    from careless_online.report.datasets import DatasetsReport
+
+    parents = settings.model_options.get("double_wilson_parents") or [None] + [0] * (len(names) - 1)
+    return _SeveralDatasetsReport(DatasetsReport(folder, index, names, list(parents), structure=structure, **common))
+
+
+def _log_round(log, step, row, status, report, progress):
+    overall = status.get("overall", {})
+    log(f"step {step}: {progress.images} images, CCpred test {row.get('ccpred_test', float('nan')):.3f}, "
+        f"CC1/2 {overall.get('cchalf', float('nan')):.3f} (at {status.get('cc_images', 0)} images); "
+        f"report {report.last_seconds:.2f} s = "
+        f"{100 * report.last_seconds / (progress.round_seconds + report.last_seconds):.1f}% of the round")
+
+
+class _LiveData:
+    """The live cache and, with several datasets, the assignment of its images."""
+
+    def __init__(self, cache, grouping):
+        self.cache, self.grouping = cache, grouping
+
+    def assigned_images(self, manifest):
+        """Images of ``manifest`` that belong to a dataset."""
+        return int((self.grouping.update(manifest).of_image >= 0).sum())
+
+    def now(self):
+        """(manifest, datasets) of everything converted (datasets None for one dataset)."""
+        manifest = self.cache.manifest
+        datasets = None if self.grouping is None else self.grouping.update(manifest)
+        return manifest, datasets
+
+    def names(self, datasets):
+        if datasets is None:
+            return ["all"]
+        self.cache.log(datasets.describe())
+        return list(datasets.names)
+
+    def converted(self, states):
+        """Images converted per dataset (one number for one dataset)."""
+        if self.grouping is None:
+            return self.cache.n_images
+        return self.grouping.update(self.cache.manifest).image_counts().tolist()
+
+    def first_look(self, elapsed):
+        """Arguments of the report's ``first_look``: images converted, seconds, counts, backlog."""
+        if self.grouping is None:
+            return self.cache.n_images, elapsed, self.cache.counts, self.cache.backlog
+        manifest, datasets = self.now()
+        combined = ImageBatches(manifest, Standardizer([], [], []), split="all", datasets=datasets).reflection_counts()
+        n_hkl = len(self.cache.index)
+        counts = [dataset_block(combined, d, n_hkl) for d in range(datasets.n)]
+        return datasets.image_counts().tolist(), elapsed, counts, self.cache.backlog
+
+
+class _OneDatasetReport:
+    """:class:`LiveReport` behind the round's :class:`DatasetState` list (of one)."""
+
+    def __init__(self, report):
+        self.report = report
+
+    def __getattr__(self, name):
+        return getattr(self.report, name)
+
+    def update(self, progress, states, history_path, converted):
+        state = states[0]
+        return self.report.update(progress, state.f_mean, state.f_std, state.counts, state.merged, history_path,
+                                  observations=state.observations)
+
+
+class _SeveralDatasetsReport:
+    """:class:`~careless_online.report.datasets.DatasetsReport` fed from the round's states."""
+
+    def __init__(self, report):
+        self.report = report
+
+    def __getattr__(self, name):
+        return getattr(self.report, name)
+
+    def update(self, progress, states, history_path, converted):
+        from careless_online.report.datasets import DatasetRound
+
+        rounds = [DatasetRound(s.name, s.images, max(int(c), s.images), s.f_mean, s.f_std, s.counts, s.merged,
+                               s.observations) for s, c in zip(states, converted)]
+        return self.report.update(progress, rounds, history_path)
 
 
 def _idle(cache, live, step, steps, clock, sleep, log):

@@ -184,7 +184,7 @@ def reindexing_spec(settings):
     return settings.model_options.get("reindexing_ops", "auto")
 
 
-def _output_counts(model, manifest, datasets, dataset, image_filter=None):
+def dataset_output_counts(model, manifest, datasets, dataset, image_filter=None):
     """Observations of each reflection of a dataset, in the reference setting when the model chooses settings."""
     if model.setting_choice is None:
         return dataset_counts(manifest, datasets, dataset, image_filter=image_filter)
@@ -415,7 +415,7 @@ def run_merge(files, settings, output_id=0):
     _to_majority_setting(model, manifest, checkpoint, settings.log)
     written = {"history": outputs.history, "model": checkpoint}
     for d in range(datasets.n):
-        counts = _output_counts(model, manifest, datasets, d)
+        counts = dataset_output_counts(model, manifest, datasets, d)
         written[outputs.key("merged", d)] = writers.write_mtz(
             _merged(index, _posterior(model, d), counts), outputs.path("merged", d), wavelength)
         if settings.predictions:
@@ -455,7 +455,7 @@ def _model_half(manifest, standardizer, settings, datasets, image_filter, refere
     half_model, _ = _train_model(manifest, standardizer, _half_settings(settings), None, None, datasets,
                                  image_filter=image_filter, test_fraction=0.0, reference=reference)
     return [_merged(manifest.index, _posterior(half_model, d),
-                    _output_counts(half_model, manifest, datasets, d, image_filter=image_filter))
+                    dataset_output_counts(half_model, manifest, datasets, d, image_filter=image_filter))
             for d in range(datasets.n)]
 
 
