@@ -73,6 +73,20 @@ def test_separate_files_makes_one_dataset_per_live_source(tmp_path):
             assert set(datasets.of_image[first:first + count]) == {datasets.names.index(folder)}
 
 
+def test_a_manifest_taken_before_a_look_does_not_grow(tmp_path):
+    # the report reads a round's observations after the next look: they must stay the round's
+    sim = simulate(n_images=12, seed=2, dmin=5.0)
+    pieces = mtz_pieces(sim.observations, str(tmp_path), 2)
+    pieces[0]()
+    cache = LiveCache([str(tmp_path / "*.mtz")], OPTIONS, str(tmp_path / "cache"))
+    _poll_twice(cache)
+    before = cache.manifest
+    pieces[1]()
+    assert _poll_twice(cache) == 6
+    assert before.n_images == 6 and sum(s["n_images"] for s in before.shards) == 6
+    assert [len(r["segments"]) for r in before.info["inputs"]] == [1]
+
+
 def test_split_file_is_read_again_when_it_grows(tmp_path, pair):
     split = tmp_path / "split.txt"
     split.write_text(f"{os.path.basename(pair['dark'])} * dark\n{pair['light']} 0 light\n")

@@ -184,16 +184,18 @@ class LiveCache:
     @property
     def info(self):
         """The manifest dictionary of what has been converted."""
-        inputs = [dict(record, image_offset=record["segments"][0][0] if record["segments"] else None)
+        # copies: a manifest taken now must not grow with later looks
+        inputs = [dict(record, segments=[list(s) for s in record["segments"]],
+                       image_offset=record["segments"][0][0] if record["segments"] else None)
                   for record in self.inputs]
-        shards = self.writer.shards if self.writer else []
+        shards = list(self.writer.shards) if self.writer else []
         return {
             "version": CACHE_VERSION, "key": "live", "inputs": inputs, "options": self.options.to_dict(),
             "index": self.index.to_config() if self.index else None,
             "columns": self.writer.columns if self.writer else [], "shards": shards,
             "n_images": int(self.next_image),
             "n_obs": int(sum(s["n_obs"] for s in shards)),
-            "stats": self.writer.stats if self.writer else {},
+            "stats": dict(self.writer.stats) if self.writer else {},
             "report": {"summary": self.report.summary(), "dropped": self.report.dropped},
         }
 
