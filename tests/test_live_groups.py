@@ -188,3 +188,18 @@ def test_live_merge_of_finished_streams_equals_the_offline_joint_merge(tmp_path,
         assert (a["N"].to_numpy() == b["N"].to_numpy()).all()
         np.testing.assert_allclose(a["F"].to_numpy(), b["F"].to_numpy(), rtol=1e-4)
         np.testing.assert_allclose(a["SIGF"].to_numpy(), b["SIGF"].to_numpy(), rtol=1e-4)
+
+
+def test_live_merge_of_several_datasets_starts_from_a_saved_joint_model(tmp_path, pair, offline_joint):
+    clock = FakeClock()
+    settings = _settings(tmp_path / "day2" / "tr", 10, GroupSpec(by_file=True))
+    settings.model_in = offline_joint["model"]  # yesterday's joint merge of the two states
+    written = run_live([pair["dark"], pair["light"]], settings, LiveSettings(timeout=0.5, poll=0.1, steps_per_round=10),
+                       clock=clock, sleep=Feeder([], clock).sleep)
+    for d in (0, 1):
+        assert len(rs.read_mtz(written[f"merged_{d}"])) == len(rs.read_mtz(offline_joint[f"merged_{d}"])) > 0
+    one = _settings(tmp_path / "one" / "m", 10, GroupSpec())
+    one.model_in = offline_joint["model"]
+    with pytest.raises(InputError, match="the model merges 2 dataset"):
+        run_live([pair["dark"]], one, LiveSettings(timeout=0.5, poll=0.1, steps_per_round=10), clock=clock,
+                 sleep=Feeder([], clock).sleep)
