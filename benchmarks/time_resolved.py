@@ -16,6 +16,10 @@ the light model moves ``--changed`` atoms by ``--shift`` Å at occupancy
   light, ``r`` fixed at each value of ``--r``;
 - ``joint learned r``: the same, ``r`` learned from the first ``--r``
   (``--optimize-double-wilson-r``);
+- ``joint learned r in N shells``: the same with an ``r`` learned in each of
+  ``N = --r-shells`` equal-count resolution shells (``--double-wilson-r-shells``);
+  the learned ``r`` per shell is printed beside the ``r`` the truths imply in
+  the same shells;
 - ``careless r=R``: careless (the reference program, ``--careless``, e.g.
   the venv of ``benchmarks/setup_competitors.sh``) on the same two streams
   with its double-Wilson prior, ``r`` the last of ``--r``, for
@@ -49,7 +53,7 @@ import numpy as np
 import pandas as pd
 import reciprocalspaceship as rs
 
-from careless_online.simulate.states import StateChange, implied_r, simulate_states, write_states
+from careless_online.simulate.states import StateChange, implied_r, implied_r_per_shell, simulate_states, write_states
 from careless_online.stats.difference import difference_table
 from careless_online.stats.difference_map import atom_heights, difference_map, phases_from_model
 
@@ -72,6 +76,7 @@ def parse_args(argv):
     parser.add_argument("--iterations", type=int, default=2000)
     parser.add_argument("--r", default="0.9", help="comma-separated fixed double-Wilson r (the first: the start of "
                                                      "the learned r)")
+    parser.add_argument("--r-shells", type=int, default=4, help="resolution shells of the per-shell learned r row")
     parser.add_argument("--seed", type=int, default=11)
     parser.add_argument("--folder", default="/tmp/careless_online_time_resolved")
     parser.add_argument("--only", default=None, help="comma-separated variants to run (default: all)")
@@ -132,6 +137,10 @@ def variants(args, streams, out):
         "joint learned r": (lambda: mono(*common, *coupled(r_values[0]), "--optimize-double-wilson-r", KEYS, *streams,
                                          f"{out}/learned"),
                             (f"{out}/learned_1.mtz", f"{out}/learned_0.mtz")),
+        f"joint learned r in {args.r_shells} shells": (
+            lambda: mono(*common, *coupled(r_values[0]), "--optimize-double-wilson-r", "--double-wilson-r-shells",
+                         args.r_shells, KEYS, *streams, f"{out}/shells"),
+            (f"{out}/shells_1.mtz", f"{out}/shells_0.mtz")),
         **careless_variant(args, streams, out, r_values[-1]),
     }
 
@@ -172,12 +181,12 @@ def truth_sets(states):
     return out
 
 
-def learned_r(out):
-    """The learned r of the light dataset (None if the run is absent)."""
+def learned_r(out, base="learned"):
+    """The learned r of the light dataset in each shell (None if the run is absent)."""
     from careless_online.model.build import load_model
 
-    path = f"{out}/learned_0.keras"
-    return float(load_model(path).coupling.r().numpy()[1]) if os.path.exists(path) else None
+    path = f"{out}/{base}_0.keras"
+    return load_model(path).coupling.r_per_shell().numpy()[1].tolist() if os.path.exists(path) else None
 
 
 def main(argv=None):
@@ -203,10 +212,14 @@ def main(argv=None):
     result = {
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "host": platform.node(),
         "command": "python benchmarks/time_resolved.py " + " ".join(argv if argv is not None else sys.argv[1:]),
-        "settings": vars(args), "implied_r": implied_r(states.difference), "learned_r": learned_r(out),
+        "settings": vars(args), "implied_r": implied_r(states.difference), "learned_r": (learned_r(out) or [None])[0],
+        "implied_r_per_shell": implied_r_per_shell(states.difference, args.r_shells).tolist(),
+        "learned_r_per_shell": learned_r(out, "shells"),
         "rows": rows,
     }
     print(f"implied r = {result['implied_r']:.4f}; learned r = {result['learned_r']}")
+    print(f"per shell (low to high resolution): implied r = {result['implied_r_per_shell']}; "
+          f"learned r = {result['learned_r_per_shell']}")
     print("| merge | CC(ΔF, true) | CC(wΔF, true) | map at old places (σ) | map at new places (σ) | wall s |")
     print("|---|---|---|---|---|---|")
     for name, row in rows.items():

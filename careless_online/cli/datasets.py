@@ -10,7 +10,8 @@ package's own modules that need neither TensorFlow nor the data):
   ``--double-wilson-r=0.,0.9`` (the correlation of each dataset with its
   parent; roots' entries are ignored) and ``--optimize-double-wilson-r``
   (learn the correlations by empirical Bayes, starting from
-  ``--double-wilson-r`` or :data:`LEARNED_R_START`).
+  ``--double-wilson-r`` or :data:`LEARNED_R_START`); ``--double-wilson-r-shells N``
+  gives each of N equal-count resolution shells its own ``r``.
 """
 
 from careless_online.errors import InputError
@@ -103,8 +104,8 @@ def double_wilson_options(args, spec):
     Returns
     -------
     dict
-        ``double_wilson_parents``, ``double_wilson_r``, ``learn_double_wilson_r``
-        for :class:`~careless_online.model.MergingModel`.
+        ``double_wilson_parents``, ``double_wilson_r``, ``learn_double_wilson_r``,
+        ``double_wilson_r_shells`` for :class:`~careless_online.model.MergingModel`.
 
     Raises
     ------
@@ -114,7 +115,8 @@ def double_wilson_options(args, spec):
     """
     if args.double_wilson_parents is None:
         for flag, given in (("--double-wilson-r", args.double_wilson_r is not None),
-                            ("--optimize-double-wilson-r", args.optimize_double_wilson_r)):
+                            ("--optimize-double-wilson-r", args.optimize_double_wilson_r),
+                            ("--double-wilson-r-shells", args.double_wilson_r_shells != 1)):
             if given:
                 raise InputError(f"{flag} needs --double-wilson-parents")
         return {}
@@ -135,4 +137,5 @@ def double_wilson_options(args, spec):
             raise InputError(f"--double-wilson-r gives {len(r)} values for the {len(parents)} datasets of "
                              "--double-wilson-parents")
     return {"double_wilson_parents": parents, "double_wilson_r": r,
-            "learn_double_wilson_r": bool(args.optimize_double_wilson_r)}
+            "learn_double_wilson_r": bool(args.optimize_double_wilson_r),
+            "double_wilson_r_shells": args.double_wilson_r_shells}

@@ -141,6 +141,9 @@ def add_arguments(parser):
     g.add_argument("--optimize-double-wilson-r", action="store_true",
                    help="learn the double-Wilson correlations by empirical Bayes (start: --double-wilson-r, "
                         "else 0.5)")
+    g.add_argument("--double-wilson-r-shells", type=positive_int, default=1,
+                   help="equal-count resolution shells in 1/d^2, each with its own double-Wilson r (given r: the "
+                        "same in every shell; learned: one per dataset and shell); needs --double-wilson-parents")
 
     g = parser.add_argument_group("cross-validation")
     g.add_argument("--test-fraction", type=fraction, default=0.1, help="fraction of images held out")

@@ -167,6 +167,47 @@ def check_parents(parents):
     return tuple(out)
 
 
+def resolution_shells(inverse_d2, n_shells):
+    """Equal-count resolution shells of reflections, lowest resolution (smallest ``1/d^2``) first.
+
+    The reflections sorted by ``1/d^2`` (ties in their given order) are cut
+    into ``n_shells`` runs of equal length (the first ones one longer when
+    the count does not divide), as :func:`numpy.array_split` cuts them.
+
+    Parameters
+    ----------
+    inverse_d2 : array-like of float
+        ``[n]`` 1/d² of each reflection.
+    n_shells : int
+        At least 1.
+
+    Returns
+    -------
+    numpy.ndarray of int32
+        ``[n]`` shell of each reflection in ``0 .. n_shells - 1``.
+    """
+    n_shells = int(n_shells)
+    if n_shells < 1:
+        raise ValueError(f"the number of resolution shells must be at least 1, got {n_shells}")
+    inverse_d2 = np.asarray(inverse_d2, dtype=np.float64)
+    shells = np.zeros(len(inverse_d2), dtype=np.int32)
+    for shell, rows in enumerate(np.array_split(np.argsort(inverse_d2, kind="stable"), n_shells)):
+        shells[rows] = shell
+    return shells
+
+
+def _check_shells(shells, n_hkl, n_shells):
+    """``shells`` as int32 ``[n_hkl]`` in ``0 .. n_shells - 1`` (ValueError otherwise)."""
+    values = np.asarray(shells)
+    if values.shape != (n_hkl,):
+        raise ValueError(f"shells must have shape ({n_hkl},), got {values.shape}")
+    if not np.issubdtype(values.dtype, np.integer):
+        raise ValueError(f"shells must be integers, got {values.dtype}")
+    if values.size and not (values.min() >= 0 and values.max() < n_shells):
+        raise ValueError(f"shells must lie in 0..{n_shells - 1}, got {values.min()}..{values.max()}")
+    return values.astype(np.int32)
+
+
 @keras.saving.register_keras_serializable(package="careless_online")
 class DoubleWilsonCoupling(keras.layers.Layer):
     """The amplitude prior of related datasets: Wilson for roots, double-Wilson for children.
@@ -174,14 +215,16 @@ class DoubleWilsonCoupling(keras.layers.Layer):
     Structure factors of dataset ``d`` and unique reflection ``h`` have the
     combined id ``d * n_hkl + h``.  The KL term of an observation of
     ``(d, h)`` is the Monte Carlo estimate of
-    ``E_q[log q(F_dh) - log p(F_dh | F_{parent(d) h}, r_d)]`` with the
+    ``E_q[log q(F_dh) - log p(F_dh | F_{parent(d) h}, r_{d, s(h)})]`` with the
     parent's amplitude drawn from its own surrogate posterior (reparameterized,
     so the parent's posterior feels the coupling), and the plain Wilson
     ``log p(F_dh)`` for a root.  Summed with each ``(d, h)`` weighted by
     ``1 / n_dh`` over an epoch this is the KL of the joint prior
-    ``prod_d p(F_d | F_parent(d))``.  ``r_d = MAX_R sigmoid(logit_d)``; with
-    ``learn_r`` the logits are trained with the rest of the ELBO (empirical
-    Bayes).
+    ``prod_d p(F_d | F_parent(d))``.  ``s(h)`` is the resolution shell of
+    reflection ``h`` (one shell unless ``shells`` says otherwise) and
+    ``r_{d, s} = MAX_R sigmoid(logit_{d, s})``; with ``learn_r`` the logits
+    are trained with the rest of the ELBO (empirical Bayes, one ``r`` per
+    dataset and shell).
 
     Parameters
     ----------
@@ -190,12 +233,26 @@ class DoubleWilsonCoupling(keras.layers.Layer):
     parents : sequence of int or None
         Parent of each dataset (see :func:`check_parents`).
     r : float or sequence of float
-        Starting (or fixed) correlation of each dataset with its parent (roots ignore it).
+        Starting (or fixed) correlation of each dataset with its parent, the
+        same in every shell (roots ignore it).
     learn_r : bool
         Learn ``r`` by empirical Bayes.
+    shells : array-like of int, optional
+        ``[n_hkl]`` resolution shell of each unique reflection, ``0 ..
+        n_shells - 1`` (e.g. :func:`resolution_shells`).  Kept as a weight:
+        a layer rebuilt from its config gets it back with the saved weights
+        (or from :meth:`set_shells`).
+    n_shells : int, optional
+        Number of shells (default: ``max(shells) + 1``, or 1 without ``shells``).
+
+    Raises
+    ------
+    ValueError
+        For ``n_hkl`` or ``n_shells`` below 1, bad parents, an ``r`` outside
+        ``[0, MAX_R]`` or ``shells`` of the wrong shape or range.
     """
 
-    def __init__(self, n_hkl, parents, r=0.0, learn_r=False, **kwargs):
+    def __init__(self, n_hkl, parents, r=0.0, learn_r=False, shells=None, n_shells=None, **kwargs):
         super().__init__(**kwargs)
         self.n_hkl = int(n_hkl)
         if self.n_hkl < 1:
@@ -204,10 +261,21 @@ class DoubleWilsonCoupling(keras.layers.Layer):
         r = np.broadcast_to(np.asarray(r, dtype=np.float64), (len(self.parents),)).copy()
         if not np.all((r >= 0) & (r <= MAX_R)):
             raise ValueError(f"double-Wilson r must lie in [0, {MAX_R}], got {r.tolist()}")
+        if n_shells is None:
+            n_shells = 1 if shells is None or len(shells) == 0 else int(np.max(shells)) + 1
+        if int(n_shells) != n_shells or n_shells < 1:
+            raise ValueError(f"n_shells must be an integer of at least 1, got {n_shells}")
+        self.n_shells = int(n_shells)
         self.initial_r = r.tolist()
         self.learn_r = bool(learn_r)
-        self.r_logit = self.add_weight(name="r_logit", shape=(len(self.parents),), trainable=self.learn_r,
-                                       initializer=keras.initializers.Constant(logit_from_r(r).astype(np.float32)))
+        start = np.repeat(logit_from_r(r)[:, None], self.n_shells, axis=1).astype(np.float32)
+        self.r_logit = self.add_weight(name="r_logit", shape=(len(self.parents), self.n_shells),
+                                       trainable=self.learn_r, initializer=keras.initializers.Constant(start))
+        # one shell needs no assignment (and keeps the weights of models saved before shells existed)
+        self.shell = (self.add_weight(name="shell", shape=(self.n_hkl,), dtype="int32", trainable=False,
+                                      initializer="zeros") if self.n_shells > 1 else None)
+        if shells is not None:
+            self.set_shells(shells)
         self.built = True
 
     @property
@@ -215,9 +283,28 @@ class DoubleWilsonCoupling(keras.layers.Layer):
         """Number of datasets."""
         return len(self.parents)
 
-    def r(self):
-        """``[n_datasets]`` correlations with the parents."""
+    def set_shells(self, shells):
+        """Set the resolution shell of each unique reflection (``[n_hkl]`` ints in ``0 .. n_shells - 1``)."""
+        shells = _check_shells(shells, self.n_hkl, self.n_shells)
+        if self.shell is not None:
+            self.shell.assign(shells)
+
+    def r_per_shell(self):
+        """``[n_datasets, n_shells]`` correlations with the parents in each resolution shell."""
         return r_from_logit(self.r_logit)
+
+    def r(self):
+        """``[n_datasets]`` correlations with the parents, averaged over the shells.
+
+        With equal-count shells this is the mean ``r`` over the unique
+        reflections; with one shell it is the dataset's ``r`` itself.
+        """
+        return tf.reduce_mean(self.r_per_shell(), axis=1)
+
+    def _r_of(self, dataset, hkl):
+        """``r_{d, s(h)}`` of reflections ``hkl`` of datasets ``dataset``."""
+        shell = tf.zeros_like(hkl) if self.shell is None else tf.gather(self.shell, hkl)
+        return tf.gather_nd(self.r_per_shell(), tf.stack([dataset, shell], axis=1))
 
     def kl(self, posterior, ids, samples, sigma, seed=None):
         """Per-observation KL estimate of the reflections ``ids`` (combined ids).
@@ -251,7 +338,7 @@ class DoubleWilsonCoupling(keras.layers.Layer):
         parent_ids = tf.gather(parent, children) * self.n_hkl + child_ids % self.n_hkl
         parent_samples = posterior.sample(parent_ids, int(samples.shape[0]), seed=seed)
         prior = DoubleWilsonPrior(tf.gather(posterior.centric, child_ids) > 0.5, tf.gather(posterior.epsilon, child_ids),
-                                  parent_samples, tf.gather(self.r(), tf.gather(dataset, children)),
+                                  parent_samples, self._r_of(tf.gather(dataset, children), child_ids % self.n_hkl),
                                   tf.gather(sigma, children), tf.gather(sigma, children))
         coupled = prior.log_prob(tf.gather(F, children, axis=1))
         log_p = tf.transpose(tf.tensor_scatter_nd_update(tf.transpose(log_p), children[:, None], tf.transpose(coupled)))
@@ -260,5 +347,12 @@ class DoubleWilsonCoupling(keras.layers.Layer):
     def get_config(self):
         config = super().get_config()
         config.update(n_hkl=self.n_hkl, parents=[None if p < 0 else p for p in self.parents],
-                      r=self.initial_r, learn_r=self.learn_r)
+                      r=self.initial_r, learn_r=self.learn_r, n_shells=self.n_shells)
         return config
+
+    def load_own_variables(self, store):
+        """Load the saved weights; a model saved before shells existed has ``r_logit`` of shape ``[n_datasets]``."""
+        values = {str(i): np.asarray(store[str(i)]) for i in range(len(store))}
+        if values and values["0"].shape == (self.n_datasets,):
+            values["0"] = values["0"][:, None]
+        super().load_own_variables(values)

@@ -31,7 +31,8 @@ id ``d n_hkl + h`` (:mod:`careless_online.model.datasets`), and ``n_h`` becomes
 ``double_wilson_parents`` a child dataset's prior is the double-Wilson
 ``p(F_dh | F_parent(d)h, r_d)`` (:class:`~careless_online.distributions.double_wilson.DoubleWilsonCoupling`;
 its KL is the Monte Carlo estimate at the reparameterized samples of the
-child and of its parent), roots keep the Wilson prior.
+child and of its parent), roots keep the Wilson prior; with
+``double_wilson_r_shells`` each equal-count resolution shell has its own ``r``.
 """
 
 import json
@@ -43,7 +44,7 @@ import tensorflow_probability as tfp
 
 from careless_online.checks import integer_at_least, non_negative, positive
 from careless_online.distributions import StructureFactorPosterior
-from careless_online.distributions.double_wilson import DoubleWilsonCoupling
+from careless_online.distributions.double_wilson import DoubleWilsonCoupling, resolution_shells
 from careless_online.distributions.likelihood import check_dof, intensity_log_likelihood
 from careless_online.distributions.scales import scale_distribution, scale_kl
 from careless_online.distributions.wilson_scale import WilsonSigma
@@ -120,6 +121,9 @@ class MergingModel(keras.Model):
         Correlation of each dataset with its parent (fixed, or the start of learning).
     learn_double_wilson_r : bool
         Learn the correlations (empirical Bayes).
+    double_wilson_r_shells : int
+        Equal-count resolution shells in 1/d² (from ``inverse_d2``) with
+        their own ``r`` each (1: one ``r`` per dataset).
     reindexing_ops : list of str, optional
         hkl triplets of the indexing settings, identity first; with two or
         more, every image's setting is chosen by a
@@ -134,7 +138,7 @@ class MergingModel(keras.Model):
                  wilson_max_inverse_d2=None, refine_uncertainties=False, intensity_features=INTENSITY_FEATURES,
                  resolution_feature=True,
                  n_datasets=1, double_wilson_parents=None, double_wilson_r=0.0, learn_double_wilson_r=False,
-                 reindexing_ops=None, **kwargs):
+                 double_wilson_r_shells=1, reindexing_ops=None, **kwargs):
         super().__init__(**kwargs)
         if intensity_features != INTENSITY_FEATURES:
             raise ValueError(f"the model feeds '{intensity_features}' intensity features to its scale network; "
@@ -159,7 +163,8 @@ class MergingModel(keras.Model):
         self.structure_factors = StructureFactorPosterior(
             self.n_datasets * self.n_reflections, centric=per_dataset(centric, self.n_datasets),
             epsilon=per_dataset(epsilon, self.n_datasets), name="structure_factors")
-        self.coupling = self._coupling(double_wilson_parents, double_wilson_r, learn_double_wilson_r)
+        self.coupling = self._coupling(double_wilson_parents, double_wilson_r, learn_double_wilson_r,
+                                       double_wilson_r_shells, inverse_d2)
         self.reindexing_ops = [str(t) for t in reindexing_ops] if reindexing_ops else None
         self.setting_choice = (SettingChoice(self.n_reflections, self.reindexing_ops, name="setting_choice")
                                if self.reindexing_ops and len(self.reindexing_ops) > 1 else None)
@@ -187,13 +192,22 @@ class MergingModel(keras.Model):
             layer.set_resolution(inverse_d2)
         return layer
 
-    def _coupling(self, parents, r, learn_r):
-        """The double-Wilson coupling of the datasets, or None for independent Wilson priors."""
+    def _coupling(self, parents, r, learn_r, n_shells, inverse_d2):
+        """The double-Wilson coupling of the datasets, or None for independent Wilson priors.
+
+        Its ``r`` shells are equal-count shells of ``inverse_d2`` (absent when
+        a saved model is rebuilt: the shells come back with its weights).
+        """
+        n_shells = integer_at_least("double_wilson_r_shells", n_shells, 1)
         if parents is None:
+            if n_shells > 1:
+                raise ValueError("double_wilson_r_shells needs double_wilson_parents")
             return None
         if len(parents) != self.n_datasets:
             raise ValueError(f"double_wilson_parents names {len(parents)} datasets, the model has {self.n_datasets}")
-        return DoubleWilsonCoupling(self.n_reflections, parents, r, learn_r, name="double_wilson")
+        shells = None if inverse_d2 is None or n_shells == 1 else resolution_shells(inverse_d2, n_shells)
+        return DoubleWilsonCoupling(self.n_reflections, parents, r, learn_r, shells=shells, n_shells=n_shells,
+                                    name="double_wilson")
 
     def set_reflection_counts(self, counts):
         """Set ``n_dh``, the training observations of each (dataset, reflection) (for the F KL weight).
@@ -435,7 +449,7 @@ class MergingModel(keras.Model):
             return {}
         config = self.coupling.get_config()
         return dict(double_wilson_parents=config["parents"], double_wilson_r=config["r"],
-                    learn_double_wilson_r=config["learn_r"])
+                    learn_double_wilson_r=config["learn_r"], double_wilson_r_shells=config["n_shells"])
 
     @classmethod
     def from_config(cls, config):

@@ -115,15 +115,42 @@ def implied_r(difference, bins=10):
     -------
     float
     """
-    s2 = 1.0 / np.square(difference.compute_dHKL()["dHKL"].to_numpy())
-    shells = np.array_split(np.argsort(s2), max(1, int(bins)))
+    groups = np.array_split(np.argsort(_inverse_d2(difference)), max(1, int(bins)))
+    return float(np.mean(_normalized_products(difference, groups)))
+
+
+def implied_r_per_shell(difference, n_shells, bins=10):
+    """:func:`implied_r` in each of ``n_shells`` equal-count shells of ``1/d^2`` (lowest resolution first).
+
+    The shells are cut as the model cuts its ``r`` shells
+    (:func:`careless_online.distributions.double_wilson.resolution_shells`);
+    ``E`` is normalized in ``bins // n_shells`` (at least one) equal-count
+    parts of each shell, so that each shell's value is a mean of
+    correlations (at most 1).
+
+    Returns
+    -------
+    numpy.ndarray
+        ``[n_shells]``.
+    """
+    shells = np.array_split(np.argsort(_inverse_d2(difference), kind="stable"), max(1, int(n_shells)))
+    parts = max(1, int(bins) // len(shells))
+    return np.array([np.mean(_normalized_products(difference, np.array_split(rows, parts))) for rows in shells])
+
+
+def _inverse_d2(difference):
+    return 1.0 / np.square(difference.compute_dHKL()["dHKL"].to_numpy())
+
+
+def _normalized_products(difference, groups):
+    """``Re(E_dark conj(E_light))`` of the reflections of ``groups`` (row arrays), ``E`` normalized in each group."""
+    dark_all, light_all = _complex(difference, "DARK"), _complex(difference, "LIGHT")
     products = []
-    for rows in shells:
-        dark = _complex(difference, "DARK")[rows]
-        light = _complex(difference, "LIGHT")[rows]
+    for rows in groups:
+        dark, light = dark_all[rows], light_all[rows]
         norm = np.sqrt(np.mean(np.abs(dark) ** 2) * np.mean(np.abs(light) ** 2))
         products.append(np.real(dark * np.conj(light)) / norm)
-    return float(np.mean(np.concatenate(products)))
+    return np.concatenate(products)
 
 
 def _complex(difference, state):
