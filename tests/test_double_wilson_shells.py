@@ -256,3 +256,14 @@ def test_r_shells_flag_errors_are_one_line(pair, tmp_path, capsys, args, message
     assert exit_info.value.code == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and message in err[0], err
+
+
+def test_the_learned_r_is_said_per_shell_and_a_fixed_r_is_not():
+    from careless_online.training.merge import log_learned_r
+
+    said = []
+    log_learned_r(_coupled_model(learn_double_wilson_r=True, double_wilson_r_shells=3), said.append)
+    assert len(said) == 1 and said[0].startswith("learned double-Wilson r of dataset 1 with its parent 0: 0.700")
+    assert said[0].count("0.700") == 4  # the mean, then each of the 3 shells (all still at the start)
+    log_learned_r(_coupled_model(), said.append)
+    assert len(said) == 1

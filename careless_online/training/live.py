@@ -27,7 +27,7 @@ from careless_online.report.live import LiveReport, RoundProgress
 from careless_online.stats.maps import DEFAULT_ELEMENTS
 from careless_online.training.distribute import trainer_class, variable_scope
 from careless_online.training.live_outputs import RoundWriter
-from careless_online.training.merge import check_coupling
+from careless_online.training.merge import check_coupling, log_learned_r
 
 
 @dataclass
@@ -199,6 +199,7 @@ def run_live(files, settings, live, clock=time.monotonic, sleep=time.sleep):
             new = _idle(data.cache, live, rounds.step, settings.train.steps, clock, sleep, settings.log)
         if new is None:
             report.finish()
+            log_learned_r(model, settings.log)
             settings.log(f"report: {report.total_seconds:.1f} s in all, "
                          f"{100 * report.total_seconds / max(clock() - started, 1e-9):.1f}% of the run")
             return paths

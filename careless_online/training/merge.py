@@ -209,6 +209,20 @@ def _to_majority_setting(model, manifest, path, log):
         write_model(model, path)
 
 
+def log_learned_r(model, log):
+    """Say the double-Wilson correlations learned by empirical Bayes (``--optimize-double-wilson-r``), per shell."""
+    coupling = model.coupling
+    if coupling is None or not coupling.learn_r:
+        return
+    table = coupling.r_per_shell().numpy()
+    for child, parent in enumerate(coupling.parents):
+        if parent >= 0:
+            shells = "" if table.shape[1] == 1 else " (shells, low to high resolution: " + \
+                ", ".join(f"{r:.3f}" for r in table[child]) + ")"
+            log(f"learned double-Wilson r of dataset {child} with its parent {parent}: "
+                f"{float(table[child].mean()):.3f}{shells}")
+
+
 def _prediction_extras(model):
     """Further columns and history of the predictions file: the chosen indexing setting of each image."""
     if model.setting_choice is None:
@@ -413,6 +427,7 @@ def run_merge(files, settings, output_id=0):
     model, trainer = _train_model(manifest, standardizer, settings, outputs.history, checkpoint, datasets,
                                   model=loaded, start=start)
     _to_majority_setting(model, manifest, checkpoint, settings.log)
+    log_learned_r(model, settings.log)
     written = {"history": outputs.history, "model": checkpoint}
     for d in range(datasets.n):
         counts = dataset_output_counts(model, manifest, datasets, d)
