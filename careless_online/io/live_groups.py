@@ -57,22 +57,23 @@ class _ImageColumn:
         return grown
 
 
-def source_of_images(manifest):
-    """``[n_images]`` number of the live source each image came from."""
-    source = np.full(manifest.n_images, -1, dtype=np.int32)
+def _of_images(manifest, key):
+    """``[n_images]`` value of an input record's ``key`` for each image of that input (-1: none)."""
+    values = np.full(manifest.n_images, -1, dtype=np.int32)
     for record in manifest.info["inputs"]:
         for first, count in record["segments"]:
-            source[first:first + count] = record["source"]
-    return source
+            values[first:first + count] = record[key]
+    return values
+
+
+def source_of_images(manifest):
+    """``[n_images]`` number of the live source each image came from."""
+    return _of_images(manifest, "source")
 
 
 def file_of_images(manifest):
     """``[n_images]`` input (``file_id``) each image came from."""
-    file_id = np.full(manifest.n_images, -1, dtype=np.int32)
-    for record in manifest.info["inputs"]:
-        for first, count in record["segments"]:
-            file_id[first:first + count] = record["file_id"]
-    return file_id
+    return _of_images(manifest, "file_id")
 
 
 class LiveDatasets:

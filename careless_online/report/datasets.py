@@ -56,6 +56,7 @@ from careless_online.errors import InputError
 from careless_online.report import datasets_figures, figures
 from careless_online.report.datasets_page import render_datasets
 from careless_online.report.difference import DifferenceFollower, ModelPhases, model_atoms
+from careless_online.report.budget import DrawingBudget
 from careless_online.report.files import figure_png, replace_bytes, replace_json
 from careless_online.report.live import LiveReport, RoundProgress, _history
 from careless_online.stats.maps import DEFAULT_ELEMENTS
@@ -163,22 +164,23 @@ class DatasetsReport:
                           for number, reference in enumerate(self.references) if reference is not None]
         self.folder = folder
         self.structure = structure
-        self.max_fraction = float(max_fraction)
         self.refresh_seconds = int(refresh_seconds)
         self.clock = clock
-        self.total_seconds = 0.0
-        self.last_seconds = 0.0
+        self.budget = DrawingBudget(max_fraction, clock)
         self.drawings = 0
         self._status = None
         self._last = None
-        self._draw_seconds = None
-        self._drawn_at = None
         os.makedirs(folder, exist_ok=True)
 
-    def _drawing_due(self, now, final):
-        if final or self._drawn_at is None or self.max_fraction >= 1:
-            return True
-        return (now - self._drawn_at) * self.max_fraction >= self._draw_seconds
+    @property
+    def total_seconds(self):
+        """Time the report has taken in all."""
+        return self.budget.total_seconds
+
+    @property
+    def last_seconds(self):
+        """Time of the latest update."""
+        return self.budget.last_seconds
 
     def _entries(self, statuses):
         """The ``datasets`` entries of the top status from each dataset's status."""
@@ -251,7 +253,7 @@ class DatasetsReport:
         if len(rounds) != len(self.names):
             raise ValueError(f"{len(rounds)} dataset rounds for {len(self.names)} datasets")
         started = self.clock()
-        drawing = self._drawing_due(started, final)
+        drawing = self.budget.due(started, final)
         statuses = [report.update(self._dataset_progress(progress, state), state.f_mean, state.f_std, state.counts,
                                   state.merged, history_path, observations=state.observations, final=final,
                                   draw=drawing)
@@ -261,15 +263,12 @@ class DatasetsReport:
                 state = rounds[follower.dataset]
                 follower.update(state.images, state.merged, rounds[follower.reference].merged)
         status = self._top(asdict(progress), statuses)
-        status["report_fraction"] = self.total_seconds / max(progress.elapsed_seconds, 1e-9)  # shown on the page
+        status["report_fraction"] = self.budget.share(progress.elapsed_seconds)  # shown on the page
         if drawing:
             self._draw(status, history_path)
-        self.last_seconds = self.clock() - started
-        self.total_seconds += self.last_seconds
-        if drawing:
-            self._draw_seconds, self._drawn_at = self.last_seconds, self.clock()
+        self.budget.spent(started, drawing)
         status.update(report_seconds=self.last_seconds,
-                      report_fraction=self.total_seconds / max(progress.elapsed_seconds + self.last_seconds, 1e-9))
+                      report_fraction=self.budget.share(progress.elapsed_seconds + self.last_seconds))
         self._write(status)
         self._last = (progress, rounds, history_path, drawing)
         return status

@@ -31,6 +31,7 @@ import pandas as pd
 from careless_online.errors import InputError
 from careless_online.report import figures, page
 from careless_online.report.halves import merge_halves
+from careless_online.report.budget import DrawingBudget
 from careless_online.report.files import figure_png, replace_bytes, replace_json
 from careless_online.report.shells import ShellLayout, shell_statistics
 from careless_online.report.trend import Trend, stopping_hint
@@ -106,8 +107,7 @@ class LiveReport:
 
     def __init__(self, folder, index, n_shells=10, structure=None, elements=DEFAULT_ELEMENTS, max_fraction=0.1,
                  refresh_seconds=10, clock=time.perf_counter):
-        if not 0 < float(max_fraction) <= 1:
-            raise ValueError(f"max_fraction must be in (0, 1], got {max_fraction}")
+        self.budget = DrawingBudget(max_fraction, clock)  # checks max_fraction
         if int(refresh_seconds) < 1:
             raise ValueError(f"refresh_seconds must be at least 1, got {refresh_seconds}")
         self.atoms = []
@@ -120,25 +120,25 @@ class LiveReport:
         self.folder = folder
         self.structure = structure
         self.layout = ShellLayout.from_index(index, n_shells)
-        self.max_fraction = float(max_fraction)
         self.refresh_seconds = int(refresh_seconds)
         self.clock = clock
         self.trend = Trend()
-        self.total_seconds = 0.0
-        self.last_seconds = 0.0
         self.drawings = 0
         self.peaks = {}
         self.halves, self.halves_images = None, 0
         self._last = None
         self._status = None
-        self._draw_seconds = None
-        self._drawn_at = None
         os.makedirs(folder, exist_ok=True)
 
-    def _drawing_due(self, now, final):
-        if final or self._drawn_at is None or self.max_fraction >= 1:
-            return True
-        return (now - self._drawn_at) * self.max_fraction >= self._draw_seconds
+    @property
+    def total_seconds(self):
+        """Time the report has taken in all."""
+        return self.budget.total_seconds
+
+    @property
+    def last_seconds(self):
+        """Time of the latest update."""
+        return self.budget.last_seconds
 
     def _peaks(self, merged):
         """Map height (σ) at each followed atom; empty without a model or a map."""
@@ -202,7 +202,7 @@ class LiveReport:
             The status written to ``status.json``.
         """
         started = self.clock()
-        drawing = final or (self._drawing_due(started, final) if draw is None else bool(draw))
+        drawing = final or (self.budget.due(started, final) if draw is None else bool(draw))
         if drawing and observations is not None:
             self.halves, self.halves_images = merge_halves(observations(), f_mean, f_std), progress.images
         shells, overall = shell_statistics(self.layout, counts, self.halves)
@@ -212,16 +212,13 @@ class LiveReport:
         status = asdict(progress)
         status.update(images_converted=progress.images + progress.images_waiting, shells=shells, overall=overall, stopping_hint=stopping_hint(self.trend, shells),
                       peaks=self.peaks, cc_images=self.halves_images,
-                      report_fraction=self.total_seconds / max(progress.elapsed_seconds, 1e-9),
+                      report_fraction=self.budget.share(progress.elapsed_seconds),
                       trend=self.trend.points)
         if drawing:
             self._draw(status, history_path)
-        self.last_seconds = self.clock() - started
-        self.total_seconds += self.last_seconds
-        if drawing:
-            self._draw_seconds, self._drawn_at = self.last_seconds, self.clock()
+        self.budget.spent(started, drawing)
         status.update(report_seconds=self.last_seconds,
-                      report_fraction=self.total_seconds / max(progress.elapsed_seconds + self.last_seconds, 1e-9))
+                      report_fraction=self.budget.share(progress.elapsed_seconds + self.last_seconds))
         replace_json(os.path.join(self.folder, "status.json"), status)
         self._status = status
         self._last = (progress, f_mean, f_std, counts, merged, history_path, observations, drawing)

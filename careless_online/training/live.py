@@ -19,14 +19,14 @@ import gemmi
 from careless_online.errors import InputError
 from careless_online.io.live import LiveCache
 from careless_online.io.live_groups import LiveDatasets
-from careless_online.io.pipeline import ImageBatches, Standardizer, training_views
+from careless_online.io.pipeline import Standardizer, training_views
 from careless_online.io.wavelength import input_wavelength
 from careless_online.model.build import load_model, model_index, new_model
-from careless_online.model.datasets import dataset_block
+from careless_online.report.datasets import DatasetsReport
 from careless_online.report.live import LiveReport, RoundProgress
 from careless_online.stats.maps import DEFAULT_ELEMENTS
 from careless_online.training.distribute import trainer_class, variable_scope
-from careless_online.training.live_outputs import RoundWriter
+from careless_online.training.live_outputs import RoundWriter, counts_by_dataset
 from careless_online.training.merge import check_coupling, log_learned_r
 
 
@@ -193,7 +193,7 @@ def run_live(files, settings, live, clock=time.monotonic, sleep=time.sleep):
             images_per_second=merged / max(now - started, 1e-9), lag_seconds=now - arrived,
             steps=rounds.step, elapsed_seconds=now - started, round_seconds=now - round_started,
             backlog=dict(data.cache.backlog))
-        status = report.update(progress, states, paths["history"], data.converted(states))
+        status = report.update(progress, data.with_converted(states), paths["history"])
         _log_round(settings.log, rounds.step, row, status, report, progress)
         if not new:
             new = _idle(data.cache, live, rounds.step, settings.train.steps, clock, sleep, settings.log)
@@ -206,7 +206,7 @@ def run_live(files, settings, live, clock=time.monotonic, sleep=time.sleep):
         if new:
             arrived = clock()
             manifest, datasets = data.now()
-            report.arrived(data.converted(states), arrived - started, data.cache.backlog)
+            report.arrived(data.converted(), arrived - started, data.cache.backlog)
             settings.log(f"{new} new images ({data.cache.n_images} in all)")
 
 
@@ -239,10 +239,8 @@ def _report(folder, index, names, structure, live, settings):
                   refresh_seconds=live.refresh_seconds)
     if len(names) == 1:
         return _OneDatasetReport(LiveReport(folder, index, structure=structure, **common))
-    from careless_online.report.datasets import DatasetsReport
-
     parents = settings.model_options.get("double_wilson_parents") or [None] + [0] * (len(names) - 1)
-    return _SeveralDatasetsReport(DatasetsReport(folder, index, names, list(parents), structure=structure, **common))
+    return DatasetsReport(folder, index, names, list(parents), structure=structure, **common)
 
 
 def _log_round(log, step, row, status, report, progress):
@@ -275,25 +273,28 @@ class _LiveData:
         self.cache.log(datasets.describe())
         return list(datasets.names)
 
-    def converted(self, states):
+    def converted(self):
         """Images converted per dataset (one number for one dataset)."""
         if self.grouping is None:
             return self.cache.n_images
         return self.grouping.update(self.cache.manifest).image_counts().tolist()
+
+    def with_converted(self, rounds):
+        """The rounds with each dataset's images converted so far (at least those merged)."""
+        if self.grouping is None:
+            return rounds
+        return [replace(r, images_converted=max(int(c), r.images)) for r, c in zip(rounds, self.converted())]
 
     def first_look(self, elapsed):
         """Arguments of the report's ``first_look``: images converted, seconds, counts, backlog."""
         if self.grouping is None:
             return self.cache.n_images, elapsed, self.cache.counts, self.cache.backlog
         manifest, datasets = self.now()
-        combined = ImageBatches(manifest, Standardizer([], [], []), split="all", datasets=datasets).reflection_counts()
-        n_hkl = len(self.cache.index)
-        counts = [dataset_block(combined, d, n_hkl) for d in range(datasets.n)]
-        return datasets.image_counts().tolist(), elapsed, counts, self.cache.backlog
+        return datasets.image_counts().tolist(), elapsed, counts_by_dataset(manifest, datasets), self.cache.backlog
 
 
 class _OneDatasetReport:
-    """:class:`LiveReport` behind the round's :class:`DatasetState` list (of one)."""
+    """:class:`LiveReport` fed from the round's list (of one) of dataset rounds, like :class:`DatasetsReport`."""
 
     def __init__(self, report):
         self.report = report
@@ -301,27 +302,10 @@ class _OneDatasetReport:
     def __getattr__(self, name):
         return getattr(self.report, name)
 
-    def update(self, progress, states, history_path, converted):
-        state = states[0]
+    def update(self, progress, rounds, history_path):
+        state = rounds[0]
         return self.report.update(progress, state.f_mean, state.f_std, state.counts, state.merged, history_path,
                                   observations=state.observations)
-
-
-class _SeveralDatasetsReport:
-    """:class:`~careless_online.report.datasets.DatasetsReport` fed from the round's states."""
-
-    def __init__(self, report):
-        self.report = report
-
-    def __getattr__(self, name):
-        return getattr(self.report, name)
-
-    def update(self, progress, states, history_path, converted):
-        from careless_online.report.datasets import DatasetRound
-
-        rounds = [DatasetRound(s.name, s.images, max(int(c), s.images), s.f_mean, s.f_std, s.counts, s.merged,
-                               s.observations) for s, c in zip(states, converted)]
-        return self.report.update(progress, rounds, history_path)
 
 
 def _idle(cache, live, step, steps, clock, sleep, log):

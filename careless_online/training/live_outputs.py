@@ -8,44 +8,12 @@ current answer is always on disk; a dataset's file appears with the round
 that first merges some of its images.
 """
 
-from dataclasses import dataclass
-
-import numpy as np
-
 from careless_online.io import writers
-from careless_online.io.pipeline import ImageBatches
+from careless_online.io.pipeline import ImageBatches, Standardizer
 from careless_online.model.datasets import dataset_block
 from careless_online.model.settings import output_counts
+from careless_online.report.datasets import DatasetRound
 from careless_online.training.merge import dataset_output_counts
-
-
-@dataclass
-class DatasetState:
-    """One dataset after a round (what the live report is drawn from).
-
-    Attributes
-    ----------
-    name : str
-    images : int
-        Images of the dataset merged.
-    f_mean, f_std : numpy.ndarray
-        ``[n_hkl]`` posterior mean and standard deviation of ``F``.
-    counts : numpy.ndarray
-        ``[n_hkl]`` observations merged per reflection.
-    merged : reciprocalspaceship.DataSet
-        The merged table written.
-    observations : callable
-        Yields batches of the dataset's observations with the model's
-        predicted intensity (``refl_id``, ``image_id``, ``I``, ``SigI``, ``Ipred``).
-    """
-
-    name: str
-    images: int
-    f_mean: np.ndarray
-    f_std: np.ndarray
-    counts: np.ndarray
-    merged: object
-    observations: object
 
 
 def merged_paths(base, n_datasets):
@@ -74,7 +42,10 @@ class RoundWriter:
         self.paths = merged_paths(base, len(names))
 
     def write(self, model, trainer, manifest, datasets, standardizer, batch_images, seed):
-        """Write each dataset's merge; returns a :class:`DatasetState` per dataset.
+        """Write each dataset's merge; returns a :class:`~careless_online.report.datasets.DatasetRound` per dataset.
+
+        Each round's ``images_converted`` is its ``images`` (the caller knows
+        what else has been converted).
 
         Parameters
         ----------
@@ -91,20 +62,35 @@ class RoundWriter:
         """
         q = model.structure_factors
         f_mean, f_std = q.mean().numpy(), q.stddev().numpy()
+        all_counts = _merged_counts(model, manifest, datasets)
+        images_of = [manifest.n_images] if datasets is None else datasets.image_counts().tolist()
         states = []
-        for d, name in enumerate(self.names):
+        for d, (name, counts, images) in enumerate(zip(self.names, all_counts, images_of)):
             keep = None if datasets is None else datasets.only(d)
-            counts = output_counts(model, manifest) if datasets is None else dataset_output_counts(model, manifest,
-                                                                                            datasets, d)
             mean, std = (dataset_block(v, d, model.n_reflections) for v in (f_mean, f_std))
             merged = writers.merged_table(self.index, mean, std, counts)
             if len(merged):  # a dataset whose first images have not come yet has no file
                 writers.write_mtz(merged, self.paths[d], self.wavelength)
-            images = manifest.n_images if datasets is None else int((datasets.of_image == d).sum())
             view = ImageBatches(manifest, standardizer, batch_images=max(batch_images, 32), split="all",
                                 shuffle=False, seed=seed, image_filter=keep, datasets=datasets)
-            states.append(DatasetState(name, images, mean, std, counts, merged, _observations(trainer, view)))
+            states.append(DatasetRound(name, images, images, mean, std, counts, merged, _observations(trainer, view)))
         return states
+
+
+def counts_by_dataset(manifest, datasets):
+    """Observations of each reflection in each dataset, from one pass over the cache (list of ``[n_hkl]``)."""
+    combined = ImageBatches(manifest, Standardizer([], [], []), split="all", datasets=datasets).reflection_counts()
+    n_hkl = manifest.info["index"]["n_reflections"]
+    return [dataset_block(combined, d, n_hkl) for d in range(datasets.n)]
+
+
+def _merged_counts(model, manifest, datasets):
+    """Counts of each dataset's merged reflections, in the reference setting when the model chooses settings."""
+    if datasets is None:
+        return [output_counts(model, manifest)]
+    if model.setting_choice is None:
+        return counts_by_dataset(manifest, datasets)
+    return [dataset_output_counts(model, manifest, datasets, d) for d in range(datasets.n)]
 
 
 def _observations(trainer, view):
