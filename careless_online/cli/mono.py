@@ -129,6 +129,13 @@ def add_arguments(parser):
                         "(default: the prior's resolution dependence is learned from the data)")
     g.add_argument("--refine-uncertainties", action="store_true",
                    help="learn an error model SigI' = a sqrt(SigI^2 + b I + (c I)^2) of the input uncertainties")
+    g.add_argument("--no-sigf-calibration", action="store_true",
+                   help="write the posterior's SIGF as they are, without widening them by the error model "
+                        "fitted to the observations' scatter about the trained model (docs/model.md)")
+    g.add_argument("--f-start", choices=("data", "prior"), default="data",
+                   help="where each amplitude's posterior starts: 'data' (its normalized mean intensity, so "
+                        "strong reflections need not climb from the prior during training) or 'prior' "
+                        "(the prior's mean and spread, as careless)")
     g.add_argument("--wilson-prior-knots", type=number(int, at_least=2), default=8,
                    help="knots in 1/d^2 of the learned log Sigma of the prior (at least 2)")
     g.add_argument("--double-wilson-parents", default=None,
@@ -225,6 +232,7 @@ def settings_from_args(args, keys, groups, group_spec=None, coupling=None):
                          kl_weight=args.kl_weight, scale_kl_weight=args.scale_kl_weight,
                          wilson_prior_b=args.wilson_prior_b, wilson_knots=args.wilson_prior_knots,
                          refine_uncertainties=args.refine_uncertainties, reindexing_ops=args.reindexing_ops,
+                         f_start=args.f_start,
                          **(coupling or {}))
     options = TableOptions(spacegroup=groups[0], cell=cell, anomalous=args.anomalous, dmin=args.dmin,
                            isigi_cutoff=args.isigi_cutoff, cell_tolerance=args.cell_tolerance,
@@ -237,7 +245,7 @@ def settings_from_args(args, keys, groups, group_spec=None, coupling=None):
         standardize=not args.disable_metadata_standardization, half_datasets=args.merge_half_datasets,
         half_repeats=args.half_dataset_repeats, naive=args.naive, resume=args.resume, model_in=args.model_in,
         epochs=args.epochs, cache_dir=args.cache_dir, workers=args.parse_workers, predictions=not args.no_predictions,
-        groups=group_spec or GroupSpec(),
+        groups=group_spec or GroupSpec(), calibrate_sigf=not args.no_sigf_calibration,
     )
     return jobs, settings
 

@@ -11,6 +11,7 @@ from careless_online.ambiguity.operators import candidate_operators
 from careless_online.errors import InputError
 from careless_online.io.reflections import ReflectionIndex
 from careless_online.model.merging import MergingModel
+from careless_online.model.start import start_posterior
 
 
 def intensity_scale(manifest, index):
@@ -32,7 +33,7 @@ def intensity_scale(manifest, index):
     return eps / mean_i
 
 
-def new_model(manifest, standardizer, reindexing_ops="auto", **options):
+def new_model(manifest, standardizer, reindexing_ops="auto", f_start="data", **options):
     """A fresh :class:`MergingModel` for the data of a cache.
 
     Parameters
@@ -44,6 +45,10 @@ def new_model(manifest, standardizer, reindexing_ops="auto", **options):
         :func:`~careless_online.ambiguity.operators.candidate_operators`);
         with more than one setting the model chooses every image's
         (:mod:`careless_online.model.settings`).
+    f_start : str
+        Where every ``q(F)`` starts (``--f-start``): ``data`` (each
+        reflection's normalized intensity) or ``prior``
+        (:func:`careless_online.model.start.start_posterior`).
     **options
         Passed to :class:`MergingModel` (``d_model``, ``encoder_layers``, ...).
 
@@ -62,28 +67,8 @@ def new_model(manifest, standardizer, reindexing_ops="auto", **options):
     )
     if model.setting_choice is not None:
         model.setting_choice.set_table(operators.reflection_table(index))
-    start_wilson_prior(model, manifest, index)
+    start_posterior(model, manifest, index, f_start)
     return model
-
-
-def start_wilson_prior(model, manifest, index):
-    """Start a learned prior Σ(1/d²) at the data's shell means of ``I/ε``, and q(F) at that prior.
-
-    See :meth:`careless_online.distributions.wilson_scale.WilsonSigma.fit_moments`
-    (one pass over the cache; all images, a moment estimate of a hyperparameter's start).
-    """
-    sigma = model.wilson_sigma
-    if not sigma.learned or len(index) == 0:
-        return
-    total = np.zeros(len(index))
-    for i in range(len(manifest.shards)):
-        part = manifest.load_shard(i, ["refl_id", "I"])
-        total += np.bincount(part["refl_id"], part["I"], minlength=len(index))
-    sigma.fit_moments(sigma.inverse_d2.numpy(), total / index.epsilon, manifest.counts())
-    q = model.structure_factors
-    hkl = np.tile(np.arange(len(index), dtype=np.int32), model.n_datasets)  # every dataset starts alike
-    prior = q.prior(sigma=sigma(hkl))
-    q.set_initial(prior.mean().numpy(), q.init_scale_fraction * prior.stddev().numpy())
 
 
 #: What ``keras.models.load_model`` raises for a damaged or foreign ``.keras``

@@ -29,6 +29,7 @@ from careless_online.model.naive import french_wilson, naive_merge
 from careless_online.ambiguity.outputs import SETTING_COLUMNS, history_line
 from careless_online.model.settings import (check_model_operators, reference_counts, to_majority_setting,
                                             with_setting_columns)
+from careless_online.training.calibration import calibrated, sigf_factors
 from careless_online.training.checkpoint import folder as checkpoint_folder, latest as latest_checkpoint, write_model
 from careless_online.training.distribute import (WORKER_TIMEOUT, cache_share, trainer_class, variable_scope,
                                                  worker_settings)
@@ -73,6 +74,9 @@ class MergeSettings:
         Multi-worker: seconds a worker waits for the others (``--worker-timeout``).
     groups : careless_online.io.groups.GroupSpec
         How images form datasets (default: one dataset).
+    calibrate_sigf : bool
+        Widen SIGF by the error model fitted to the observations' scatter
+        after training (:mod:`careless_online.model.sigf_calibration`).
     """
 
     base: str
@@ -97,6 +101,7 @@ class MergeSettings:
     strategy: object = None
     worker_timeout: float = WORKER_TIMEOUT
     groups: GroupSpec = field(default_factory=GroupSpec)
+    calibrate_sigf: bool = True
 
 
 def half_filter(repeat, half, seed):
@@ -429,10 +434,15 @@ def run_merge(files, settings, output_id=0):
     _to_majority_setting(model, manifest, checkpoint, settings.log)
     log_learned_r(model, settings.log)
     written = {"history": outputs.history, "model": checkpoint}
+    factors = (sigf_factors(trainer, manifest, standardizer, settings, datasets, settings.log)
+               if settings.calibrate_sigf else None)
     for d in range(datasets.n):
         counts = dataset_output_counts(model, manifest, datasets, d)
+        moments = _posterior(model, d)
+        if factors is not None:
+            moments = calibrated(moments, dataset_block(factors, d, model.n_reflections))
         written[outputs.key("merged", d)] = writers.write_mtz(
-            _merged(index, _posterior(model, d), counts), outputs.path("merged", d), wavelength)
+            _merged(index, moments, counts), outputs.path("merged", d), wavelength)
         if settings.predictions:
             written[outputs.key("predictions", d)] = writers.write_predictions(
                 index, int(counts.sum()),
