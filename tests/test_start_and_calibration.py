@@ -99,3 +99,41 @@ def test_test_images_do_not_count_towards_information():
     tally.add([0, 1], [10.0, 10.0], [1.0, 1.0], [10.0, 10.0], [True, False])
     assert tally.information[0, 0] > 0 and tally.information[0, 1] == 0
     assert tally.sigf_factors(1.0, 0.0)[1] == 1.0
+
+
+def _mono(sim_files, out, *flags):
+    from careless_online.cli.main import main
+
+    assert main(["mono", "--disable-progress-bar", "--no-predictions", "--spacegroups", "P 43 21 2",
+                 "--validation-frequency", "10", *flags, ",".join(KEYS), sim_files["stream"], str(out)]) == 0
+    return rs.read_mtz(f"{out}_0.mtz")
+
+
+def _cc_to_truth(merged, sim_files):
+    truth = rs.read_mtz(sim_files["truth"])
+    joined = merged[["F"]].join(truth[["F"]].rename(columns={"F": "FT"}), how="inner").dropna()
+    return np.corrcoef(joined["F"], joined["FT"])[0, 1]
+
+
+@pytest.fixture(scope="module")
+def short_merges(sim_files, tmp_path_factory):
+    """Ten-step merges of the shared simulation: default, --f-start prior, --no-sigf-calibration."""
+    out = tmp_path_factory.mktemp("short")
+    flags = {"default": [], "prior": ["--f-start", "prior"], "raw": ["--no-sigf-calibration"]}
+    return {name: _mono(sim_files, out / name, "--iterations", "10", *extra) for name, extra in flags.items()}
+
+
+def test_f_start_flag_decides_where_a_short_merge_ends(short_merges, sim_files):
+    """After 10 steps the default data start is far closer to the truth than --f-start prior."""
+    data, prior = (_cc_to_truth(short_merges[k], sim_files) for k in ("default", "prior"))
+    assert data > 0.9
+    assert data > prior + 0.1
+
+
+def test_sigf_calibration_widens_and_never_narrows(short_merges):
+    """The default merge's SIGF are its posterior's (--no-sigf-calibration) times factors >= 1, F unchanged."""
+    calibrated, raw = short_merges["default"], short_merges["raw"]
+    np.testing.assert_allclose(calibrated["F"], raw.loc[calibrated.index, "F"], rtol=1e-5)
+    ratio = calibrated["SIGF"].to_numpy(float) / raw.loc[calibrated.index, "SIGF"].to_numpy(float)
+    assert np.all(ratio >= 1 - 1e-5)
+    assert np.max(ratio) > 1.01
