@@ -131,7 +131,12 @@ def flatness_after_b(merged, truth, edges):
 
 
 def sigf_calibration_by_shell(merged, truth, edges):
-    """:func:`sigf_calibration` per resolution shell, with the overall k.
+    """:func:`sigf_calibration` per resolution shell, after an overall scale and B.
+
+    ``z_h = (F_h - k exp(-B s_h²/4) F_true,h) / SIGF_h`` with k and B of
+    :func:`scale_and_b`, so that an overall B (which a merge may carry, and
+    :func:`flatness_after_b` allows) is not counted as error; without it the
+    same as :func:`sigf_calibration`'s z.
 
     Returns
     -------
@@ -139,10 +144,10 @@ def sigf_calibration_by_shell(merged, truth, edges):
         ``rms_z_shells`` and ``median_abs_z_shells`` (lists, low to high
         resolution; NaN for an empty shell).
     """
+    fit = scale_and_b(merged, truth, edges)
     index, f, sigf, ftrue = common_amplitudes(merged, truth)
-    shell, _ = _shell_of(truth, index, edges)
-    k = np.dot(f, ftrue) / np.dot(ftrue, ftrue)
-    z = (f - k * ftrue) / sigf
+    shell, d = _shell_of(truth, index, edges)
+    z = (f - fit["k"] * np.exp(-fit["B"] / (4.0 * d ** 2)) * ftrue) / sigf
     rms, median = [], []
     for s in range(len(edges) - 1):
         zs = z[shell == s]
