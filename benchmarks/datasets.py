@@ -46,6 +46,12 @@ class Dataset:
     seed : int
     extra : tuple of str
         Further simulator options.
+    options : tuple of str
+        The base simulator options (default :data:`SIM_OPTIONS`).
+    spacegroup : str
+        Space group of the simulated crystal (what the merges are told).
+    dmin : float
+        Resolution limit of the merges (Å).
     """
 
     name: str
@@ -53,6 +59,9 @@ class Dataset:
     formats: tuple = ("stream", "mtz")
     seed: int = 2024
     extra: tuple = ()
+    options: tuple = SIM_OPTIONS
+    spacegroup: str = SPACEGROUP
+    dmin: float = DMIN
 
     def base(self, root=None):
         """Path prefix of the dataset's files."""
@@ -72,7 +81,7 @@ class Dataset:
         truth = ("--mtz-truth-columns",) if "mtz" in self.formats else ()  # for the oracle merge
         return [sys.executable, "-m", "careless_online.simulate.cli", str(self.base(root)),
                 "--n-images", str(self.n_images), "--seed", str(self.seed),
-                "--format", ",".join(self.formats), *SIM_OPTIONS, *truth, *self.extra]
+                "--format", ",".join(self.formats), *self.options, *truth, *self.extra]
 
 
 #: The benchmark datasets by name.  The 20k set is stream-only (its MTZ would
@@ -97,8 +106,8 @@ def ensure_dataset(name, root=None, log=print):
 
     Parameters
     ----------
-    name : str
-        Key of :data:`DATASETS`.
+    name : str or Dataset
+        Key of :data:`DATASETS`, or a :class:`Dataset` of one's own.
     root : str, optional
         Benchmark folder (see :func:`bench_util.bench_root`).
     log : callable, optional
@@ -111,7 +120,8 @@ def ensure_dataset(name, root=None, log=print):
         ``simulation`` (the measured simulator run, or the one recorded when
         the dataset was made).
     """
-    ds = get_dataset(name)
+    ds = name if isinstance(name, Dataset) else get_dataset(name)
+    name = ds.name
     paths = ds.paths(root)
     record = Path(f"{ds.base(root)}_benchmark.json")
     simulation = json.loads(record.read_text()) if record.exists() else None
@@ -129,7 +139,7 @@ def ensure_dataset(name, root=None, log=print):
         log(f"[datasets] {name} done in {time.time() - t0:.0f} s")
         record.write_text(json.dumps(simulation, indent=2))
     return {"name": name, "paths": {k: str(v) for k, v in paths.items()},
-            "n_images": ds.n_images, "spacegroup": SPACEGROUP, "dmin": DMIN,
+            "n_images": ds.n_images, "spacegroup": ds.spacegroup, "dmin": ds.dmin,
             "simulation": simulation}
 
 

@@ -40,32 +40,38 @@ def truth_shell_edges(truth, shells=10):
     return edges
 
 
-def peak_heights(merged, model_path):
-    """Mean anomalous-map height (σ) at the model's Se atoms and the highest other peak.
+def peak_heights(merged, model_path, elements="Se"):
+    """Mean anomalous-map height (σ) at the model's atoms of each element, and the highest other peak.
 
     Parameters
     ----------
     merged : reciprocalspaceship.DataSet
         With ``F(+)`` and ``F(-)``.
     model_path : str
-        ``<base>_model.pdb`` of the simulator (phases and Se sites).
+        ``<base>_model.pdb`` of the simulator (phases and anomalous sites).
+    elements : str, optional
+        Comma-separated element symbols of the anomalous scatterers.
 
     Returns
     -------
     dict
-        ``se_peak`` and ``other_peak``.
+        ``peaks`` (``{element: mean height}``), ``other_peak``, and
+        ``se_peak`` (the first element's mean height, named as before).
     """
     import gemmi
 
     from careless_online.stats.maps import anomalous_peak_table
 
-    table = anomalous_peak_table(merged, gemmi.read_structure(str(model_path)), elements="Se", n_peaks=1)
-    at_se = table["element"].astype(str) == "Se"
-    return {"se_peak": float(table.loc[at_se, "height_sigma"].mean()),
-            "other_peak": float(table.loc[~at_se, "height_sigma"].max())}
+    table = anomalous_peak_table(merged, gemmi.read_structure(str(model_path)), elements=elements, n_peaks=1)
+    names = [e.strip() for e in elements.split(",") if e.strip()]
+    found = table["element"].astype(str).str.upper()
+    peaks = {e: float(table.loc[found == e.upper(), "height_sigma"].mean()) for e in names}
+    others = ~found.isin([e.upper() for e in names])
+    return {"peaks": peaks, "se_peak": peaks[names[0]],
+            "other_peak": float(table.loc[others, "height_sigma"].max())}
 
 
-def merged_quality(merged_path, truth_path, shells=10, model_path=None):
+def merged_quality(merged_path, truth_path, shells=10, model_path=None, elements="Se"):
     """CC of F and of F(+)-F(-) with the truth, overall and in the highest-resolution shell.
 
     Parameters
@@ -78,6 +84,8 @@ def merged_quality(merged_path, truth_path, shells=10, model_path=None):
         Equal-count shells of the truth.
     model_path : str, optional
         ``<base>_model.pdb`` of the simulator; adds :func:`peak_heights`.
+    elements : str, optional
+        Anomalous scatterers whose peaks :func:`peak_heights` measures.
 
     Returns
     -------
@@ -95,7 +103,7 @@ def merged_quality(merged_path, truth_path, shells=10, model_path=None):
     table = cc_to_reference(merged, truth, column="F", anomalous=True, bins=edges)
     last = binning.shell_labels(len(edges) - 1)[-2]
     overall = binning.OVERALL
-    peaks = peak_heights(merged, model_path) if model_path and os.path.exists(model_path) else {}
+    peaks = peak_heights(merged, model_path, elements) if model_path and os.path.exists(model_path) else {}
     return {
         **peaks, **fall_off(merged, truth, edges), **sigf_calibration(merged, truth),
         "cc_F": float(table.loc[overall, "CC"]), "cc_F_high": float(table.loc[last, "CC"]),

@@ -75,8 +75,27 @@ def run_dir(root, dataset, label):
     return out
 
 
-def run_tool(tool, info, spec, root, label, timeout_s):
+def default_quality(merged, info):
+    """:func:`quality.merged_quality` of a merged MTZ against the dataset's truth (and Se peaks)."""
+    return merged_quality(merged, info["paths"]["truth"], model_path=info["paths"].get("model"))
+
+
+def run_tool(tool, info, spec, root, label, timeout_s, quality=default_quality):
     """Run one merge and measure it.
+
+    Parameters
+    ----------
+    tool : tools.Tool
+    info : dict
+        Dataset record of :func:`datasets.ensure_dataset`.
+    spec : tools.RunSpec
+    root : str or None
+        Benchmark folder.
+    label : str
+        Name of the run (its output folder).
+    timeout_s : float or None
+    quality : callable, optional
+        ``(merged_path, info) -> dict`` of figures; :func:`default_quality` by default.
 
     Returns
     -------
@@ -107,7 +126,7 @@ def run_tool(tool, info, spec, root, label, timeout_s):
         merged = tool.merged(out)
         row["merged"] = str(merged)
         try:
-            row.update(merged_quality(merged, info["paths"]["truth"], model_path=info["paths"].get("model")))
+            row.update(quality(merged, info))
         except (OSError, KeyError, ValueError) as err:
             row["error"] = f"quality: {err.__class__.__name__}: {err}"
     row.update(history_timing(tool.history(out)))

@@ -50,12 +50,16 @@ class RunSpec:
     seed : int
     test_fraction : float or None
         Held-out image fraction (None: the tool's default).
+    extra : tuple of str
+        Further ``careless_online mono`` flags (not for ``--naive``), e.g.
+        candidate defaults tried on a whole benchmark.
     """
 
     steps: int = None
     batch_size: int = None
     seed: int = 1
     test_fraction: float = None
+    extra: tuple = ()
 
 
 def _careless_online(info, out, spec, naive=False):
@@ -70,6 +74,8 @@ def _careless_online(info, out, spec, naive=False):
         cmd += ["--batch-size", str(spec.batch_size)]
     if spec.test_fraction is not None and not naive:
         cmd += ["--test-fraction", str(spec.test_fraction)]
+    if not naive:
+        cmd += list(spec.extra)
     return cmd + [METADATA, info["paths"]["stream"], str(out / "merge")]
 
 

@@ -239,3 +239,157 @@ def test_api_rejects_bad_parameters():
         simulate(2, no_such_parameter=1)
     with pytest.raises(InputError):
         simulate(0)
+
+
+# --- realism options (bulk solvent, several anomalous elements, molecules, Lorentz, error model) ---
+
+#: A thermolysin-like mix of anomalous scatterers at 1.27 Å (f'' from Cromer-Liberman).
+METALS = "Zn:1,Ca:2,S:3"
+
+
+def _mean_intensity_ratio(truth, low=10.0, mid=(3.5, 5.0)):
+    """<|F|²> at d > ``low`` over <|F|²> in the ``mid`` d range."""
+    d = truth.compute_dHKL()["dHKL"].to_numpy()
+    i = truth["F"].to_numpy(float) ** 2
+    return i[d > low].mean() / i[(d > mid[0]) & (d < mid[1])].mean()
+
+
+def test_bulk_solvent_depresses_low_resolution_and_keeps_anomalous_differences():
+    params = dict(SMALL, cell=(60.0, 60.0, 40.0, 90.0, 90.0, 90.0), dmin=3.0, seed=2)
+    dry = make_crystal(SimulationConfig(**params)).truth
+    wet = make_crystal(SimulationConfig(bulk_solvent=0.8, **params)).truth
+    assert (wet.compute_dHKL()["dHKL"] > 10).sum() > 20
+    assert _mean_intensity_ratio(wet) < 0.25 * _mean_intensity_ratio(dry)
+    # Babinet factor: F_N falls by (1 - k exp(-B s²/4)) exactly; the solvent has no f''
+    s2 = 1 / wet.compute_dHKL()["dHKL"].to_numpy() ** 2
+    np.testing.assert_allclose(wet["F"], dry["F"] * (1 - 0.8 * np.exp(-46.0 * s2 / 4)), rtol=1e-4)
+    dano_dry, dano_wet = dry["DANO"].to_numpy(float), wet["DANO"].to_numpy(float)
+    assert np.corrcoef(dano_dry, dano_wet)[0, 1] > 0.9
+
+
+def test_several_anomalous_elements_are_placed_and_written_to_the_model(tmp_path):
+    paths = simulate_to_files(tmp_path / "m", n_images=2, formats=["stream"], seed=1, n_atoms=100,
+                              dmin=3.0, wavelength=1.27, anomalous_atoms=METALS + ",Se:2:3.5")
+    atoms = [cra.atom for cra in gemmi.read_structure(paths["model"])[0].all()]
+    counts = {el: sum(a.element.name == el for a in atoms) for el in ("Zn", "Ca", "S", "Se")}
+    assert counts == {"Zn": 1, "Ca": 2, "S": 3, "Se": 2}
+    crystal = make_crystal(SimulationConfig(n_atoms=100, dmin=3.0, wavelength=1.27, seed=1,
+                                            anomalous_atoms=METALS + ",Se:2:3.5"))
+    fpp = {el: terms[1] for el, terms in crystal.anomalous.items()}
+    assert fpp["Se"] == 3.5 and fpp["Zn"] > fpp["Ca"] > fpp["S"] > 0  # above the Zn K edge
+    assert np.abs(crystal.truth["DANO"]).max() > 0
+
+
+def test_molecules_give_a_few_very_strong_low_order_reflections():
+    params = dict(SMALL, cell=(60.0, 60.0, 40.0, 90.0, 90.0, 90.0), dmin=3.0, n_atoms=300, seed=4)
+    ratios = []
+    for radius in (0.0, 10.0):
+        truth = make_crystal(SimulationConfig(molecule_radius=radius, **params)).truth
+        i = truth["F"].to_numpy(float) ** 2
+        ratios.append(np.sort(i)[-3:] / i.mean())
+        d_strongest = truth.compute_dHKL()["dHKL"].to_numpy()[np.argmax(i)]
+    assert ratios[1].min() > 10 and ratios[1].max() > 3 * ratios[0].max()
+    assert d_strongest > 10
+
+
+@pytest.fixture(scope="module")
+def realistic_pair():
+    """The same images without and with the Lorentz factor, mosaicity spread and error model."""
+    params = dict(SMALL, seed=6, mosaicity=0.3, dmin=2.0)
+    plain = simulate(12, **params)
+    real = simulate(12, lorentz=True, mosaicity_spread=0.5, sigma_fraction=0.05, model_error=0.3,
+                    anomalous_atoms=METALS, bulk_solvent=0.75, **params)
+    return plain, real
+
+
+def test_lorentz_factor_favours_narrow_low_resolution_profiles(realistic_pair):
+    plain, real = realistic_pair
+    for sim, lorentz in ((plain, False), (real, True)):
+        obs = sim.observations
+        d = obs.compute_dHKL()["dHKL"].to_numpy()
+        part = obs["PARTIALITY"].to_numpy(float)
+        low, high = part[d > 6].mean(), part[d < 2.5].mean()
+        assert (low > 1.2 * high) == lorentz
+        assert (part.max() > 1) == lorentz
+
+
+def test_mosaicity_spread_varies_the_images(realistic_pair):
+    plain, real = realistic_pair
+    assert "mosaicity" not in plain.images
+    mosaicity = real.images["mosaicity"].to_numpy()
+    assert mosaicity.std() > 0.2 * mosaicity.mean()
+    assert np.corrcoef(mosaicity, real.images["n_reflections"])[0, 1] > 0.5
+
+
+def test_fractional_sigma_raises_sigi_of_strong_reflections():
+    params = dict(SMALL, seed=3, n_atoms=60)
+    plain = simulate(4, **params).observations
+    frac = simulate(4, sigma_fraction=0.05, **params).observations
+    i = plain["I"].to_numpy(float)
+    np.testing.assert_array_equal(frac["I"].to_numpy(float), i)
+    np.testing.assert_allclose(frac["SIGI"].to_numpy(float) ** 2,
+                               plain["SIGI"].to_numpy(float) ** 2 + (0.05 * i) ** 2, rtol=1e-4)
+    strong = i > np.quantile(i, 0.95)
+    assert np.median(frac["SIGI"][strong] / plain["SIGI"][strong]) > 1.1
+
+
+def test_model_error_is_not_described_by_sigi(realistic_pair):
+    rms_z = []
+    for sim in realistic_pair:
+        obs = sim.observations
+        expected = obs["IEXPECTED"].to_numpy(float)
+        strong = expected > np.quantile(expected, 0.8)
+        z = (obs["I"].to_numpy(float) - expected) / obs["SIGI"].to_numpy(float)
+        rms_z.append(np.sqrt(np.mean(z[strong] ** 2)))
+    assert rms_z[0] < 1.2 and rms_z[1] > 1.5 * rms_z[0]
+
+
+def test_oracle_divides_out_every_hidden_correction(realistic_pair):
+    from careless_online.simulate.oracle import true_correction
+
+    obs = realistic_pair[1].observations
+    # IEXPECTED / c is mean_counts |F|²/<|F|²>: nothing hidden is left in it
+    ratio = obs["IEXPECTED"].to_numpy(float) / true_correction(obs) / obs["FTRUE"].to_numpy(float) ** 2
+    np.testing.assert_allclose(ratio, ratio.mean(), rtol=1e-4)
+
+
+def test_reflections_off_the_panel_are_not_recorded():
+    params = dict(SMALL, seed=2, dmin=2.0, mosaicity=0.3)
+    near = simulate(6, **params)
+    far = simulate(6, detector_distance=400.0, detector_pixels=(1000, 1000), **params)
+    for sim in (near, far):
+        obs, config = sim.observations, sim.config
+        x, y = obs["XDET"].to_numpy(float), obs["YDET"].to_numpy(float)
+        assert np.all((x >= 0) & (x < config.detector_pixels[0]) & (y >= 0) & (y < config.detector_pixels[1]))
+    # the far, small panel (half-diagonal 70.7 mm at 400 mm) sees 2θ <= 10.0°, d >= 5.6 Å
+    corner = np.hypot(*far.config.detector_pixels) / 2 * far.config.pixel_size
+    d_limit = far.config.wavelength / (2 * np.sin(np.arctan(corner / far.config.detector_distance) / 2))
+    assert far.observations.compute_dHKL()["dHKL"].min() >= d_limit - 1e-3
+    assert near.observations.compute_dHKL()["dHKL"].min() < d_limit
+
+
+def test_cli_passes_the_realism_options(tmp_path, capsys):
+    base = tmp_path / "real"
+    main(["--n-images", "3", "--cell", "40", "40", "30", "90", "90", "90", "--dmin", "3", "--n-atoms", "50",
+          "--anomalous-atoms", "Zn:1,Ca:2", "--molecule-radius", "8", "--bulk-solvent", "0.7",
+          "--bulk-solvent-b", "60", "--lorentz", "--mosaicity-spread", "0.4", "--sigma-fraction", "0.03",
+          "--model-error", "0.1", "--format", "mtz", "--mtz-truth-columns", str(base)])
+    atoms = [cra.atom.element.name for cra in gemmi.read_structure(f"{base}_model.pdb")[0].all()]
+    assert atoms.count("Zn") == 1 and atoms.count("Ca") == 2
+    assert "mosaicity" in pd.read_csv(f"{base}_images.csv")
+    assert rs.read_mtz(f"{base}.mtz")["PARTIALITY"].max() > 1
+
+
+@pytest.mark.parametrize("argv", [
+    ["--bulk-solvent", "1.2"],
+    ["--anomalous-atoms", "Xx:1"],
+    ["--anomalous-atoms", "Zn"],
+    ["--anomalous-atoms", "Zn:1", "--fpp", "2"],
+    ["--sigma-fraction", "-0.1"],
+])
+def test_cli_bad_realism_values_exit_2_with_one_line(tmp_path, capsys, argv):
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv + [str(tmp_path / "bad")])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "error" in err

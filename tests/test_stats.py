@@ -15,6 +15,7 @@ import scipy.stats
 
 from careless_online.cli import (anomalous_peaks, ccanom, cchalf, ccpred, completeness,
                                  image_ccpred, isigi, plot_history, rsplit)
+from careless_online.stats import binning
 from careless_online.stats.completeness import completeness_table
 from careless_online.stats.correlation import correlation, pearson_per_group, spearman_per_group
 from careless_online.stats.halves import ccanom_table, cchalf_table, rsplit_table
@@ -235,6 +236,38 @@ def predictions(n_images=40, per_image=60, seed=13):
                                 ("SigIpred", np.ones(len(ds)), "Q")):
         put(ds, name, values, dtype)
     return ds.compute_dHKL()
+
+
+def _amplitudes(ds, f, sigf):
+    out = ds.copy()
+    out["F"] = rs.DataSeries(f, index=ds.index, dtype="SFAmplitude")
+    out["SIGF"] = rs.DataSeries(sigf, index=ds.index, dtype="Stddev")
+    return out
+
+
+def test_truth_figures_after_an_overall_scale_and_b():
+    from careless_online.stats.truth import (flatness_after_b, scale_and_b, sigf_calibration_by_shell,
+                                             strongest_error)
+
+    rng = np.random.default_rng(4)
+    ref = asu(2.5)
+    s2 = 1 / ref.compute_dHKL()["dHKL"].to_numpy() ** 2
+    ftrue = rng.rayleigh(size=len(ref)) * np.exp(-10 * s2)
+    truth = _amplitudes(ref, ftrue, np.ones(len(ref)))
+    sigf = 0.01 * ftrue.mean() * np.where(s2 > np.median(s2), 1.0, 0.2)  # low resolution over-confident 5x
+    f = 3.0 * np.exp(-8.0 * s2 / 4) * ftrue + sigf * rng.standard_normal(len(ref))
+    f[np.argsort(-ftrue)[:3]] *= 0.9  # the strongest crushed by 10 %
+    merged = _amplitudes(ref, f, sigf)
+    _, edges = binning.assign_shells(truth, 10)
+    fit = scale_and_b(merged, truth, edges)
+    assert fit["k"] == pytest.approx(3.0, rel=0.02) and fit["B"] == pytest.approx(8.0, abs=0.5)
+    assert flatness_after_b(merged, truth, edges)["ratio_flat_after_b_pct"] < 1.0
+    z = sigf_calibration_by_shell(merged, truth, edges)
+    assert len(z["rms_z_shells"]) == 10
+    assert z["rms_z_shells"][0] > 3 > 1.3 > z["rms_z_shells"][-1] and z["median_abs_z_shells"][-1] < 1
+    strongest = strongest_error(merged, truth, edges, n=20)
+    assert strongest["strongest_max_err"] == pytest.approx(0.1, abs=0.02)
+    assert len(strongest["strongest_errors"]) == 20 and min(strongest["strongest_d"]) >= 2.5 - 1e-6
 
 
 def test_image_ccpred_matches_scipy():

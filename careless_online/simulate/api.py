@@ -107,9 +107,14 @@ def make_crystal(config):
     """
     config = config.validated()
     rng = np.random.default_rng([config.seed, 2 ** 32 - 1])
-    model, anom = structure.build_model(config, rng)
-    terms = {anom: structure.anomalous_terms(anom, config.wavelength, config.fprime, config.fpp)}
-    return Crystal(structure.truth_table(model, config.dmin, terms), config, terms, model)
+    model, terms = structure.build_model(config, rng)
+    truth = structure.truth_table(model, config.dmin, terms, solvent_terms(config))
+    return Crystal(truth, config, terms, model)
+
+
+def solvent_terms(config):
+    """``(k_sol, B_sol)`` of a :class:`SimulationConfig`'s Babinet bulk solvent."""
+    return float(config.bulk_solvent), float(config.bulk_solvent_b)
 
 
 def simulate(n_images=100, seed=None, config=None, **params):

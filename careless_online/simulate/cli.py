@@ -58,12 +58,29 @@ def build_parser():
                    help="f' (e); default Cromer-Liberman at the wavelength")
     g.add_argument("--fpp", type=float, default=None,
                    help="f'' (e); default Cromer-Liberman at the wavelength; 0: no anomalous signal")
+    g.add_argument("--anomalous-atoms", default=None, metavar="EL:N[:FPP[:FP]],...",
+                   help="random model: several anomalous elements, N atoms each per asymmetric unit, "
+                        "e.g. Zn:1,Ca:4,S:8 (f'', f' Cromer-Liberman at the wavelength unless given); "
+                        "replaces --anomalous-element, --n-anomalous, --fprime and --fpp")
+    g.add_argument("--molecule-radius", type=float, default=d.molecule_radius,
+                   help="random model: gather each asymmetric unit's atoms into a compact molecule of this "
+                        "rms radius (Å), giving a few very strong low-order reflections; 0: uniform atoms")
+    g.add_argument("--bulk-solvent", type=float, default=d.bulk_solvent, metavar="K_SOL",
+                   help="Babinet bulk-solvent scale k_sol in [0, 1): low-resolution F fall by up to "
+                        "(1 - k_sol); 0: no solvent")
+    g.add_argument("--bulk-solvent-b", type=float, default=d.bulk_solvent_b, metavar="B_SOL",
+                   help="B_sol of the Babinet bulk-solvent term (Å²)")
     g = p.add_argument_group("beam, crystal quality and detector")
     g.add_argument("--wavelength", type=float, default=d.wavelength, help="wavelength (Å)")
     g.add_argument("--bandwidth", type=float, default=d.bandwidth, help="rms dλ/λ")
     g.add_argument("--energy-jitter", type=float, default=d.energy_jitter,
                    help="relative rms shot-to-shot change of the mean wavelength (the stream records the nominal one)")
     g.add_argument("--mosaicity", type=float, default=d.mosaicity, help="rms mosaic spread (deg)")
+    g.add_argument("--mosaicity-spread", type=float, default=d.mosaicity_spread,
+                   help="sd of the log of each image's mosaicity (mean --mosaicity)")
+    g.add_argument("--lorentz", action="store_true",
+                   help="Lorentz-like partiality: multiply by (median profile width)/(profile width), so "
+                        "narrow (low-resolution, low-mosaicity) profiles record more of their intensity")
     g.add_argument("--profile-radius", type=float, default=d.profile_radius,
                    help="rms reciprocal-lattice-point radius (1/Å)")
     g.add_argument("--cell-jitter", type=float, default=d.cell_jitter,
@@ -86,6 +103,11 @@ def build_parser():
                    help="mean background photons under a spot")
     g.add_argument("--background-ratio", type=float, default=d.background_ratio,
                    help="background area / spot area of the background estimate")
+    g.add_argument("--sigma-fraction", type=float, default=d.sigma_fraction,
+                   help="fractional error term f: SIGI² = counting variance + (f I)²")
+    g.add_argument("--model-error", type=float, default=d.model_error,
+                   help="sd of the log of a multiplicative error on each expected signal, "
+                        "not described by SIGI")
     g.add_argument("--min-reflections", type=int, default=d.min_reflections,
                    help="images with fewer reflections are redrawn")
     g = p.add_argument_group("output")
@@ -121,7 +143,8 @@ def main(argv=None):
         "fpp", "wavelength", "bandwidth", "energy_jitter", "mosaicity", "profile_radius", "cell_jitter",
         "partiality_min", "detector_distance", "pixel_size", "polarization", "mean_counts",
         "scale_spread", "image_b_sd", "background", "background_ratio", "min_reflections",
-        "spacegroup")}
+        "spacegroup", "anomalous_atoms", "molecule_radius", "bulk_solvent", "bulk_solvent_b",
+        "mosaicity_spread", "lorentz", "sigma_fraction", "model_error")}
     params["cell"] = None if args.cell is None else tuple(args.cell)
     params["detector_pixels"] = tuple(args.detector_pixels)
     if args.interval < 0:

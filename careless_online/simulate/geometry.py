@@ -132,6 +132,19 @@ def partiality(ewald_offset, width):
     return np.exp(-0.5 * (ewald_offset / width) ** 2)
 
 
+def lorentz_factor(width, reference_width):
+    """Lorentz-like factor of still-image partiality: ``reference_width / width``.
+
+    A still records the part of a reflection's reciprocal-space profile (a
+    Gaussian of rms width σ across the Ewald sphere) that the sphere's thin
+    shell cuts, which is proportional to the profile's density there,
+    exp(-e²/(2σ²)) / σ: at equal Ewald offset a narrow profile (low
+    resolution, small mosaicity) records more of its intensity than a wide
+    one.  The factor is relative to ``reference_width``.
+    """
+    return reference_width / np.asarray(width)
+
+
 def polarization_factor(s1, fraction):
     """Polarization factor 1 - f u_x² - (1 - f) u_y², u = s1/|s1|.
 

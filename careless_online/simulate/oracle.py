@@ -6,7 +6,9 @@ factor that multiplies ``|F(h)|²`` in the expected signal (see
 
     c_i = K_b · exp(-B_b s_h² / 2) · p_i · P_i        (s_h² = 1/d_h² of the reference cell)
 
-(image scale, image B-factor, partiality, polarization; the constant
+(image scale, image B-factor, partiality, including the Lorentz-like factor
+and the image's own mosaicity when the simulation has them, polarization; the
+random ``model_error`` is no correction and stays; the constant
 ``mean_counts / <|F|²>`` is left out: it rescales every reflection alike).
 The oracle divides each observation by its own correction and takes the
 inverse-variance weighted mean per unique reflection (Friedel mates apart)::

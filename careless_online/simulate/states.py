@@ -19,7 +19,7 @@ import reciprocalspaceship as rs
 
 from careless_online.errors import InputError
 from careless_online.simulate import structure
-from careless_online.simulate.api import SimulatedData, _config, _check_n_images, make_crystal, write
+from careless_online.simulate.api import SimulatedData, _check_n_images, _config, make_crystal, solvent_terms, write
 from careless_online.simulate.images import ImageSimulator
 
 
@@ -210,7 +210,8 @@ def simulate_states(n_images=100, seed=None, config=None, change=None, **params)
     dark_crystal = make_crystal(config)
     rng = np.random.default_rng([config.seed, 2 ** 32 - 2])
     light_model, chosen, moved = changed_model(dark_crystal.model, change, rng)
-    light_truth = structure.truth_table(light_model, config.dmin, dark_crystal.anomalous)
+    light_truth = structure.truth_table(light_model, config.dmin, dark_crystal.anomalous,
+                                         solvent_terms(config))
     light_crystal = type(dark_crystal)(light_truth, config, dark_crystal.anomalous, light_model)
     dark = _simulate_crystal(dark_crystal, config, n_images)
     light = _simulate_crystal(light_crystal, config.replace(seed=config.seed + 1), n_images)

@@ -1,8 +1,9 @@
-"""Atomic models and their structure factors, with anomalous scattering.
+"""Atomic models and their structure factors, with anomalous scattering and bulk solvent.
 
 F(h) = sum_j occ_j (f0_j(s) + f'_j + i f''_j) exp(-B_j s²/4) exp(2πi h·x_j),
 summed over every atom of the unit cell (the asymmetric unit expanded by the
-space group's operations), with s = 1/d and f0 from the IT92 coefficients.
+space group's operations), with s = 1/d and f0 from the IT92 coefficients;
+optionally plus a Babinet bulk-solvent term -k_sol exp(-B_sol s²/4) F_N(h).
 """
 
 from dataclasses import dataclass
@@ -16,6 +17,7 @@ from careless_online.simulate.config import (
     DEFAULT_CELL,
     DEFAULT_SPACEGROUP,
     element,
+    parse_anomalous_atoms,
     resolve_cell,
 )
 
@@ -74,11 +76,15 @@ def expand_to_cell(frac, spacegroup):
     return np.concatenate(out) % 1.0
 
 
-def random_model(cell, spacegroup, n_atoms, n_anomalous, anomalous_element, b, rng):
-    """Random atoms placed uniformly in the asymmetric unit, expanded by symmetry.
+def random_model(cell, spacegroup, n_atoms, anomalous_counts, b, rng, molecule_radius=0.0):
+    """Random atoms in the asymmetric unit, expanded by symmetry.
 
     A uniform point of the unit cell is a uniform point of the asymmetric unit
     once the space group is applied, so coordinates are drawn in the cell.
+    With ``molecule_radius`` > 0 the atoms of the asymmetric unit instead form
+    one compact molecule: Cartesian offsets drawn from an isotropic Gaussian
+    of rms radius ``molecule_radius`` (per axis ``molecule_radius / sqrt(3)``)
+    about a centre drawn uniformly in the cell.
 
     Parameters
     ----------
@@ -86,12 +92,13 @@ def random_model(cell, spacegroup, n_atoms, n_anomalous, anomalous_element, b, r
     spacegroup : gemmi.SpaceGroup
     n_atoms : int
         Light atoms per asymmetric unit (C, N, O as :data:`LIGHT_ATOMS`).
-    n_anomalous : int
-        Atoms of ``anomalous_element`` per asymmetric unit.
-    anomalous_element : str
+    anomalous_counts : dict
+        ``{element: atoms per asymmetric unit}`` of the anomalous scatterers.
     b : float
         B-factor of every atom.
     rng : numpy.random.Generator
+    molecule_radius : float, optional
+        Rms radius (Å) of the molecule; 0: uniform atoms.
 
     Returns
     -------
@@ -99,10 +106,15 @@ def random_model(cell, spacegroup, n_atoms, n_anomalous, anomalous_element, b, r
     """
     names = list(LIGHT_ATOMS)
     light = rng.choice(names, size=n_atoms, p=list(LIGHT_ATOMS.values()))
-    elements = np.concatenate([light, np.full(n_anomalous, anomalous_element)])
-    frac = rng.uniform(size=(len(elements), 3))
+    heavy = [np.full(int(n), str(el)) for el, n in anomalous_counts.items()]
+    elements = np.concatenate([light, *heavy])
+    if molecule_radius > 0:
+        offsets = rng.normal(scale=molecule_radius / np.sqrt(3.0), size=(len(elements), 3))
+        frac = rng.uniform(size=3) + offsets @ np.array(cell.frac.mat).T
+    else:
+        frac = rng.uniform(size=(len(elements), 3))
     n_ops = len(spacegroup.operations())
-    full = expand_to_cell(frac, spacegroup)
+    full = expand_to_cell(frac % 1.0, spacegroup)
     return AtomModel(cell, spacegroup, full, np.tile(elements, n_ops),
                      np.full(len(full), float(b)), np.ones(len(full)))
 
@@ -188,23 +200,29 @@ def write_model(model, path):
 
 
 def build_model(config, rng):
-    """Build the atom model a :class:`SimulationConfig` asks for.
+    """Build the atom model a :class:`SimulationConfig` asks for, and its anomalous terms.
 
     Returns
     -------
-    tuple of (AtomModel, str)
-        The model and the anomalous element actually used.
+    tuple of (AtomModel, dict)
+        The model and ``{element: (f', f'')}`` of its anomalous scatterers.
     """
     if config.pdb is not None:
         model = read_model(config.pdb, config.cell, config.spacegroup)
         anom = config.anomalous_element
         if anom is None:
             anom = "Se" if np.any(model.elements == "Se") else "S"
-        return model, anom
+        return model, {anom: anomalous_terms(anom, config.wavelength, config.fprime, config.fpp)}
     cell, sg = resolve_cell(config.cell or DEFAULT_CELL, config.spacegroup or DEFAULT_SPACEGROUP)
-    anom = config.anomalous_element or "Se"
-    model = random_model(cell, sg, config.n_atoms, config.n_anomalous, anom, config.atom_b, rng)
-    return model, anom
+    model = random_model(cell, sg, config.n_atoms, config.anomalous_counts(), config.atom_b, rng,
+                         config.molecule_radius)
+    if config.anomalous_atoms is not None:
+        terms = {el: anomalous_terms(el, config.wavelength, fp, fpp)
+                 for el, _, fpp, fp in parse_anomalous_atoms(config.anomalous_atoms)}
+    else:
+        anom = config.anomalous_element or "Se"
+        terms = {anom: anomalous_terms(anom, config.wavelength, config.fprime, config.fpp)}
+    return model, terms
 
 
 def anomalous_terms(symbol, wavelength, fprime=None, fpp=None):
@@ -222,7 +240,7 @@ def form_factor(symbol, s2):
     return (np.asarray(a) * np.exp(-np.asarray(b) * stol2)).sum(-1) + c
 
 
-def structure_factors(model, hkl, anomalous):
+def structure_factors(model, hkl, anomalous, solvent=(0.0, 0.0)):
     """Structure factors of ``hkl`` and of ``-hkl``.
 
     Parameters
@@ -232,6 +250,10 @@ def structure_factors(model, hkl, anomalous):
         Miller indices, shape (n, 3).
     anomalous : dict
         ``{element: (f', f'')}``; other elements scatter with f0 only.
+    solvent : tuple of (float, float), optional
+        Babinet bulk solvent ``(k_sol, B_sol)``: ``-k_sol exp(-B_sol s²/4) F_N``
+        is added to each of F(h), F(-h) and F_N (F_N(-h) = conj F_N(h));
+        ``k_sol = 0``: none.
 
     Returns
     -------
@@ -252,6 +274,10 @@ def structure_factors(model, hkl, anomalous):
         f_normal += real * total
         f_plus += (real + 1j * fpp) * total
         f_minus += (real + 1j * fpp) * np.conj(total)
+    k_sol, b_sol = solvent
+    if k_sol > 0:
+        babinet = k_sol * np.exp(-b_sol * s2 / 4.0) * f_normal
+        f_plus, f_minus, f_normal = f_plus - babinet, f_minus - np.conj(babinet), f_normal - babinet
     return f_plus, f_minus, f_normal
 
 
@@ -274,7 +300,7 @@ def _atom_sum(hkl, s2, frac, b, occ):
     return out
 
 
-def truth_table(model, dmin, anomalous):
+def truth_table(model, dmin, anomalous, solvent=(0.0, 0.0)):
     """The true structure factors of the reciprocal asymmetric unit.
 
     Parameters
@@ -283,6 +309,8 @@ def truth_table(model, dmin, anomalous):
     dmin : float
     anomalous : dict
         ``{element: (f', f'')}``.
+    solvent : tuple of (float, float), optional
+        Babinet bulk solvent ``(k_sol, B_sol)`` (see :func:`structure_factors`).
 
     Returns
     -------
@@ -294,7 +322,7 @@ def truth_table(model, dmin, anomalous):
         and F, PHI of the structure without f''.  Phases in degrees.
     """
     hkl = rs.utils.generate_reciprocal_asu(model.cell, model.spacegroup, dmin, anomalous=False)
-    f_plus, f_minus, f_normal = structure_factors(model, hkl, anomalous)
+    f_plus, f_minus, f_normal = structure_factors(model, hkl, anomalous, solvent)
     ds = rs.DataSet({"H": hkl[:, 0], "K": hkl[:, 1], "L": hkl[:, 2]},
                     cell=model.cell, spacegroup=model.spacegroup, merged=True)
     ds = ds.astype({"H": "H", "K": "H", "L": "H"}).set_index(["H", "K", "L"])
