@@ -15,7 +15,10 @@ resolution shell,
           \\tilde r_h = \\frac{n_h r_h + n_0}{n_h + n_0},
 
 (``n_0 = 1`` pseudo-observation of the prior's ``r = 1``), i.e. the
-reflection's normalized intensity, which the unknown per-image scales and
+reflection's normalized intensity (in an anomalous merge the two Friedel
+mates pool their observations and start alike, so that the anomalous
+differences grow from the data as they do from the prior's start instead of
+starting at the noise of two separate means), which the unknown per-image scales and
 partialities leave unbiased on average over its observations.  The start is
 ``loc_h = sqrt(max(r~_h, r_min) eps_h Sigma_h)`` and the scale the smaller of
 the prior's standard deviation and ``loc_h / (2 sqrt(n_h))`` (the spread of a
@@ -62,6 +65,13 @@ def normalized_intensity(sigma, intensity_sum, counts):
     mean = intensity_sum / np.maximum(counts, 1.0)
     ratio = np.where(shell_mean > 0, mean / np.where(shell_mean > 0, shell_mean, 1.0), 1.0)
     return (counts * ratio + PRIOR_OBSERVATIONS) / (counts + PRIOR_OBSERVATIONS)
+
+
+def pooled_over_mates(values, hkl):
+    """Sum ``values`` over the reflections sharing ASU Miller indices ``hkl`` (Friedel mates), per reflection."""
+    _, group = np.unique(np.asarray(hkl), axis=0, return_inverse=True)
+    group = group.reshape(-1)
+    return np.bincount(group, values)[group]
 
 
 def data_start(prior, ratio, counts):
@@ -112,5 +122,7 @@ def start_posterior(model, manifest, index, mode="data"):
     if mode == "prior":
         q.set_initial(prior.mean().numpy(), q.init_scale_fraction * prior.stddev().numpy())
         return
+    if index.anomalous:
+        intensity, counts = pooled_over_mates(intensity, index.hkl), pooled_over_mates(counts, index.hkl)
     ratio = np.tile(normalized_intensity(sigma, intensity, counts), model.n_datasets)
     q.set_initial(*data_start(prior, ratio, np.tile(counts, model.n_datasets)))
