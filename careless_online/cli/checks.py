@@ -12,8 +12,11 @@ import re
 import gemmi
 
 from careless_online.ambiguity.operators import MODES, candidate_operators
+from careless_online.cli.model_file import check_model_in
 from careless_online.errors import InputError
 from careless_online.io.columns import available_keys
+from careless_online.io.identity import file_identity, refuse_duplicates
+from careless_online.io.sources import is_pattern
 
 #: File name endings of the readable inputs, and their formats.
 FORMATS = {".mtz": "mtz", ".stream": "stream", ".expt": "dials", ".refl": "dials"}
@@ -82,30 +85,51 @@ def readable_file(path, what="file"):
         raise InputError("the file is empty", path)
 
 
-def is_pattern(source):
-    """Whether a live-mode source names several files: a folder or a glob pattern.
-
-    The same rule as :func:`careless_online.io.arrivals.is_pattern`, without
-    importing the readers (reciprocalspaceship takes a second to import).
-    """
-    return os.path.isdir(source) or any(char in str(source) for char in "*?[")
-
-
 def input_files(paths, live=False):
-    """Check the input files: known formats, and (unless ``live``) readable.
+    """Check the input files: known formats, and (unless ``live``) readable and distinct.
 
     A DIALS input needs both members of its ``.expt``/``.refl`` pair.  In live
-    mode the files may not exist yet, so only their names are checked.
+    mode the files may not exist yet, so only their names are checked; a
+    folder or glob pattern (:func:`careless_online.io.sources.is_pattern`,
+    also a folder that does not exist yet) is searched while data arrive.
+    Without ``--live`` a folder or pattern is refused, naming it.
     """
     for path in paths:
         if live and is_pattern(path):
             continue  # a folder or glob pattern: searched again while data arrive
+        if not live and is_pattern(path):
+            what = "a folder" if os.path.isdir(path) else "no such file"
+            raise InputError(f"{what} (folders and glob patterns are followed only with --live; "
+                             "otherwise give the files)", path)
         kind = input_format(path)
         if live:
             continue
         members = [os.path.splitext(path)[0] + ext for ext in (".expt", ".refl")] if kind == "dials" else [path]
         for member in members:
             readable_file(member, what="reflection file")
+    if not live:
+        distinct_inputs(paths)
+
+
+def distinct_inputs(paths):
+    """Refuse a file given twice, by name or by contents (its images would count twice).
+
+    The members of a DIALS pair (``x.expt x.refl``) count as one input.
+
+    Raises
+    ------
+    InputError
+        Naming the second occurrence.
+    """
+    seen = set()
+    for path in paths:
+        kind = input_format(path)
+        real = os.path.realpath(os.path.splitext(path)[0] + ".refl" if kind == "dials" else path)
+        if real in seen and kind != "dials":
+            raise InputError("given twice: its images would count twice", path)
+        seen.add(real)
+    refuse_duplicates([file_identity(path) for path in dict.fromkeys(
+        os.path.splitext(p)[0] + ".refl" if input_format(p) == "dials" else p for p in paths)])
 
 
 def spacegroups(text, paths, model_in=None):
@@ -144,8 +168,8 @@ def spacegroups(text, paths, model_in=None):
     return groups
 
 
-def cell(text):
-    """Check ``--cell``: six positive numbers, angles below 180 degrees."""
+def cell(text, groups=()):
+    """Check ``--cell``: six positive numbers, angles below 180 degrees, fitting each space group of ``groups``."""
     if text is None:
         return
     words = [w for w in re.split(r"[,\s]+", text.strip()) if w]
@@ -155,6 +179,10 @@ def cell(text):
         values = []
     if len(values) != 6 or not all(v > 0 for v in values) or not all(v < 180 for v in values[3:]):
         raise InputError(f"--cell: expected 'a,b,c,alpha,beta,gamma' (Å, degrees), got {text!r}")
+    for name in dict.fromkeys(g for g in groups if g):
+        group = gemmi.SpaceGroup(name)
+        if not gemmi.UnitCell(*values).is_compatible_with_spacegroup(group):
+            raise InputError(f"--cell {text} is incompatible with space group {group.xhm()}")
 
 
 def reindexing_ops(text, groups):
@@ -176,9 +204,17 @@ def reindexing_ops(text, groups):
 
 
 def output_prefix(out):
-    """Check the output prefix: a file name stem in a folder that is not a file."""
+    """Check the output prefix: a file name stem in a folder that is not a file.
+
+    A last argument that is an existing file or ends like an input
+    (``mono dHKL a.stream b.stream`` without a prefix) is refused: it would
+    otherwise be left out of the merge and give ``b.stream_0.mtz``.
+    """
     if out.endswith(("/", os.sep)) or os.path.isdir(out):
         raise InputError(f"the output prefix is a folder; give a name in it, e.g. {os.path.join(out, 'merge')}")
+    if os.path.isfile(out) or os.path.splitext(out)[1].lower() in FORMATS:
+        raise InputError("the last argument is the output prefix (outputs <prefix>_0.mtz, ...), not an input "
+                         "file: add a prefix after the inputs, e.g. merge/hewl", out)
     folder = os.path.dirname(out)
     while folder and not os.path.exists(folder):
         folder = os.path.dirname(folder)
@@ -214,12 +250,13 @@ def mono_arguments(args):
     keys = metadata_keys(args.metadata_keys)
     input_files(args.inputs, live=args.live)
     groups = spacegroups(args.spacegroups, args.inputs, model_in=args.model_in)
-    cell(args.cell)
+    cell(args.cell, groups)
     reindexing_ops(getattr(args, "reindexing_ops", "auto"), groups)
     output_prefix(args.out)
     existing_folder(args.cache_dir, "--cache-dir")
     if args.model_in is not None:
         readable_file(args.model_in, what="saved model (.keras)")
+        check_model_in(args.model_in, keys, groups)
     naive_alone(args)
     keys_in_inputs(keys, args.inputs)
     return keys, groups

@@ -33,6 +33,8 @@ from careless_online.training.checkpoint import folder as checkpoint_folder, lat
 from careless_online.training.distribute import (WORKER_TIMEOUT, cache_share, trainer_class, variable_scope,
                                                  worker_settings)
 from careless_online.training.loop import TrainConfig
+from careless_online.training.data_range import warn_batch_above_images, warn_dmin_beyond_data
+from careless_online.training.stale import remove_stale_outputs
 
 
 @dataclass
@@ -250,6 +252,8 @@ def _train_model(manifest, standardizer, settings, history_path, checkpoint_path
                                           settings.seed, image_filter, datasets)
     if train.n_images == 0:
         raise InputError("no training images (check --test-fraction and the data)", manifest.files()[0])
+    if image_filter is None:
+        warn_batch_above_images(settings.batch_images, train.n_images, settings.log)
     if model is None:
         with variable_scope(settings.strategy):
             model = new_model(manifest, standardizer, n_datasets=datasets.n, **settings.model_options)
@@ -414,6 +418,7 @@ def run_merge(files, settings, output_id=0):
                            share=cache_share(settings.strategy, settings.worker_timeout))
     settings.log(f"{manifest.n_images} images, {manifest.n_obs} observations, "
                  f"{len(manifest.index)} unique reflections to {manifest.index.dmin:.2f} A")
+    warn_dmin_beyond_data(manifest, settings.table_options.dmin, settings.log)
     log_reindexing_operators(manifest.index, "none" if settings.naive else reindexing_spec(settings), settings.log)
     datasets = assign_datasets(manifest, settings.groups, settings.log)
     check_coupling(settings.model_options, datasets)
@@ -421,7 +426,9 @@ def run_merge(files, settings, output_id=0):
     wavelength = input_wavelength(files)
     outputs = _DatasetOutputs(base, output_id, datasets)
     if settings.naive:
-        return _run_naive(manifest, settings, outputs, wavelength)
+        written = _run_naive(manifest, settings, outputs, wavelength)
+        remove_stale_outputs(base, written.values(), settings.log)
+        return written
     index = manifest.index
     standardizer = _standardizer(manifest, settings, loaded, source)
     model, trainer = _train_model(manifest, standardizer, settings, outputs.history, checkpoint, datasets,
@@ -441,6 +448,7 @@ def run_merge(files, settings, output_id=0):
     if settings.half_datasets:
         merge_half = partial(_model_half, manifest, standardizer, settings, datasets, reference=model.setting_choice)
         written.update(_write_halves(settings, merge_half, outputs, wavelength))
+    remove_stale_outputs(base, written.values(), settings.log)
     return written
 
 
