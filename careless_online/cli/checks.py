@@ -98,7 +98,7 @@ def input_files(paths, live=False):
         if live and is_pattern(path):
             continue  # a folder or glob pattern: searched again while data arrive
         if not live and is_pattern(path):
-            what = "a folder" if os.path.isdir(path) else "no such file"
+            what = "is a folder" if os.path.isdir(path) else "no such file"
             raise InputError(f"{what} (folders and glob patterns are followed only with --live; "
                              "otherwise give the files)", path)
         kind = input_format(path)

@@ -80,8 +80,8 @@ class LiveCache:
         self.index = index
         self.shard_images = int(shard_images)
         self.log = log or (lambda message: None)
-        for folder in dict.fromkeys(filter(None, map(missing_folder, self.paths))):
-            self.log(f"{folder}: no such folder yet; waiting for it to appear")
+        for missing in dict.fromkeys(filter(None, map(missing_folder, self.paths))):
+            self.log(f"{missing}: no such folder yet; waiting for it to appear")
         self.inputs = []
         self._file_ids = {}
         self.next_image = 0
