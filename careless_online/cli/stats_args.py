@@ -36,8 +36,7 @@ def stats_parser(prog, description, shells=True, overall=None):
     parser.add_argument("-o", "--output", metavar="FILE.csv", default=None,
                         help="also write the table to this CSV file")
     parser.add_argument("-i", "--image", metavar="FILE.png", default=None, type=image_file,
-                        help="write a figure to this image file (format from its extension: "
-                             f"{', '.join(sorted(supported_image_formats()))})")
+                        help="write a figure to this image file (format from its extension: png, pdf, svg, ...)")
     if shells:
         parser.add_argument("-b", "--bins", type=positive_int, default=DEFAULT_SHELLS,
                             help=f"number of resolution shells; {SHELLS_HELP}")
