@@ -186,6 +186,8 @@ def _user_error_cases(sim_files, tmp_path):
         "stream: given twice: its images would count twice": ["mono", *sg, "dHKL", stream, stream, out],
         "same contents as": ["mono", *sg, "dHKL", stream, str(tmp_path / "copy.stream"), out],
         "is incompatible with space group P 43 21 2": ["mono", *sg, "--cell", "79,70,38,90,90,90", "dHKL", mtz, out],
+        "is incompatible with space group P 61 (check --spacegroups": ["mono", "--spacegroups", "P 61", "dHKL",
+                                                                       mtz, out],
         "trained with metadata keys dHKL,XDET, not dHKL": ["mono", *sg, "--model-in", model, "dHKL", stream, out],
         "trained in space group P 43 21 2, not P 41 21 2": ["mono", "--spacegroups", "P 41 21 2", "--model-in",
                                                             model, "dHKL,XDET", stream, out],

@@ -16,6 +16,7 @@ from careless_online.cli.model_file import check_model_in
 from careless_online.errors import InputError
 from careless_online.io.columns import available_keys
 from careless_online.io.identity import file_identity, refuse_duplicates
+from careless_online.io import stream_format
 from careless_online.io.sources import is_pattern
 
 #: File name endings of the readable inputs, and their formats.
@@ -151,7 +152,7 @@ def spacegroups(text, paths, model_in=None):
         number of inputs, or a CrystFEL stream is given without a space group.
     """
     kinds = [None if is_pattern(p) else input_format(p) for p in paths]  # live sources may be folders
-    files = list(dict.fromkeys(os.path.splitext(p)[0] if k == "dials" else p for p, k in zip(paths, kinds)))
+    files = input_units(paths)
     if text is None:
         streams = [p for p, k in zip(paths, kinds) if k == "stream"]
         if streams and model_in is None:
@@ -166,6 +167,12 @@ def spacegroups(text, paths, model_in=None):
     if len(groups) != len(files):
         raise InputError(f"--spacegroups gives {len(groups)} space groups for {len(files)} input files")
     return groups
+
+
+def input_units(paths):
+    """The inputs as ``--spacegroups`` counts them: a DIALS pair (given as one or two files) once, as its stem."""
+    kinds = [None if is_pattern(p) else input_format(p) for p in paths]
+    return list(dict.fromkeys(os.path.splitext(p)[0] if k == "dials" else p for p, k in zip(paths, kinds)))
 
 
 def cell(text, groups=()):
@@ -183,6 +190,50 @@ def cell(text, groups=()):
         group = gemmi.SpaceGroup(name)
         if not gemmi.UnitCell(*values).is_compatible_with_spacegroup(group):
             raise InputError(f"--cell {text} is incompatible with space group {group.xhm()}")
+
+
+def header_cell(path, kind):
+    """The reference cell a file's header states (an MTZ file's cell, a stream's target cell), or None.
+
+    Reads the MTZ header or the stream's first MiB only; a file whose header
+    cannot be read gives None (its reader reports the damage).
+    """
+    if kind == "mtz":
+        try:
+            return list(gemmi.read_mtz_file(str(path), with_data=False).cell.parameters)
+        except RuntimeError:  # gemmi's error for a damaged or foreign file
+            return None
+    if kind == "stream":
+        with open(path, "rb") as handle:
+            head = handle.read(2**20)
+        first = stream_format.CHUNK_BEGIN.search(head)
+        return stream_format.target_cell(head if first is None else head[:first.start()])
+    return None
+
+
+def cells_fit_spacegroups(paths, groups, cell_text):
+    """Refuse a file whose header cell cannot be in the space group ``--spacegroups`` gives it.
+
+    Only without ``--cell`` (which :func:`cell` checks) and for files whose
+    header states a valid cell; the cells of the images are checked again
+    when the data are read.
+
+    Raises
+    ------
+    InputError
+        Naming the file, its cell and the space group.
+    """
+    if cell_text is not None:
+        return
+    for path, group in zip(input_units(paths), groups):
+        if not group or is_pattern(path) or not os.path.isfile(path):
+            continue  # no space group given, a DIALS pair's stem, or a live source not there yet
+        params = header_cell(path, input_format(path))
+        if params is None or not (min(params) > 0 and max(params[3:]) < 180):
+            continue
+        if not gemmi.UnitCell(*params).is_compatible_with_spacegroup(gemmi.SpaceGroup(group)):
+            raise InputError(f"unit cell {tuple(round(p, 2) for p in params)} is incompatible with space group "
+                             f"{gemmi.SpaceGroup(group).xhm()} (check --spacegroups, or pass --cell)", path)
 
 
 def reindexing_ops(text, groups):
@@ -251,6 +302,7 @@ def mono_arguments(args):
     input_files(args.inputs, live=args.live)
     groups = spacegroups(args.spacegroups, args.inputs, model_in=args.model_in)
     cell(args.cell, groups)
+    cells_fit_spacegroups(args.inputs, groups, args.cell)
     reindexing_ops(getattr(args, "reindexing_ops", "auto"), groups)
     output_prefix(args.out)
     existing_folder(args.cache_dir, "--cache-dir")

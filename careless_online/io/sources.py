@@ -6,9 +6,6 @@ the same rule as the live cache before anything heavy is imported.
 
 import os
 
-#: File name endings of the readable inputs.
-EXTENSIONS = (".mtz", ".stream", ".expt", ".refl")
-
 _GLOB_CHARACTERS = set("*?[")
 
 
@@ -16,8 +13,9 @@ def is_pattern(source):
     """Whether a live source names several files: a folder or a glob pattern.
 
     A folder is an existing one, or a path that does not exist yet and either
-    ends in a path separator or has no input file ending (``incoming/``,
-    ``sim_dials``): live mode waits for it to appear.
+    ends in a path separator or has no file ending at all (``incoming/``,
+    ``sim_dials``): live mode waits for it to appear.  A missing path with an
+    ending (``data.txt``, ``run.stream``) names one file.
 
     Parameters
     ----------
@@ -30,8 +28,7 @@ def is_pattern(source):
     source = str(source)
     if os.path.isdir(source) or _GLOB_CHARACTERS & set(source):
         return True
-    return not os.path.exists(source) and (source.endswith(("/", os.sep))
-                                           or os.path.splitext(source)[1].lower() not in EXTENSIONS)
+    return not os.path.exists(source) and (source.endswith(("/", os.sep)) or not os.path.splitext(source)[1])
 
 
 def missing_folder(source):
