@@ -5,6 +5,10 @@
 on all images with one posterior over F per dataset, and the per-dataset
 outputs are numbered ``<base>_<d>.mtz``, ``<base>_predictions_<d>.mtz``,
 ``<base>_xval_<d>.mtz`` (the model and history are the run's, one each).
+Per-dataset files an earlier run left under the same prefix that this run
+does not rewrite are removed once its outputs are written
+(:mod:`careless_online.training.stale`), so the files of a prefix are one
+run's.
 """
 
 import math
@@ -387,7 +391,7 @@ def _standardizer(manifest, settings, model, model_path):
 
 
 def run_merge(files, settings, output_id=0):
-    """Merge ``files`` jointly and write all outputs, numbered from ``output_id``.
+    """Merge ``files`` jointly and write all outputs, numbered from ``output_id`` (then remove stale ones).
 
     Parameters
     ----------
@@ -416,19 +420,14 @@ def run_merge(files, settings, output_id=0):
     manifest = build_cache(files, settings.table_options, cache_dir, index=index, log=settings.log,
                            workers=settings.workers, progress=settings.train.progress,
                            share=cache_share(settings.strategy, settings.worker_timeout))
-    settings.log(f"{manifest.n_images} images, {manifest.n_obs} observations, "
-                 f"{len(manifest.index)} unique reflections to {manifest.index.dmin:.2f} A")
-    warn_dmin_beyond_data(manifest, settings.table_options.dmin, settings.log)
-    log_reindexing_operators(manifest.index, "none" if settings.naive else reindexing_spec(settings), settings.log)
+    _describe_data(manifest, settings)
     datasets = assign_datasets(manifest, settings.groups, settings.log)
     check_coupling(settings.model_options, datasets)
     _check_model_fits(loaded, source, saved_inputs, manifest, settings, datasets)
     wavelength = input_wavelength(files)
     outputs = _DatasetOutputs(base, output_id, datasets)
     if settings.naive:
-        written = _run_naive(manifest, settings, outputs, wavelength)
-        remove_stale_outputs(base, written.values(), settings.log)
-        return written
+        return _run_naive(manifest, settings, outputs, wavelength)
     index = manifest.index
     standardizer = _standardizer(manifest, settings, loaded, source)
     model, trainer = _train_model(manifest, standardizer, settings, outputs.history, checkpoint, datasets,
@@ -450,6 +449,14 @@ def run_merge(files, settings, output_id=0):
         written.update(_write_halves(settings, merge_half, outputs, wavelength))
     remove_stale_outputs(base, written.values(), settings.log)
     return written
+
+
+def _describe_data(manifest, settings):
+    """Log what was read, a ``--dmin`` beyond the data, and the indexing settings the merge chooses among."""
+    settings.log(f"{manifest.n_images} images, {manifest.n_obs} observations, "
+                 f"{len(manifest.index)} unique reflections to {manifest.index.dmin:.2f} A")
+    warn_dmin_beyond_data(manifest, settings.table_options.dmin, settings.log)
+    log_reindexing_operators(manifest.index, "none" if settings.naive else reindexing_spec(settings), settings.log)
 
 
 class _DatasetOutputs:
@@ -501,7 +508,9 @@ def _run_naive(manifest, settings, outputs, wavelength):
     """The ``--naive`` job: the baseline merge, its predictions and its half-dataset merges, per dataset.
 
     The metadata keys are checked against the data (a typo is an error) but
-    the naive model uses none.  Each dataset is merged on its own.
+    the naive model uses none.  Each dataset is merged on its own.  Outputs
+    an earlier run left under the prefix and this one did not rewrite are
+    removed, as after a trained merge.
     """
     Standardizer.fit(manifest, settings.metadata_keys, False)
     index = manifest.index
@@ -520,6 +529,7 @@ def _run_naive(manifest, settings, outputs, wavelength):
                 outputs.path("predictions", d), wavelength)
     if settings.half_datasets:
         written.update(_write_halves(settings, partial(_naive_half, manifest, datasets), outputs, wavelength))
+    remove_stale_outputs(outputs.base, written.values(), settings.log)
     return written
 
 
