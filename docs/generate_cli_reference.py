@@ -92,8 +92,9 @@ def _flag(action):
 
 
 def _help(action):
+    """The help text as ``-h`` prints it (argparse's ``%`` formatting applied: ``%%`` is one ``%``)."""
     text = action.help or ""
-    if "%(" in text:
+    if "%" in text:
         text = text % {**vars(action), "default": action.default}
     return _cell(text)
 

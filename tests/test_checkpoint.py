@@ -106,13 +106,23 @@ def test_resume_without_a_checkpoint_is_an_error(sim_files, tmp_path, capsys):
     assert len(err) == 1 and "no complete checkpoint" in err[0] and "o_0.ckpt" in err[0]
 
 
-def test_a_run_resumes_from_its_unit_and_max_nonfinite_steps_stops_a_diverging_run(sim_files, tmp_path, capsys):
+def test_a_run_resumes_from_its_unit_and_cache_and_max_nonfinite_steps_stops_a_diverging_run(sim_files, tmp_path,
+                                                                                              capsys):
     out = tmp_path / "o"
     common = ["--spacegroups", SG, "--mlp-width", 8, "--validation-frequency", 2, "--validation-images", 8,
               "--checkpoint-interval", 2, "--no-predictions"]
     assert _mono(*common, "--iterations", 4, "dHKL", sim_files["stream"], out) == 0
     assert checkpoint.latest(str(tmp_path / "o_0.ckpt")).step == 4
+    caches = os.listdir(tmp_path / ".careless_online_cache")
+    (tmp_path / "o_predictions_0.mtz").write_text("an earlier run's")
+    capsys.readouterr()
     assert _mono(*common, "--resume", "--iterations", 6, "dHKL", sim_files["stream"], out) == 0
+    # the resumed run reads the first run's cache (not a second conversion keyed by the model's index)
+    assert os.listdir(tmp_path / ".careless_online_cache") == caches and len(caches) == 1
+    log = capsys.readouterr().out
+    assert f"reusing cache {tmp_path / '.careless_online_cache' / caches[0]}" in log
+    # and the predictions it did not write (--no-predictions) are not left beside its merge
+    assert not (tmp_path / "o_predictions_0.mtz").exists() and f"removed {tmp_path / 'o_predictions_0.mtz'}" in log
     unit = checkpoint.latest(str(tmp_path / "o_0.ckpt"))
     assert unit.step == 6
     assert int(load_model(unit.model_path, restore_optimizer=True).optimizer.iterations.numpy()) == 6

@@ -4,9 +4,11 @@ import io
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import textwrap
+import zipfile
 
 import pytest
 
@@ -156,6 +158,8 @@ def _user_error_cases(sim_files, tmp_path):
     (tmp_path / "notes.txt").write_text("x")
     out = str(tmp_path / "new" / "run" / "x")
     sg = ["--spacegroups", SIM_SPACEGROUP]
+    shutil.copy(stream, tmp_path / "copy.stream")
+    model = _fake_model(tmp_path / "model.keras", ["dHKL", "XDET"], SIM_SPACEGROUP)
     return {
         "no such file": ["mono", *sg, "dHKL", str(tmp_path / "exmple.stream"), out],
         "is a folder": ["mono", "dHKL", str(tmp_path / "folder.mtz"), out],
@@ -177,7 +181,27 @@ def _user_error_cases(sim_files, tmp_path):
         "--naive cannot be combined with --resume": ["mono", "--naive", "--resume", *sg, "dHKL", stream, out],
         "--naive cannot be combined with --model-in": ["mono", "--naive", "--model-in", str(tmp_path / "notes.txt"),
                                                        *sg, "dHKL", stream, out],
+        # the first hour's stumbles (issue 23): refused before any conversion
+        "the last argument is the output prefix": ["mono", *sg, "dHKL", stream, mtz],
+        "stream: given twice: its images would count twice": ["mono", *sg, "dHKL", stream, stream, out],
+        "same contents as": ["mono", *sg, "dHKL", stream, str(tmp_path / "copy.stream"), out],
+        "is incompatible with space group P 43 21 2": ["mono", *sg, "--cell", "79,70,38,90,90,90", "dHKL", mtz, out],
+        "is incompatible with space group P 61 (check --spacegroups": ["mono", "--spacegroups", "P 61", "dHKL",
+                                                                       mtz, out],
+        "trained with metadata keys dHKL,XDET, not dHKL": ["mono", *sg, "--model-in", model, "dHKL", stream, out],
+        "trained in space group P 43 21 2, not P 41 21 2": ["mono", "--spacegroups", "P 41 21 2", "--model-in",
+                                                            model, "dHKL,XDET", stream, out],
+        "followed only with --live": ["mono", *sg, "dHKL", str(tmp_path / "incoming") + os.sep, out],
     }
+
+
+def _fake_model(path, keys, spacegroup):
+    """A ``.keras`` archive holding only the ``config.json`` entries the up-front checks read."""
+    config = {"standardizer_config": json.dumps({"keys": keys, "mean": [], "std": []}),
+              "index_config": json.dumps({"spacegroup": spacegroup})}
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("config.json", json.dumps({"class_name": "MergingModel", "config": config}))
+    return str(path)
 
 
 def test_user_errors_end_before_tensorflow_or_readers_are_imported(sim_files, tmp_path):

@@ -139,7 +139,9 @@ def test_live_merge_follows_a_folder_of_mtz_files_with_model_peaks(tmp_path):
     assert os.path.getsize(os.path.join(written["report"], "peaks.png")) > 0
     with open(os.path.join(written["report"], "index.html")) as handle:
         page = handle.read()
-    assert 'http-equiv="refresh"' in page and "data:image/png;base64," in page
+    # the merge has ended: the page says so and no longer reloads
+    assert "<b>Finished</b>" in page and "http-equiv" not in page and "data:image/png;base64," in page
+    assert status["finished"] is True
 
 
 def test_live_needs_dmin(tmp_path, capsys):

@@ -221,6 +221,29 @@ def test_report_draws_only_within_its_cost_bound(tmp_path):
     assert len(report.trend.points) == 2
 
 
+def _page_share(page):
+    """The report share the page shows (its summary box), as a fraction."""
+    box = page.split("report share of run time")[0].rsplit("<div class='v'>", 1)[1]
+    return float(box.split("%")[0]) / 100
+
+
+def test_a_finished_merge_stops_the_page_reloading_and_the_report_share_is_one_figure(tmp_path):
+    index = _index()
+    report = LiveReport(str(tmp_path / "live"), index, n_shells=5, max_fraction=1.0)
+    status = _update(report, index, 100, 0.5)
+    page = (tmp_path / "live" / "index.html").read_text()
+    assert 'http-equiv="refresh"' in page and "Finished" not in page and not status.get("finished")
+    written = json.loads((tmp_path / "live" / "status.json").read_text())
+    assert _page_share(page) == pytest.approx(written["report_fraction"], abs=0.0005)  # the same figure
+    assert written["report_fraction"] == status["report_fraction"] > 0
+    final = report.finish()
+    page = (tmp_path / "live" / "index.html").read_text()
+    assert "http-equiv" not in page and "<b>Finished</b> after step" in page and "finished:" in page
+    written = json.loads((tmp_path / "live" / "status.json").read_text())
+    assert written["finished"] is True and final["finished"] is True
+    assert _page_share(page) == pytest.approx(written["report_fraction"], abs=0.0005)
+
+
 def test_index_html_renders_in_headless_chromium(tmp_path):
     if not os.path.exists(CHROMIUM) or shutil.which(CHROMIUM) is None:
         pytest.skip(f"no browser at {CHROMIUM} (Debian: apt-get install chromium); .ci/run installs one")

@@ -124,6 +124,8 @@ def test_top_status_has_the_one_dataset_keys_and_an_entry_per_dataset(followed):
     assert difference["n_reflections"] > 0 and difference["rms_df"] > difference["rms_sigdf"] > 0
     assert len(difference["atoms"]) == 5 and {"height_sigma", "nearest_atom", "distance"} <= set(difference["peaks"][0])
     assert 0 < status["report_fraction"] and report.drawings == 3
+    page = (folder / "index.html").read_text()  # the page shows the share status.json gives
+    assert f"{status['report_fraction']:.1%}</div><div class='k'>report share of run time" in page
 
 
 def test_each_dataset_page_is_linked_from_the_top_page(followed):
@@ -161,7 +163,7 @@ def test_no_temporary_file_is_left_behind(followed):
     assert "index.html" in names and not [name for name in names if name.endswith(".tmp")]
 
 
-def test_drawing_is_skipped_when_not_due_and_done_at_the_end(pair, tmp_path):
+def test_drawing_is_skipped_when_not_due_and_done_at_the_end_where_every_page_stops_reloading(pair, tmp_path):
     offset = [0.0]  # seconds of training that pass between rounds, added to the report's clock
     report = DatasetsReport(str(tmp_path / "live"), pair["index"], NAMES, [None, 0], n_shells=5, max_fraction=0.1,
                             clock=lambda: time.perf_counter() + offset[0])
@@ -181,6 +183,10 @@ def test_drawing_is_skipped_when_not_due_and_done_at_the_end(pair, tmp_path):
     report.finish()
     assert report.drawings == 3 and "800 images" in (tmp_path / "live" / "index.html").read_text()
     assert "400 images" in (tmp_path / "live" / "dataset_1" / "index.html").read_text()
+    for folder in ("", "dataset_0", "dataset_1"):  # every page says the merge has ended and stops reloading
+        page = (tmp_path / "live" / folder / "index.html").read_text()
+        assert "<b>Finished</b>" in page and "http-equiv" not in page
+        assert _read(tmp_path / "live" / folder / "status.json")["finished"] is True
     status = _read(tmp_path / "live" / "status.json")
     assert status["differences"][0]["rms_df"] > 0 and status["differences"][0]["peaks"] == []  # no model
     assert "difference_peaks.png" not in status["figures"]

@@ -12,8 +12,12 @@ import re
 import gemmi
 
 from careless_online.ambiguity.operators import MODES, candidate_operators
+from careless_online.cli.model_file import check_model_in
 from careless_online.errors import InputError
 from careless_online.io.columns import available_keys
+from careless_online.io.identity import file_identity, refuse_duplicates
+from careless_online.io import stream_format
+from careless_online.io.sources import is_pattern
 
 #: File name endings of the readable inputs, and their formats.
 FORMATS = {".mtz": "mtz", ".stream": "stream", ".expt": "dials", ".refl": "dials"}
@@ -82,30 +86,51 @@ def readable_file(path, what="file"):
         raise InputError("the file is empty", path)
 
 
-def is_pattern(source):
-    """Whether a live-mode source names several files: a folder or a glob pattern.
-
-    The same rule as :func:`careless_online.io.arrivals.is_pattern`, without
-    importing the readers (reciprocalspaceship takes a second to import).
-    """
-    return os.path.isdir(source) or any(char in str(source) for char in "*?[")
-
-
 def input_files(paths, live=False):
-    """Check the input files: known formats, and (unless ``live``) readable.
+    """Check the input files: known formats, and (unless ``live``) readable and distinct.
 
     A DIALS input needs both members of its ``.expt``/``.refl`` pair.  In live
-    mode the files may not exist yet, so only their names are checked.
+    mode the files may not exist yet, so only their names are checked; a
+    folder or glob pattern (:func:`careless_online.io.sources.is_pattern`,
+    also a folder that does not exist yet) is searched while data arrive.
+    Without ``--live`` a folder or pattern is refused, naming it.
     """
     for path in paths:
         if live and is_pattern(path):
             continue  # a folder or glob pattern: searched again while data arrive
+        if not live and is_pattern(path):
+            what = "is a folder" if os.path.isdir(path) else "no such file"
+            raise InputError(f"{what} (folders and glob patterns are followed only with --live; "
+                             "otherwise give the files)", path)
         kind = input_format(path)
         if live:
             continue
         members = [os.path.splitext(path)[0] + ext for ext in (".expt", ".refl")] if kind == "dials" else [path]
         for member in members:
             readable_file(member, what="reflection file")
+    if not live:
+        distinct_inputs(paths)
+
+
+def distinct_inputs(paths):
+    """Refuse a file given twice, by name or by contents (its images would count twice).
+
+    The members of a DIALS pair (``x.expt x.refl``) count as one input.
+
+    Raises
+    ------
+    InputError
+        Naming the second occurrence.
+    """
+    seen = set()
+    for path in paths:
+        kind = input_format(path)
+        real = os.path.realpath(os.path.splitext(path)[0] + ".refl" if kind == "dials" else path)
+        if real in seen and kind != "dials":
+            raise InputError("given twice: its images would count twice", path)
+        seen.add(real)
+    refuse_duplicates([file_identity(path) for path in dict.fromkeys(
+        os.path.splitext(p)[0] + ".refl" if input_format(p) == "dials" else p for p in paths)])
 
 
 def spacegroups(text, paths, model_in=None):
@@ -127,7 +152,7 @@ def spacegroups(text, paths, model_in=None):
         number of inputs, or a CrystFEL stream is given without a space group.
     """
     kinds = [None if is_pattern(p) else input_format(p) for p in paths]  # live sources may be folders
-    files = list(dict.fromkeys(os.path.splitext(p)[0] if k == "dials" else p for p, k in zip(paths, kinds)))
+    files = input_units(paths)
     if text is None:
         streams = [p for p, k in zip(paths, kinds) if k == "stream"]
         if streams and model_in is None:
@@ -144,8 +169,14 @@ def spacegroups(text, paths, model_in=None):
     return groups
 
 
-def cell(text):
-    """Check ``--cell``: six positive numbers, angles below 180 degrees."""
+def input_units(paths):
+    """The inputs as ``--spacegroups`` counts them: a DIALS pair (given as one or two files) once, as its stem."""
+    kinds = [None if is_pattern(p) else input_format(p) for p in paths]
+    return list(dict.fromkeys(os.path.splitext(p)[0] if k == "dials" else p for p, k in zip(paths, kinds)))
+
+
+def cell(text, groups=()):
+    """Check ``--cell``: six positive numbers, angles below 180 degrees, fitting each space group of ``groups``."""
     if text is None:
         return
     words = [w for w in re.split(r"[,\s]+", text.strip()) if w]
@@ -155,6 +186,54 @@ def cell(text):
         values = []
     if len(values) != 6 or not all(v > 0 for v in values) or not all(v < 180 for v in values[3:]):
         raise InputError(f"--cell: expected 'a,b,c,alpha,beta,gamma' (Å, degrees), got {text!r}")
+    for name in dict.fromkeys(g for g in groups if g):
+        group = gemmi.SpaceGroup(name)
+        if not gemmi.UnitCell(*values).is_compatible_with_spacegroup(group):
+            raise InputError(f"--cell {text} is incompatible with space group {group.xhm()}")
+
+
+def header_cell(path, kind):
+    """The reference cell a file's header states (an MTZ file's cell, a stream's target cell), or None.
+
+    Reads the MTZ header or the stream's first MiB only; a file whose header
+    cannot be read gives None (its reader reports the damage).
+    """
+    if kind == "mtz":
+        try:
+            return list(gemmi.read_mtz_file(str(path), with_data=False).cell.parameters)
+        except RuntimeError:  # gemmi's error for a damaged or foreign file
+            return None
+    if kind == "stream":
+        with open(path, "rb") as handle:
+            head = handle.read(2**20)
+        first = stream_format.CHUNK_BEGIN.search(head)
+        return stream_format.target_cell(head if first is None else head[:first.start()])
+    return None
+
+
+def cells_fit_spacegroups(paths, groups, cell_text):
+    """Refuse a file whose header cell cannot be in the space group ``--spacegroups`` gives it.
+
+    Only without ``--cell`` (which :func:`cell` checks) and for files whose
+    header states a valid cell; the cells of the images are checked again
+    when the data are read.
+
+    Raises
+    ------
+    InputError
+        Naming the file, its cell and the space group.
+    """
+    if cell_text is not None:
+        return
+    for path, group in zip(input_units(paths), groups):
+        if not group or is_pattern(path) or not os.path.isfile(path):
+            continue  # no space group given, a DIALS pair's stem, or a live source not there yet
+        params = header_cell(path, input_format(path))
+        if params is None or not (min(params) > 0 and max(params[3:]) < 180):
+            continue
+        if not gemmi.UnitCell(*params).is_compatible_with_spacegroup(gemmi.SpaceGroup(group)):
+            raise InputError(f"unit cell {tuple(round(p, 2) for p in params)} is incompatible with space group "
+                             f"{gemmi.SpaceGroup(group).xhm()} (check --spacegroups, or pass --cell)", path)
 
 
 def reindexing_ops(text, groups):
@@ -176,9 +255,17 @@ def reindexing_ops(text, groups):
 
 
 def output_prefix(out):
-    """Check the output prefix: a file name stem in a folder that is not a file."""
+    """Check the output prefix: a file name stem in a folder that is not a file.
+
+    A last argument that is an existing file or ends like an input
+    (``mono dHKL a.stream b.stream`` without a prefix) is refused: it would
+    otherwise be left out of the merge and give ``b.stream_0.mtz``.
+    """
     if out.endswith(("/", os.sep)) or os.path.isdir(out):
         raise InputError(f"the output prefix is a folder; give a name in it, e.g. {os.path.join(out, 'merge')}")
+    if os.path.isfile(out) or os.path.splitext(out)[1].lower() in FORMATS:
+        raise InputError("the last argument is the output prefix (outputs <prefix>_0.mtz, ...), not an input "
+                         "file: add a prefix after the inputs, e.g. merge/hewl", out)
     folder = os.path.dirname(out)
     while folder and not os.path.exists(folder):
         folder = os.path.dirname(folder)
@@ -214,12 +301,14 @@ def mono_arguments(args):
     keys = metadata_keys(args.metadata_keys)
     input_files(args.inputs, live=args.live)
     groups = spacegroups(args.spacegroups, args.inputs, model_in=args.model_in)
-    cell(args.cell)
+    cell(args.cell, groups)
+    cells_fit_spacegroups(args.inputs, groups, args.cell)
     reindexing_ops(getattr(args, "reindexing_ops", "auto"), groups)
     output_prefix(args.out)
     existing_folder(args.cache_dir, "--cache-dir")
     if args.model_in is not None:
         readable_file(args.model_in, what="saved model (.keras)")
+        check_model_in(args.model_in, keys, groups)
     naive_alone(args)
     keys_in_inputs(keys, args.inputs)
     return keys, groups

@@ -1,13 +1,15 @@
 """Arguments and output shared by the statistics commands (cchalf, ccpred, ...)."""
 
+import argparse
 import contextlib
+import os
 import sys
 
 from careless_online.cli.parser import Parser, positive_int
 from careless_online.errors import DataError, InputError
 from careless_online.io.atomic import write_atomically
 from careless_online.stats.binning import DEFAULT_SHELLS, OVERALL, SHELLS_HELP
-from careless_online.stats.plots import save_figure
+from careless_online.stats.plots import save_figure, supported_image_formats
 
 
 def stats_parser(prog, description, shells=True, overall=None):
@@ -33,14 +35,29 @@ def stats_parser(prog, description, shells=True, overall=None):
     parser = Parser(prog=prog, description=description)
     parser.add_argument("-o", "--output", metavar="FILE.csv", default=None,
                         help="also write the table to this CSV file")
-    parser.add_argument("-i", "--image", metavar="FILE.png", default=None,
-                        help="write a figure to this image file (format from its extension)")
+    parser.add_argument("-i", "--image", metavar="FILE.png", default=None, type=image_file,
+                        help="write a figure to this image file (format from its extension: png, pdf, svg, ...)")
     if shells:
         parser.add_argument("-b", "--bins", type=positive_int, default=DEFAULT_SHELLS,
                             help=f"number of resolution shells; {SHELLS_HELP}")
     if overall:
         parser.add_argument("--overall", action="store_true", default=False, help=overall)
     return parser
+
+
+def image_file(path):
+    """An argparse ``type`` for ``-i``: a file name whose extension matplotlib can write.
+
+    Raises
+    ------
+    argparse.ArgumentTypeError
+        For a missing or unknown extension (``x.pnj``), before any data are read.
+    """
+    extension = os.path.splitext(path)[1].lower().lstrip(".")
+    if extension not in supported_image_formats():
+        raise argparse.ArgumentTypeError(f"unknown image format {extension or '(no extension)'!r} of {path} "
+                                         f"(use one of {', '.join(sorted(supported_image_formats()))})")
+    return path
 
 
 def add_method(parser, default, both=True):

@@ -14,10 +14,10 @@ import glob
 import os
 
 from careless_online.io import readers
+from careless_online.io.sources import is_pattern
 
 #: File names a folder source is searched for.
 FOLDER_PATTERNS = ("*.stream", "*.mtz", "*.refl")
-_GLOB_CHARACTERS = set("*?[")
 
 
 def _signature(path):
@@ -27,11 +27,6 @@ def _signature(path):
     except FileNotFoundError:
         return None
     return (stat.st_size, stat.st_mtime_ns) if stat.st_size > 0 else None
-
-
-def is_pattern(source):
-    """Whether a source names several files (a folder or a glob pattern)."""
-    return os.path.isdir(source) or bool(_GLOB_CHARACTERS & set(str(source)))
 
 
 def _key(path):
@@ -45,8 +40,10 @@ class Arrivals:
     Parameters
     ----------
     sources : list of str
-        Stream paths, other file paths, folders or glob patterns.  A literal
-        path with an unknown extension is refused (``InputError``).
+        Stream paths, other file paths, folders or glob patterns (a folder
+        that does not exist yet is searched once it appears, see
+        :func:`careless_online.io.sources.is_pattern`).  An existing file
+        with an unknown extension is refused (``InputError``).
     """
 
     def __init__(self, sources):

@@ -86,6 +86,26 @@ def _reuse(folder, log):
     return None
 
 
+def _reuse_with_index(cache_dir, identities, options, index, log):
+    """The cache the same inputs and options gave without an index, if its index is ``index``.
+
+    A run that resumes (or starts from ``--model-in`` of a model trained on
+    these data) passes the model's index; the cache of the first run was
+    built from the data's own index, which is the same one when the model
+    was made from these data: it is reused instead of converting again.
+    """
+    if index is None:
+        return None
+    folder = os.path.join(cache_dir, cache_key(identities, options.to_dict(), None, CACHE_VERSION))
+    if not os.path.exists(os.path.join(folder, "manifest.json")):
+        return None
+    try:
+        same = load_manifest(folder).info.get("index") == index.to_config()
+    except InputError:
+        return None
+    return _reuse(folder, log) if same else None
+
+
 def _out_of_space(err, folder):
     if isinstance(err, OSError) and err.errno in (errno.ENOSPC, errno.EDQUOT):
         return InputError("no space left on the device while writing the cache; free space or give "
@@ -170,6 +190,10 @@ def build_cache(paths, options, cache_dir, shard_images=500, index=None, log=Non
         readers.check_key_overrides(path, options.intensity_key, options.uncertainty_key, options.image_key)
     identities = [file_identity(path) for path in groups]
     refuse_duplicates(identities)
+    manifest = _reuse_with_index(cache_dir, identities, options, index, log) if share is None or not share.rank \
+        else None
+    if manifest is not None:
+        return manifest
     extra = None if index is None else index.to_config()
     key = cache_key(identities, options.to_dict(), extra, CACHE_VERSION)
     folder = os.path.join(cache_dir, key)

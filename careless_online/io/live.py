@@ -29,6 +29,7 @@ import numpy as np
 from careless_online.errors import InputError
 from careless_online.io import readers
 from careless_online.io.arrivals import Arrivals
+from careless_online.io.sources import missing_folder
 from careless_online.io.cache import CACHE_VERSION, Manifest, _ShardWriter
 from careless_online.io.shards import npy_bytes, write_atomic
 from careless_online.io.table import LoadReport, build_index, make_observations
@@ -79,6 +80,8 @@ class LiveCache:
         self.index = index
         self.shard_images = int(shard_images)
         self.log = log or (lambda message: None)
+        for missing in dict.fromkeys(filter(None, map(missing_folder, self.paths))):
+            self.log(f"{missing}: no such folder yet; waiting for it to appear")
         self.inputs = []
         self._file_ids = {}
         self.next_image = 0

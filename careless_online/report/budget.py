@@ -50,6 +50,21 @@ class DrawingBudget:
         if drawn:
             self._draw_seconds, self._drawn_at = self.last_seconds, self.clock()
 
-    def share(self, elapsed_seconds):
-        """The report's share of a run of ``elapsed_seconds`` (besides the report's own time)."""
-        return self.total_seconds / max(elapsed_seconds, 1e-9)
+    def share(self, elapsed_seconds, started=None):
+        """The report's share of the run, both times counted up to now.
+
+        Parameters
+        ----------
+        elapsed_seconds : float
+            The run's time when the current update began (the report's
+            earlier updates included).
+        started : float, optional
+            When the current update began (its time so far counts on both
+            sides); None: no update in progress.
+
+        Returns
+        -------
+        float
+        """
+        running = 0.0 if started is None else self.clock() - started
+        return (self.total_seconds + running) / max(elapsed_seconds + running, 1e-9)

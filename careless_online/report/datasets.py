@@ -170,6 +170,7 @@ class DatasetsReport:
         self.drawings = 0
         self._status = None
         self._last = None
+        self._panels = []
         os.makedirs(folder, exist_ok=True)
 
     @property
@@ -263,13 +264,15 @@ class DatasetsReport:
                 state = rounds[follower.dataset]
                 follower.update(state.images, state.merged, rounds[follower.reference].merged)
         status = self._top(asdict(progress), statuses)
-        status["report_fraction"] = self.budget.share(progress.elapsed_seconds)  # shown on the page
         if drawing:
-            self._draw(status, history_path)
-        self.budget.spent(started, drawing)
-        status.update(report_seconds=self.last_seconds,
-                      report_fraction=self.budget.share(progress.elapsed_seconds + self.last_seconds))
+            self._draw_panels(history_path, status)
+        # one figure of the report's share, on the page and in status.json alike (the panels' time included)
+        status.update(report_seconds=self.clock() - started,
+                      report_fraction=self.budget.share(progress.elapsed_seconds, started))
+        if drawing:
+            self._write_page(status)
         self._write(status)
+        self.budget.spent(started, drawing)
         self._last = (progress, rounds, history_path, drawing)
         return status
 
@@ -315,20 +318,35 @@ class DatasetsReport:
         return [(name, caption, figure_png(figure), name != "difference_signal.png")
                 for name, caption, figure in panels]
 
-    def _draw(self, status, history_path):
-        """Write the top panels and page of ``status`` (adds ``figures`` to it)."""
+    def _draw_panels(self, history_path, status):
+        """Write the top panels (adds ``figures`` to ``status``) and keep them for the page."""
         panels = self._figures(_history(history_path))
         for name, _, png, _ in panels:
             replace_bytes(os.path.join(self.folder, name), png)
         status["figures"] = [name for name, _, _, _ in panels]
-        text = render_datasets(status, [(caption, png, wide) for _, caption, png, wide in panels],
-                               self.refresh_seconds)
-        replace_bytes(os.path.join(self.folder, "index.html"), text.encode())
+        self._panels = [(caption, png, wide) for _, caption, png, wide in panels]
         self.drawings += 1
 
+    def _write_page(self, status):
+        """Write the top ``index.html`` of ``status`` with the latest panels."""
+        text = render_datasets(status, self._panels, self.refresh_seconds)
+        replace_bytes(os.path.join(self.folder, "index.html"), text.encode())
+
     def finish(self):
-        """Draw the last state if the cost bound skipped it (call once the merge ends)."""
-        if self._last is None or self._last[-1]:
-            return
-        progress, rounds, history_path, _ = self._last
-        self.update(progress, rounds, history_path, final=True)
+        """Mark every page finished (call once the merge ends); returns the final top status.
+
+        The last state is drawn if the cost bound skipped it; then each
+        dataset's report and the top ``status.json`` get ``finished: true``
+        and the pages stop reloading.
+        """
+        if self._last is None:
+            return self._status
+        if not self._last[-1]:
+            progress, rounds, history_path, _ = self._last
+            self.update(progress, rounds, history_path, final=True)
+        for report in self.reports:
+            report.finish()
+        self._status["finished"] = True
+        self._write(self._status)
+        self._write_page(self._status)
+        return self._status

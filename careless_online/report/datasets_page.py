@@ -8,7 +8,7 @@ whole merge, a table of the datasets linking to each one's own page
 
 import html
 
-from careless_online.report.page import STYLE, _cell, _summary, figures_html
+from careless_online.report.page import STYLE, _cell, _summary, figures_html, reload_parts
 
 
 def _dataset_rows(status):
@@ -73,13 +73,14 @@ def render_datasets(status, figures, refresh_seconds):
     """
     names = [entry["name"] for entry in status["datasets"]]
     differences = "".join(_difference(record, names) for record in status["differences"])
+    meta, state, sentence = reload_parts(status, refresh_seconds)
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8">
-<meta http-equiv="refresh" content="{int(refresh_seconds)}">
-<title>careless_online live: {len(names)} datasets, {status['images']} images</title>
+{meta}
+<title>careless_online live: {state}{len(names)} datasets, {status['images']} images</title>
 <style>{STYLE}</style></head><body>
 <h1>careless_online live merge of {len(names)} datasets</h1>
-<p>Updated after step {status['steps']}; this page reloads every {int(refresh_seconds)} s.
+<p>{sentence}
 Each dataset's shells, CC1/2 and CCanom are on its own page (linked below).</p>
 {_summary(status)}
 <h2>Datasets</h2>

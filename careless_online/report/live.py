@@ -7,11 +7,14 @@ Files (each replaced atomically):
     ``images_per_second``, ``lag_seconds``, ``steps``, ``elapsed_seconds``), ``shells`` and
     ``overall`` (see :mod:`careless_online.report.shells`), the
     ``stopping_hint``, the latest ``peaks`` and the report's own cost
-    (``report_seconds``, ``report_fraction``); rewritten every round, and
-    between rounds whenever new images have been converted
-    (:meth:`LiveReport.arrived`).
+    (``report_seconds`` of the latest update, ``report_fraction``: the
+    report's time over the run's, the same figure the page shows);
+    rewritten every round, and between rounds whenever new images have
+    been converted (:meth:`LiveReport.arrived`); ``finished: true`` once
+    the merge has ended (:meth:`LiveReport.finish`).
 ``*.png`` and ``index.html``
-    The panels and the page that shows them.
+    The panels and the page that shows them; the page reloads itself every
+    ``refresh_seconds`` until the merge has ended, then says "Finished".
 
 Cost is bounded: completeness and multiplicity cost time proportional to the
 unique reflections and are computed every round; the half-dataset merges
@@ -128,6 +131,7 @@ class LiveReport:
         self.halves, self.halves_images = None, 0
         self._last = None
         self._status = None
+        self._panels = []
         os.makedirs(folder, exist_ok=True)
 
     @property
@@ -210,16 +214,18 @@ class LiveReport:
             self.peaks = self._peaks(merged)
             self.trend.add(progress.images, shells, self.peaks, overall)
         status = asdict(progress)
-        status.update(images_converted=progress.images + progress.images_waiting, shells=shells, overall=overall, stopping_hint=stopping_hint(self.trend, shells),
-                      peaks=self.peaks, cc_images=self.halves_images,
-                      report_fraction=self.budget.share(progress.elapsed_seconds),
+        status.update(images_converted=progress.images + progress.images_waiting, shells=shells, overall=overall,
+                      stopping_hint=stopping_hint(self.trend, shells), peaks=self.peaks, cc_images=self.halves_images,
                       trend=self.trend.points)
         if drawing:
-            self._draw(status, history_path)
-        self.budget.spent(started, drawing)
-        status.update(report_seconds=self.last_seconds,
-                      report_fraction=self.budget.share(progress.elapsed_seconds + self.last_seconds))
+            self._draw_panels(status, history_path)
+        # one figure of the report's share, on the page and in status.json alike (the panels' time included)
+        status.update(report_seconds=self.clock() - started,
+                      report_fraction=self.budget.share(progress.elapsed_seconds, started))
+        if drawing:
+            self._write_page(status)
         replace_json(os.path.join(self.folder, "status.json"), status)
+        self.budget.spent(started, drawing)
         self._status = status
         self._last = (progress, f_mean, f_std, counts, merged, history_path, observations, drawing)
         return status
@@ -281,21 +287,34 @@ class LiveReport:
             self._status["backlog"] = dict(backlog)
         replace_json(os.path.join(self.folder, "status.json"), self._status)
 
-    def _draw(self, status, history_path):
-        """Write the panels and the page of ``status`` (adds ``figures`` to it)."""
+    def _draw_panels(self, status, history_path):
+        """Write the panels of ``status`` (adds ``figures`` to it) and keep them for the page."""
         panels = self._figures(status, _history(history_path))
         for name, _, png in panels:
             replace_bytes(os.path.join(self.folder, name), png)
         status["figures"] = [name for name, _, _ in panels]
         wide = ("overall.png", "completeness.png", "training.png")
-        text = page.render(status, [(caption, png, name in wide) for name, caption, png in panels],
-                           self.refresh_seconds)
-        replace_bytes(os.path.join(self.folder, "index.html"), text.encode())
+        self._panels = [(caption, png, name in wide) for name, caption, png in panels]
         self.drawings += 1
 
+    def _write_page(self, status):
+        """Write ``index.html`` of ``status`` with the latest panels."""
+        text = page.render(status, self._panels, self.refresh_seconds)
+        replace_bytes(os.path.join(self.folder, "index.html"), text.encode())
+
     def finish(self):
-        """Draw the last state if the cost bound skipped it (call once the merge ends)."""
-        if self._last is None or self._last[-1]:
-            return
-        *arguments, observations, _ = self._last
-        self.update(*arguments, observations=observations, final=True)
+        """Mark the report finished (call once the merge ends); returns the final status.
+
+        The last state is drawn if the cost bound skipped it; then
+        ``status.json`` gets ``finished: true`` and the page says that the
+        merge has ended and stops reloading.
+        """
+        if self._last is None:
+            return self._status
+        if not self._last[-1]:
+            *arguments, observations, _ = self._last
+            self.update(*arguments, observations=observations, final=True)
+        self._status["finished"] = True
+        replace_json(os.path.join(self.folder, "status.json"), self._status)
+        self._write_page(self._status)
+        return self._status

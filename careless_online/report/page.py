@@ -61,17 +61,40 @@ def figures_html(figures):
         for caption, png, wide in figures)
 
 
+def reload_parts(status, refresh_seconds):
+    """The page's reload tag, title word and state sentence: reloading while the merge runs, none once finished.
+
+    Parameters
+    ----------
+    status : dict
+        With ``steps`` and, once the merge has ended, ``finished`` True.
+    refresh_seconds : int
+
+    Returns
+    -------
+    (str, str, str)
+        The ``<meta>`` refresh tag (empty when finished), ``"finished: "``
+        or ``""`` for the title, and the sentence under the heading.
+    """
+    if status.get("finished"):
+        return "", "finished: ", (f"<b>Finished</b> after step {status['steps']}: the merge has ended and this "
+                                  "is its final state (the page no longer reloads).")
+    return (f'<meta http-equiv="refresh" content="{int(refresh_seconds)}">', "",
+            f"Updated after step {status['steps']}; this page reloads every {int(refresh_seconds)} s.")
+
+
 def render(status, figures, refresh_seconds):
     """The page for a status and its figures.
 
     Parameters
     ----------
     status : dict
-        As written to ``status.json``.
+        As written to ``status.json`` (``finished`` True: the final page,
+        which no longer reloads).
     figures : list of (str, bytes, bool)
         Caption, PNG bytes and whether the panel takes the page's full width.
     refresh_seconds : int
-        The browser reloads the page this often.
+        The browser reloads the page this often while the merge runs.
 
     Returns
     -------
@@ -79,13 +102,14 @@ def render(status, figures, refresh_seconds):
     """
     images = figures_html(figures)
     hint = html.escape(status.get("stopping_hint", {}).get("text", ""))
+    meta, state, sentence = reload_parts(status, refresh_seconds)
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8">
-<meta http-equiv="refresh" content="{int(refresh_seconds)}">
-<title>careless_online live: {status['images']} images</title>
+{meta}
+<title>careless_online live: {state}{status['images']} images</title>
 <style>{STYLE}</style></head><body>
 <h1>careless_online live merge</h1>
-<p>Updated after step {status['steps']}; this page reloads every {int(refresh_seconds)} s.</p>
+<p>{sentence}</p>
 {_summary(status)}
 <div class="hint"><b>Stopping hint:</b> {hint}</div>
 {_shell_rows(status)}

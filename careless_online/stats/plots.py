@@ -32,6 +32,11 @@ def new_figure(nrows=1, ncols=1, size=(6.0, 4.0)):
     return figure, axes
 
 
+def supported_image_formats():
+    """The file name extensions (without the dot) a figure can be saved as, e.g. ``png``, ``pdf``, ``svg``."""
+    return set(FigureCanvasAgg.get_supported_filetypes())
+
+
 def save_figure(figure, path, dpi=150):
     """Write a figure to an image file (format from the file name), atomically.
 

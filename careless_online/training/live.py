@@ -28,6 +28,7 @@ from careless_online.stats.maps import DEFAULT_ELEMENTS
 from careless_online.training.distribute import trainer_class, variable_scope
 from careless_online.training.live_outputs import RoundWriter, counts_by_dataset
 from careless_online.training.merge import check_coupling, log_learned_r
+from careless_online.training.stale import remove_stale_outputs
 
 
 @dataclass
@@ -198,10 +199,11 @@ def run_live(files, settings, live, clock=time.monotonic, sleep=time.sleep):
         if not new:
             new = _idle(data.cache, live, rounds.step, settings.train.steps, clock, sleep, settings.log)
         if new is None:
-            report.finish()
+            final = report.finish()
             log_learned_r(model, settings.log)
-            settings.log(f"report: {report.total_seconds:.1f} s in all, "
-                         f"{100 * report.total_seconds / max(clock() - started, 1e-9):.1f}% of the run")
+            settings.log(f"report: {report.total_seconds:.1f} s in all, {100 * final['report_fraction']:.1f}% of "
+                         "the run (as on the page)")
+            remove_stale_outputs(base, paths.values(), settings.log)
             return paths
         if new:
             arrived = clock()

@@ -20,6 +20,7 @@ import csv
 import itertools
 import os
 import time
+import weakref
 from dataclasses import asdict, dataclass
 
 import keras
@@ -277,7 +278,9 @@ class Trainer:
             self._predict = tf.function(self._predict_step, input_signature=[signature, seed_spec])
         self.elapsed = 0.0
         self.skipped_steps = 0
-        self._scored = {}
+        # evaluation batches of each view, kept while the view lives: live rounds rebuild their views, so a
+        # view's id may be reused by the next round's (a dict keyed by id served one view's images for another)
+        self._scored = weakref.WeakKeyDictionary()
 
     def step_seed(self, step, stream=0):
         """Stateless seed of a step: the same step of the same run always samples alike."""
@@ -320,13 +323,13 @@ class Trainer:
         """Mean per-image Spearman CCpred and mean NLL per observation on some images."""
         if batches is None or batches.n_images == 0:
             return float("nan"), float("nan")
-        key = (id(batches), int(max_images))
-        if key not in self._scored:
-            # the same images every time: read them once, keep them in memory
-            n_batches = max(1, int(np.ceil(max_images / batches.batch_images)))
-            self._scored[key] = list(itertools.islice(batches.epoch(0), n_batches))
+        n_batches = max(1, int(np.ceil(max_images / batches.batch_images)))
+        kept = self._scored.setdefault(batches, {})
+        if n_batches not in kept:
+            # the same images every time: read them once, keep them while the view lives
+            kept[n_batches] = list(itertools.islice(batches.epoch(0), n_batches))
         obs, pred, image, nll = [], [], [], []
-        for number, batch in enumerate(self._scored[key]):
+        for number, batch in enumerate(kept[n_batches]):
             ipred, _, batch_nll = self.predict(batch, number)
             obs.append(batch["I"])
             pred.append(ipred.numpy())

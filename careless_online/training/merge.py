@@ -5,6 +5,10 @@
 on all images with one posterior over F per dataset, and the per-dataset
 outputs are numbered ``<base>_<d>.mtz``, ``<base>_predictions_<d>.mtz``,
 ``<base>_xval_<d>.mtz`` (the model and history are the run's, one each).
+Per-dataset files an earlier run left under the same prefix that this run
+does not rewrite are removed once its outputs are written
+(:mod:`careless_online.training.stale`), so the files of a prefix are one
+run's.
 """
 
 import math
@@ -34,6 +38,8 @@ from careless_online.training.checkpoint import folder as checkpoint_folder, lat
 from careless_online.training.distribute import (WORKER_TIMEOUT, cache_share, trainer_class, variable_scope,
                                                  worker_settings)
 from careless_online.training.loop import TrainConfig
+from careless_online.training.data_range import warn_batch_above_images, warn_dmin_beyond_data
+from careless_online.training.stale import remove_stale_outputs
 
 
 @dataclass
@@ -255,6 +261,8 @@ def _train_model(manifest, standardizer, settings, history_path, checkpoint_path
                                           settings.seed, image_filter, datasets)
     if train.n_images == 0:
         raise InputError("no training images (check --test-fraction and the data)", manifest.files()[0])
+    if image_filter is None:
+        warn_batch_above_images(settings.batch_images, train.n_images, settings.log)
     if model is None:
         with variable_scope(settings.strategy):
             model = new_model(manifest, standardizer, n_datasets=datasets.n, **settings.model_options)
@@ -388,7 +396,7 @@ def _standardizer(manifest, settings, model, model_path):
 
 
 def run_merge(files, settings, output_id=0):
-    """Merge ``files`` jointly and write all outputs, numbered from ``output_id``.
+    """Merge ``files`` jointly and write all outputs, numbered from ``output_id`` (then remove stale ones).
 
     Parameters
     ----------
@@ -417,9 +425,7 @@ def run_merge(files, settings, output_id=0):
     manifest = build_cache(files, settings.table_options, cache_dir, index=index, log=settings.log,
                            workers=settings.workers, progress=settings.train.progress,
                            share=cache_share(settings.strategy, settings.worker_timeout))
-    settings.log(f"{manifest.n_images} images, {manifest.n_obs} observations, "
-                 f"{len(manifest.index)} unique reflections to {manifest.index.dmin:.2f} A")
-    log_reindexing_operators(manifest.index, "none" if settings.naive else reindexing_spec(settings), settings.log)
+    _describe_data(manifest, settings)
     datasets = assign_datasets(manifest, settings.groups, settings.log)
     check_coupling(settings.model_options, datasets)
     _check_model_fits(loaded, source, saved_inputs, manifest, settings, datasets)
@@ -451,7 +457,16 @@ def run_merge(files, settings, output_id=0):
     if settings.half_datasets:
         merge_half = partial(_model_half, manifest, standardizer, settings, datasets, reference=model.setting_choice)
         written.update(_write_halves(settings, merge_half, outputs, wavelength))
+    remove_stale_outputs(base, written.values(), settings.log)
     return written
+
+
+def _describe_data(manifest, settings):
+    """Log what was read, a ``--dmin`` beyond the data, and the indexing settings the merge chooses among."""
+    settings.log(f"{manifest.n_images} images, {manifest.n_obs} observations, "
+                 f"{len(manifest.index)} unique reflections to {manifest.index.dmin:.2f} A")
+    warn_dmin_beyond_data(manifest, settings.table_options.dmin, settings.log)
+    log_reindexing_operators(manifest.index, "none" if settings.naive else reindexing_spec(settings), settings.log)
 
 
 class _DatasetOutputs:
@@ -503,7 +518,9 @@ def _run_naive(manifest, settings, outputs, wavelength):
     """The ``--naive`` job: the baseline merge, its predictions and its half-dataset merges, per dataset.
 
     The metadata keys are checked against the data (a typo is an error) but
-    the naive model uses none.  Each dataset is merged on its own.
+    the naive model uses none.  Each dataset is merged on its own.  Outputs
+    an earlier run left under the prefix and this one did not rewrite are
+    removed, as after a trained merge.
     """
     Standardizer.fit(manifest, settings.metadata_keys, False)
     index = manifest.index
@@ -522,6 +539,7 @@ def _run_naive(manifest, settings, outputs, wavelength):
                 outputs.path("predictions", d), wavelength)
     if settings.half_datasets:
         written.update(_write_halves(settings, partial(_naive_half, manifest, datasets), outputs, wavelength))
+    remove_stale_outputs(outputs.base, written.values(), settings.log)
     return written
 
 
