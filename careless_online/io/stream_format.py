@@ -295,8 +295,8 @@ def chunk_rows(data, wavelength=None):
     list of (CrystalRows, str)
         Crystals with reflection lines, in file order, each with the crystal's text
         before its table (for :func:`check_count`); None where the chunk needs
-        :func:`parse_chunk` (not ASCII, a table not ending in a newline), which
-        also names any damage.
+        :func:`parse_chunk` (not ASCII, a table not ending in a newline, a carriage
+        return not followed by a newline), which also names any damage.
 
     Raises
     ------
@@ -315,8 +315,8 @@ def chunk_rows(data, wavelength=None):
         if not rows.strip():
             check_count(head, 0)
             continue
-        if not rows.endswith("\n"):
-            return None
+        if not rows.endswith("\n") or ("\r" in rows and rows.count("\r") != rows.count("\r\n")):
+            return None  # a carriage return inside a line ends the line for numpy.loadtxt
         rows = CrystalRows(cell, _reciprocal_basis(head), _wavelength(text, wavelength), rows.encode("ascii"))
         crystals.append((rows, head))
     return crystals
