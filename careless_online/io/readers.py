@@ -336,12 +336,10 @@ def _parse_block(spans, wavelength, first_image, path):
     columns = stream_format.COLUMNS
     values = np.concatenate(arrays) if arrays else np.zeros((0, len(columns)))
     image_of = np.concatenate(images) if images else np.zeros(0, dtype=np.int64)
-    data = pd.DataFrame({k: values[:, i].astype(np.int32) for i, k in enumerate(columns[:3])})
-    for i, name in enumerate(columns[3:], start=3):
-        data[name] = values[:, i].astype(np.float32)
-    data["image"] = image_of
-    data["BATCH"] = image_of.astype(np.float32)
-    return data, cells, image, damaged
+    frame = {k: values[:, i].astype(np.int32) for i, k in enumerate(columns[:3])}
+    frame.update({name: values[:, i].astype(np.float32) for i, name in enumerate(columns[3:], start=3)})
+    frame.update(image=image_of, BATCH=image_of.astype(np.float32))
+    return pd.DataFrame(frame), cells, image, damaged
 
 
 def iter_stream_blocks(path, chunks_per_block=2000, wavelength=None, start_chunk=0, first_image=0):

@@ -60,9 +60,11 @@ def map_to_asu(hkl, spacegroup):
     hkl = np.asarray(hkl, dtype=np.int32).reshape(-1, 3)
     if len(hkl) == 0:
         return hkl.copy(), np.zeros(0, dtype=bool)
-    asu, isym = hkl_to_asu(hkl, spacegroup)
+    _, first, inverse = np.unique(pack_hkl(hkl, np.zeros(len(hkl), dtype=bool)), return_index=True,
+                                  return_inverse=True)
+    asu, isym = hkl_to_asu(hkl[first], spacegroup)  # each distinct index once
     # MTZ ISYM convention: odd for Friedel plus, even for Friedel minus.
-    return asu, isym % 2 == 1
+    return asu[inverse], isym[inverse] % 2 == 1
 
 
 def hkl_to_asu(hkl, spacegroup):
