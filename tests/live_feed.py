@@ -37,12 +37,17 @@ class Feeder:
     watch : callable, optional
         Called (in the merger's thread) at every wait, e.g. to take snapshots
         of the live report.
+    round_seconds : float
+        Seconds a wait of zero seconds advances the clock by: the merger waits
+        zero seconds between the rounds it trains while no data arrive, so the
+        clock counts each such round as this long.
     """
 
-    def __init__(self, pieces, clock, watch=None):
+    def __init__(self, pieces, clock, watch=None, round_seconds=1.0):
         self.pieces = list(pieces)
         self.clock = clock
         self.watch = watch
+        self.round_seconds = float(round_seconds)
         self.written = 0
         self._go = threading.Semaphore(0)
         self._done = threading.Semaphore(0)
@@ -59,7 +64,7 @@ class Feeder:
         """The merger's wait: advance the clock and let the writer add the next piece."""
         if self.watch is not None:
             self.watch()
-        self.clock.now += seconds
+        self.clock.now += seconds if seconds > 0 else self.round_seconds
         if self.written < len(self.pieces):
             self._go.release()
             assert self._done.acquire(timeout=120), "the background writer got stuck"

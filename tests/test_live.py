@@ -7,6 +7,8 @@ Data arrive from a background writer, one piece each time the merger waits
 import json
 import os
 import shutil
+import signal
+from dataclasses import replace
 
 import gemmi
 import keras
@@ -20,7 +22,7 @@ from careless_online.io.live import LiveCache
 from careless_online.io.table import TableOptions
 from careless_online.simulate import simulate, simulate_to_files
 from careless_online.training.live import LiveSettings, run_live
-from careless_online.training.loop import TrainConfig
+from careless_online.training.loop import TrainConfig, learning_rate_at
 from careless_online.training.merge import MergeSettings, run_merge
 from live_feed import Feeder, FakeClock, dials_pieces, mtz_pieces, stream_pieces
 
@@ -80,14 +82,15 @@ def test_live_merge_follows_a_growing_stream(tmp_path):
     merged = rs.read_mtz(written["merged"])
     assert merged["N"].sum() == manifest["n_obs"]
     history = pd.read_csv(written["history"])
-    # two rounds on the first piece (20 steps), then one round per later piece
-    assert history["step"].is_monotonic_increasing and history["step"].iloc[-1] == 40
+    # two rounds on the first piece (20 steps), one round per later piece (40), then training goes on
+    # without data, one round per second of the feeder's clock, until 4 s have passed without data
+    assert history["step"].is_monotonic_increasing and history["step"].iloc[-1] == 40 + 4 * 10
     images = [json.loads(text)["images"] for text, _ in snapshots]
     assert len(images) >= 3 and images == sorted(images) and images[0] < 60 and images[-1] == 60
     # the figures change as data arrive
     assert len({png for _, png in snapshots}) == len(snapshots)
     final = json.loads(open(os.path.join(written["report"], "status.json")).read())
-    assert final["images"] == 60 and final["steps"] == 40
+    assert final["images"] == 60 and final["steps"] == 80 and final["phase"] == "finished"
 
 
 @pytest.fixture(scope="module")
@@ -116,6 +119,62 @@ def test_live_merge_equals_an_offline_merge_of_the_same_images(tmp_path, sim_fil
     assert wavelengths[0] == pytest.approx(wavelengths[1]) and wavelengths[0] > 0  # recorded, as offline
 
 
+def _decay_settings(base, steps, log=None):
+    """Settings of a merge whose learning rate decays over its second half."""
+    settings = _settings(base, steps=steps)
+    settings.train = replace(settings.train, lr_decay=0.5)
+    if log is not None:
+        settings.log = log
+    return settings
+
+
+def test_live_merge_of_a_finished_stream_ends_with_the_decay_like_an_offline_merge(tmp_path, sim_files):
+    keras.utils.set_random_seed(11)
+    offline = run_merge([sim_files["stream"]], _decay_settings(tmp_path / "offline" / "m", steps=20))
+    keras.utils.set_random_seed(11)
+    messages = []
+    clock = FakeClock()
+    live = LiveSettings(timeout=0.5, poll=0.1, steps_per_round=10)
+    settings = _decay_settings(tmp_path / "live" / "m", steps=20, log=messages.append)
+    written = run_live([sim_files["stream"]], settings, live, clock=clock, sleep=Feeder([], clock).sleep)
+    # 10 steps at the constant rate, no data for longer than the timeout, then the decay: 20 steps as offline
+    assert "finishing: 10 steps with the learning-rate decay" in messages
+    history = pd.read_csv(written["history"])
+    assert history["step"].iloc[-1] == 20
+    expected = learning_rate_at(settings.train, 19)
+    assert history["learning_rate"].iloc[0] == pytest.approx(settings.train.learning_rate)
+    assert history["learning_rate"].iloc[-1] == pytest.approx(expected, rel=1e-4) and expected < 0.2 * settings.train.learning_rate
+    a, b = rs.read_mtz(written["merged"]), rs.read_mtz(offline["merged"])
+    np.testing.assert_allclose(a["F"].to_numpy(), b.loc[a.index]["F"].to_numpy(), rtol=1e-4)
+    status = json.loads(open(os.path.join(written["report"], "status.json")).read())
+    assert status["phase"] == "finished" and status["steps"] == 20
+
+
+def _press_ctrl_c(messages, when):
+    """A log function that keeps the messages and sends this process SIGINT after each message starting with ``when``."""
+    def log(message):
+        messages.append(message)
+        if message.startswith(when):
+            os.kill(os.getpid(), signal.SIGINT)
+    return log
+
+
+def test_ctrl_c_finishes_a_live_merge_with_the_decay_and_a_second_stops_it(tmp_path, sim_files):
+    clock = FakeClock()
+    live = LiveSettings(timeout=1000.0, poll=0.1, steps_per_round=10)
+    messages = []
+    settings = _decay_settings(tmp_path / "a" / "m", steps=1000, log=_press_ctrl_c(messages, "step 10:"))
+    written = run_live([sim_files["stream"]], settings, live, clock=clock, sleep=Feeder([], clock).sleep)
+    assert "finishing: 10 steps with the learning-rate decay" in messages  # half of 20 steps, lr_decay 0.5
+    history = pd.read_csv(written["history"])
+    assert history["step"].iloc[-1] == 20 and history["learning_rate"].iloc[-1] < 0.2 * settings.train.learning_rate
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # the handler is put back
+    settings = _decay_settings(tmp_path / "b" / "m", steps=1000, log=_press_ctrl_c([], ("step 10:", "finishing")))
+    with pytest.raises(KeyboardInterrupt):
+        run_live([sim_files["stream"]], settings, live, clock=clock, sleep=Feeder([], clock).sleep)
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
 def test_live_merge_follows_a_folder_of_mtz_files_with_model_peaks(tmp_path):
     sim = simulate(n_images=60, seed=5, dmin=3.0)
     model = simulate_to_files(str(tmp_path / "model"), n_images=1, seed=5, dmin=3.0, formats=("stream",))["model"]
@@ -132,8 +191,10 @@ def test_live_merge_follows_a_folder_of_mtz_files_with_model_peaks(tmp_path):
     feeder.join()
     status = json.loads(open(os.path.join(written["report"], "status.json")).read())
     assert status["images"] == 60
-    # one report per round: the first on the first file, the last on all three
-    assert [point["images"] for point in status["trend"]] == [20, 40, 60]
+    # one report per round (training goes on between arrivals): the first on the first file, the last on all three
+    trend = [point["images"] for point in status["trend"]]
+    assert len(trend) == status["steps"] // 10 and trend == sorted(trend) and set(trend) == {20, 40, 60}
+    assert trend[0] == 20 and trend[-1] == 60
     assert len(status["shells"]) == 10 and all(s["completeness"] > 0 for s in status["shells"])
     assert status["peaks"] and all(np.isfinite(h) for h in status["peaks"].values())
     assert os.path.getsize(os.path.join(written["report"], "peaks.png")) > 0
@@ -200,7 +261,8 @@ def test_live_merge_follows_dials_stills_written_half_a_file_at_a_time(tmp_path)
     assert complete.poll() == 0 and complete.poll() == 30  # the finished pairs, seen unchanged over one poll
     assert rs.read_mtz(written["merged"])["N"].sum() == complete.manifest.n_obs > 0
     final = json.loads(open(os.path.join(written["report"], "status.json")).read())
-    assert [point["images"] for point in final["trend"]] == [10, 20, 30]  # one report per round, as pairs came
+    trend = [point["images"] for point in final["trend"]]  # one report per round, as pairs came
+    assert len(trend) == final["steps"] // 10 and trend == sorted(trend) and set(trend) == {10, 20, 30}
     images = [json.loads(text)["images"] for text, _ in snapshots]
     assert len(images) >= 2 and images[0] < 30 and images[-1] == 30 and images == sorted(images)
     assert len({png for _, png in snapshots}) == len(snapshots)  # the report changes as data arrive

@@ -143,3 +143,44 @@ def test_simulated_stream_matches_rs(sim_files):
     raw = readers.read_file(sim_files["stream"])
     _check_common(raw, len(expected), 48)
     assert len(raw.image_cells) == 48
+
+
+ROW = "%4d %4d %4d %10.2f %10.2f %10.2f %10.2f %6.1f %6.1f"
+
+
+def test_fixed_width_rows_equal_float_of_each_field_and_refuse_lines_off_the_layout():
+    from careless_online.io.stream_rows import fixed_width_rows
+
+    rng = np.random.default_rng(3)
+    numbers = np.column_stack([rng.integers(-511, 512, (300, 3)), rng.uniform(-9999, 99999, (300, 4)).round(2),
+                               rng.uniform(-99, 999, (300, 2)).round(1)])
+    lines = [ROW % tuple(row) + end for row, end in zip(numbers, [" p0\n", "\n", " q12a3\r\n"] * 100)]
+    off = [ROW % (1, 2, 3, -12345678.9, 1, 1, 1, 1, 1) + " p0\n",  # wider than its field
+           ROW.replace("%10.2f", "%10.3e", 1) % (1, 2, 3, 5, 1, 1, 1, 1, 1) + "\n",  # an exponent
+           (ROW % (1, 2, 3, 5, 1, 1, 1, 1, 1)).replace(" ", "\t", 1) + "\n", "\n",
+           ROW % (1, 2, 3, 5, 1, 1, 1, 1, 1) + "x p0\n"]
+    values, valid = fixed_width_rows("".join(lines + off).encode())
+    assert valid.tolist() == [True] * len(lines) + [False] * len(off)
+    expected = np.array([[float(word) for word in line.split()[:9]] for line in lines])
+    assert np.array_equal(values[:len(lines)].view(np.int64), expected.view(np.int64))  # bit for bit
+
+
+def test_blocks_parsed_at_once_equal_chunks_parsed_one_by_one(sim_files):
+    from careless_online.io import stream_block, stream_format
+
+    text = open(sim_files["stream"], "rb").read()
+    spans = readers._chunk_spans(sim_files["stream"])
+    chunks = [text[begin:end] for begin, end, _ in spans]
+    # a damaged chunk among good ones: a reflection line cut short
+    cut = chunks[1].index(b"End of reflections") - 30
+    chunks[1] = chunks[1][:cut] + chunks[1][cut + 20:]
+    together = stream_block.parse_chunks(chunks)
+    for chunk, result in zip(chunks, together):
+        try:
+            alone = stream_format.parse_chunk(chunk)
+        except stream_format.DamagedChunk as err:
+            assert isinstance(result, stream_format.DamagedChunk) and str(result) == str(err)
+            continue
+        assert [c.cell for c in result] == [c.cell for c in alone]
+        assert all(np.array_equal(a.rows, b.rows) for a, b in zip(result, alone))
+    assert isinstance(together[1], stream_format.DamagedChunk) and "reflection line" in str(together[1])

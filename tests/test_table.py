@@ -42,6 +42,15 @@ def test_asu_mapping_agrees_with_gemmi(data_dir, name, group):
     assert gemmi_plus.any() and (~gemmi_plus[~centric]).any()
 
 
+@pytest.mark.parametrize("group", ["P 1", "P 1 21 1", "C 1 2 1", "P 43 21 2", "P 61 2 2", "R 3 :H", "I 41/a", "F d -3 m"])
+def test_asu_mapping_is_that_of_rs(group):
+    hkl = np.random.default_rng(1).integers(-25, 26, size=(4000, 3)).astype(np.int32)
+    sg = gemmi.SpaceGroup(group)
+    expected, isym = rs.utils.hkl_to_asu(hkl, sg)
+    asu, plus = map_to_asu(hkl, sg)
+    assert np.array_equal(asu, expected) and np.array_equal(plus, np.asarray(isym) % 2 == 1)
+
+
 @pytest.mark.parametrize("name,group", REAL)
 def test_friedel_mates_and_ids(data_dir, name, group):
     raw = readers.read_file(str(data_dir / name))

@@ -102,8 +102,10 @@ def add_arguments(parser):
                         "of MTZ files and DIALS .expt/.refl pairs, each complete file taken once); needs --dmin; "
                         "reports under <out>_live/")
     g.add_argument("--live-timeout", type=positive_float, default=60.0,
-                   help="seconds without new data after which a live merge finishes")
-    g.add_argument("--live-poll", type=positive_float, default=2.0, help="seconds between looks at idle sources")
+                   help="seconds without new data after which a live merge finishes, with the learning-rate "
+                        "decay of --lr-decay (training goes on between arrivals)")
+    g.add_argument("--live-poll", type=positive_float, default=2.0,
+                   help="seconds between looks at the sources while waiting for the first data")
     g.add_argument("--live-steps", type=positive_int, default=100, help="gradient steps between looks at the sources (and live report refreshes)")
     g.add_argument("--model-pdb", default=None,
                    help="live report: follow the anomalous map heights at the S, Se and metal atoms of this model "

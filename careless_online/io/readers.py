@@ -22,7 +22,7 @@ import pandas as pd
 import reciprocalspaceship as rs
 
 from careless_online.errors import InputError
-from careless_online.io import stream_format
+from careless_online.io import stream_block, stream_format
 from careless_online.io.columns import DIALS_RENAMES
 
 #: Column names accepted for the intensity and its uncertainty, in order of preference.
@@ -292,6 +292,22 @@ def count_stream_chunks(path):
     return len(_chunk_spans(str(path)))
 
 
+def _block_crystals(spans, wavelength, path):
+    """Crystals (or the DamagedChunk) of each chunk of a block (:func:`stream_block.parse_chunks`).
+
+    The block's bytes are read at once, from its first chunk's start to its last chunk's end; an
+    incomplete chunk is not parsed (its crystals read as none).
+    """
+    if not spans:
+        return []
+    with open(path, "rb") as handle:
+        handle.seek(spans[0][0])
+        text = handle.read(spans[-1][1] - spans[0][0])
+    first = spans[0][0]
+    chunks = [text[begin - first:end - first] if complete else b"" for begin, end, complete in spans]
+    return stream_block.parse_chunks(chunks, wavelength)
+
+
 def _parse_block(spans, wavelength, first_image, path):
     """Parse chunks into one frame; every crystal with reflections is an image.
 
@@ -306,31 +322,24 @@ def _parse_block(spans, wavelength, first_image, path):
     """
     arrays, images, cells, damaged = [], [], {}, []
     image = first_image
-    with open(path, "rb") as handle:
-        for begin, end, complete in spans:
-            handle.seek(begin)
-            text = handle.read(end - begin)
-            try:
-                if not complete:
-                    raise stream_format.DamagedChunk("no 'End chunk' marker before the next chunk")
-                crystals = stream_format.parse_chunk(text, wavelength)
-            except stream_format.DamagedChunk as err:
-                damaged.append((begin, str(err)))
-                continue
-            for crystal in crystals:
-                cells[image] = crystal.cell
-                arrays.append(crystal.rows)
-                images.append(np.full(len(crystal.rows), image, dtype=np.int64))
-                image += 1
+    for (begin, _, complete), crystals in zip(spans, _block_crystals(spans, wavelength, path)):
+        if not complete:
+            crystals = stream_format.DamagedChunk("no 'End chunk' marker before the next chunk")
+        if isinstance(crystals, stream_format.DamagedChunk):
+            damaged.append((begin, str(crystals)))
+            continue
+        for crystal in crystals:
+            cells[image] = crystal.cell
+            arrays.append(crystal.rows)
+            images.append(np.full(len(crystal.rows), image, dtype=np.int64))
+            image += 1
     columns = stream_format.COLUMNS
     values = np.concatenate(arrays) if arrays else np.zeros((0, len(columns)))
     image_of = np.concatenate(images) if images else np.zeros(0, dtype=np.int64)
-    data = pd.DataFrame({k: values[:, i].astype(np.int32) for i, k in enumerate(columns[:3])})
-    for i, name in enumerate(columns[3:], start=3):
-        data[name] = values[:, i].astype(np.float32)
-    data["image"] = image_of
-    data["BATCH"] = image_of.astype(np.float32)
-    return data, cells, image, damaged
+    frame = {k: values[:, i].astype(np.int32) for i, k in enumerate(columns[:3])}
+    frame.update({name: values[:, i].astype(np.float32) for i, name in enumerate(columns[3:], start=3)})
+    frame.update(image=image_of, BATCH=image_of.astype(np.float32))
+    return pd.DataFrame(frame), cells, image, damaged
 
 
 def iter_stream_blocks(path, chunks_per_block=2000, wavelength=None, start_chunk=0, first_image=0):

@@ -48,7 +48,8 @@ HC_EV_ANGSTROM = 12398.419843320026
 
 CHUNK_BEGIN = re.compile(rb"----- Begin chunk -----")
 CHUNK_END = re.compile(rb"----- End chunk -----")
-_CRYSTAL = re.compile(r"--- Begin crystal\n(.*?)--- End crystal", re.DOTALL)
+_CRYSTAL_BEGIN = "--- Begin crystal\n"
+_CRYSTAL_END = "--- End crystal"
 _ENERGY = re.compile(r"^photon_energy_eV\s*=\s*(\S+)", re.MULTILINE)
 _CELL = re.compile(r"^Cell parameters(.*)$", re.MULTILINE)
 _STAR = re.compile(r"^([abc])star\s*=(.*)$", re.MULTILINE)
@@ -125,16 +126,28 @@ def _first_bad_line(lines):
     raise DamagedChunk("unreadable reflection table")
 
 
-def _reflection_table(text):
-    """The (n, 9) numbers h, k, l, I, sigma, peak, background, fs, ss of a crystal (n may be 0)."""
+def table_span(text):
+    """Where the reflection lines of a crystal's text lie: (start, end), or None without a table.
+
+    The lines start after the line naming the columns and end before ``End of reflections``
+    (an empty span where that line does not end before it).
+    """
     start = text.find(_TABLE_START)
     if start < 0:
-        return np.zeros((0, 9))
-    body = text[start + len(_TABLE_START):]
-    end = body.find(_TABLE_END)
+        return None
+    start += len(_TABLE_START)
+    end = text.find(_TABLE_END, start)
     if end < 0:
         raise DamagedChunk("reflection table without 'End of reflections'")
-    rows = body[body.find("\n") + 1:end]  # the first line names the columns
+    newline = text.find("\n", start)  # the first line names the columns
+    first = start if newline < 0 else newline + 1
+    return min(first, end), end
+
+
+def _reflection_table(text):
+    """The (n, 9) numbers h, k, l, I, sigma, peak, background, fs, ss of a crystal (n may be 0)."""
+    span = table_span(text)
+    rows = "" if span is None else text[span[0]:span[1]]
     if not rows.strip():
         return np.zeros((0, 9))
     try:
@@ -151,7 +164,7 @@ def _reflection_table(text):
 _COUNT = re.compile(r"^num_reflections\s*=\s*(\S+)", re.MULTILINE)
 
 
-def _check_count(head, n_rows):
+def check_count(head, n_rows):
     """The crystal's ``num_reflections`` (where given) must equal the rows of its table."""
     match = _COUNT.search(head)
     if match is None:
@@ -186,6 +199,32 @@ def _wavelength(text, wavelength):
     return HC_EV_ANGSTROM / energy
 
 
+def _crystal_texts(text):
+    """The text between each ``--- Begin crystal`` line and the next ``--- End crystal``, in order."""
+    texts, position = [], 0
+    while True:
+        begin = text.find(_CRYSTAL_BEGIN, position)
+        if begin < 0:
+            return texts
+        begin += len(_CRYSTAL_BEGIN)
+        end = text.find(_CRYSTAL_END, begin)
+        if end < 0:
+            return texts
+        texts.append(text[begin:end])
+        position = end + len(_CRYSTAL_END)
+
+
+def _chunk_text(data):
+    """A chunk's text; DamagedChunk if it is not UTF-8 or a crystal lacks its end marker."""
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise DamagedChunk(f"bytes that are not UTF-8 text at chunk offset {err.start}") from None
+    if text.count("--- Begin crystal") != text.count("--- End crystal"):
+        raise DamagedChunk("a crystal without its end marker")
+    return text
+
+
 def parse_chunk(data, wavelength=None):
     """Crystals of one chunk.
 
@@ -206,22 +245,80 @@ def parse_chunk(data, wavelength=None):
     DamagedChunk
         If any part of the chunk breaks the layout.
     """
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as err:
-        raise DamagedChunk(f"bytes that are not UTF-8 text at chunk offset {err.start}") from None
-    if text.count("--- Begin crystal") != text.count("--- End crystal"):
-        raise DamagedChunk("a crystal without its end marker")
+    text = _chunk_text(data)
     crystals = []
-    for block in _CRYSTAL.findall(text):
+    for block in _crystal_texts(text):
         table = _reflection_table(block)
         head = block.split(_TABLE_START, 1)[0]  # the crystal's parameters, before its reflections
         cell = _cell(head)
-        _check_count(head, len(table))
+        check_count(head, len(table))
         if len(table) == 0:
             continue
         ewald = _ewald(table, _reciprocal_basis(head), _wavelength(text, wavelength))
         crystals.append(Crystal(cell, np.column_stack([table, ewald])))
+    return crystals
+
+
+@dataclass
+class CrystalRows:
+    """A crystal of a chunk whose reflection lines are still text (see :func:`chunk_rows`).
+
+    Attributes
+    ----------
+    cell : tuple of 6 floats
+    basis : numpy.ndarray, shape (3, 3)
+        Reciprocal basis, 1/Angstrom.
+    wavelength : float
+    rows : bytes
+        The reflection lines, each ending with ``\\n``.
+    """
+
+    cell: tuple
+    basis: np.ndarray
+    wavelength: float
+    rows: bytes
+
+    def crystal(self, table):
+        """The :class:`Crystal` of these rows, given their numbers (as :func:`parse_chunk` computes it)."""
+        return Crystal(self.cell, np.column_stack([table, _ewald(table, self.basis, self.wavelength)]))
+
+
+def chunk_rows(data, wavelength=None):
+    """The crystals of a chunk with their reflection lines left as text, for a parse of many chunks at once.
+
+    Only for chunks of ASCII text whose every table's lines end with a newline; the
+    caller parses the lines (:mod:`careless_online.io.stream_rows`) and checks each
+    table's line count against its ``num_reflections``.
+
+    Returns
+    -------
+    list of (CrystalRows, str)
+        Crystals with reflection lines, in file order, each with the crystal's text
+        before its table (for :func:`check_count`); None where the chunk needs
+        :func:`parse_chunk` (not ASCII, a table not ending in a newline, a carriage
+        return not followed by a newline), which also names any damage.
+
+    Raises
+    ------
+    DamagedChunk
+        For damage found on the way (:func:`parse_chunk` gives the reason to report).
+    """
+    if not data.isascii():
+        return None
+    text = _chunk_text(data)
+    crystals = []
+    for block in _crystal_texts(text):
+        span = table_span(block)
+        rows = "" if span is None else block[span[0]:span[1]]
+        head = block.split(_TABLE_START, 1)[0]
+        cell = _cell(head)
+        if not rows.strip():
+            check_count(head, 0)
+            continue
+        if not rows.endswith("\n") or ("\r" in rows and rows.count("\r") != rows.count("\r\n")):
+            return None  # a carriage return inside a line ends the line for numpy.loadtxt
+        rows = CrystalRows(cell, _reciprocal_basis(head), _wavelength(text, wavelength), rows.encode("ascii"))
+        crystals.append((rows, head))
     return crystals
 
 

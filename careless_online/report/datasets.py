@@ -303,6 +303,15 @@ class DatasetsReport:
             self._status["backlog"] = dict(backlog)
         self._write(self._status)
 
+    def mark_phase(self, phase):
+        """Rewrite the ``status.json`` files with the merge's ``phase`` (see :class:`RoundProgress`)."""
+        if self._status is None:
+            return
+        for report in self.reports:
+            report.mark_phase(phase)
+        self._status["phase"] = str(phase)
+        self._write(self._status)
+
     def _figures(self, history):
         """(file name, caption, PNG bytes, full width) of the top panels."""
         panels = [("datasets.png", "Overall completeness and CC1/2 of each dataset against its images merged",

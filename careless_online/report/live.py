@@ -65,6 +65,9 @@ class RoundProgress:
         ``files`` and ``stream_chunks`` found complete but not converted yet
         (a look converts a share of a large backlog, see
         :class:`~careless_online.io.live.LiveCache`).
+    phase : str
+        ``following`` (training on the data as they arrive), ``finishing``
+        (the closing learning-rate decay) or ``finished``.
     """
 
     images: int
@@ -75,6 +78,7 @@ class RoundProgress:
     elapsed_seconds: float
     round_seconds: float
     backlog: dict = field(default_factory=dict)
+    phase: str = "following"
 
 
 def _history(path):
@@ -285,6 +289,13 @@ class LiveReport:
                             elapsed_seconds=float(elapsed_seconds))
         if backlog is not None:
             self._status["backlog"] = dict(backlog)
+        replace_json(os.path.join(self.folder, "status.json"), self._status)
+
+    def mark_phase(self, phase):
+        """Rewrite ``status.json`` with the merge's ``phase`` (see :class:`RoundProgress`); nothing before a status."""
+        if self._status is None:
+            return
+        self._status["phase"] = str(phase)
         replace_json(os.path.join(self.folder, "status.json"), self._status)
 
     def _draw_panels(self, status, history_path):

@@ -14,7 +14,7 @@ SUMMARY = (("images", "images merged", "{:d}"), ("images_waiting", "images waiti
            ("images_converted", "images converted", "{:d}"),
            ("images_per_second", "images per second", "{:.2f}"), ("lag_seconds", "lag (s)", "{:.1f}"),
            ("steps", "gradient steps", "{:d}"), ("elapsed_seconds", "elapsed (s)", "{:.0f}"),
-           ("report_fraction", "report share of run time", "{:.1%}"))
+           ("report_fraction", "report share of run time", "{:.1%}"), ("phase", "phase", "{}"))
 
 
 def _cell(value, fmt):

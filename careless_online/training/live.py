@@ -6,11 +6,17 @@ converted so far and looking at the sources again
 folders or glob patterns of MTZ files and DIALS stills).  After each round it
 writes the merged MTZ, so that the current answer is always on disk, and
 refreshes the live report under ``<out>_live/``
-(:class:`~careless_online.report.live.LiveReport`).  It ends when no new data
-arrived for ``timeout`` seconds and at least ``--iterations`` steps were taken.
+(:class:`~careless_online.report.live.LiveReport`).  Training goes on between
+arrivals at a constant learning rate.  When no new data arrived for
+``timeout`` seconds (once the constant-rate share of ``--iterations`` is done)
+or the user presses Ctrl-C, the merge finishes with the learning-rate decay of
+an offline merge (:func:`finishing_steps`) and writes its last outputs.
 """
 
+import math
 import os
+import signal
+import threading
 import time
 from dataclasses import dataclass, replace
 
@@ -40,7 +46,7 @@ class LiveSettings:
     timeout : float
         Seconds without new data after which the merge finishes.
     poll : float
-        Seconds between looks at the sources when there is nothing to train.
+        Seconds between looks at the sources while waiting for the first data.
     steps_per_round : int
         Gradient steps between looks at the sources.
     model_pdb : str or None
@@ -113,14 +119,22 @@ class _Round:
         self.trainer = None
         self.step = 0
 
-    def run(self, manifest, datasets=None):
-        """Train ``steps_per_round`` steps on ``manifest`` (its images of ``datasets``); returns the last history row."""
+    def run(self, manifest, datasets=None, finish=0):
+        """Train on ``manifest`` (its images of ``datasets``); returns the last history row.
+
+        A round of ``steps_per_round`` steps at the constant learning rate, or,
+        with ``finish``, the last ``finish`` steps of a run whose learning rate
+        decays as offline (:func:`~careless_online.training.loop.learning_rate_at`
+        over ``step + finish`` steps).
+        """
         settings = self.settings
         train, test, monitor = training_views(manifest, self.standardizer, settings.batch_images,
                                               settings.test_fraction, settings.seed, datasets=datasets)
         self.model.set_reflection_counts(train.reflection_counts())
-        # a live run has no known end: no learning-rate decay
-        config = replace(settings.train, steps=self.step + self.live.steps_per_round, progress=False, lr_decay=0.0)
+        if finish:
+            config = replace(settings.train, steps=self.step + int(finish), progress=False)
+        else:  # the end is not known yet: no decay
+            config = replace(settings.train, steps=self.step + self.live.steps_per_round, progress=False, lr_decay=0.0)
         if self.trainer is None:
             self.trainer = trainer_class(settings.strategy, settings.worker_timeout, settings.log)(
                 self.model, train, test, config, self.history, self.checkpoint, monitor=monitor, seed=settings.seed)
@@ -135,6 +149,12 @@ class _Round:
 
 def run_live(files, settings, live, clock=time.monotonic, sleep=time.sleep):
     """Merge data while they arrive; returns the paths written.
+
+    Training goes on between arrivals.  When no data came for ``live.timeout``
+    seconds (once the constant-rate share of ``--iterations`` is done) or the
+    user presses Ctrl-C, the merge finishes with the learning-rate decay an
+    offline merge ends with (:func:`finishing_steps`), writes the last MTZ
+    and ends.
 
     With a grouping (``settings.groups``: ``--separate-files``, ``--groups``,
     ``--groups-file``) one model merges several datasets
@@ -160,56 +180,142 @@ def run_live(files, settings, live, clock=time.monotonic, sleep=time.sleep):
         Paths by kind: ``merged`` (``merged_<i>`` for dataset ``i`` with
         several, as offline), ``history``, ``model``, ``report``.
     """
-    base = settings.base
-    outdir = os.path.dirname(os.path.abspath(base))
-    os.makedirs(outdir, exist_ok=True)
-    with variable_scope(settings.strategy):  # mirrored: the variables live on every replica
-        model = load_model(settings.model_in) if settings.model_in else None
-    index = model_index(model) if model is not None else None
-    grouping = LiveDatasets(settings.groups, files, settings.log) if settings.groups.active else None
-    structure = _check_model_pdb(live, index, settings.table_options, grouping is not None)
-    folder = os.path.join(settings.cache_dir or os.path.join(outdir, ".careless_online_cache"),
-                          "live_" + os.path.basename(base))
-    data = _LiveData(LiveCache(files, settings.table_options, folder, index=index, log=settings.log), grouping)
-    started = clock()
-    _wait_for_data(data.cache, live, clock, sleep, None if grouping is None else data.assigned_images)
-    arrived = clock()
-    manifest, datasets = data.now()
-    model, standardizer = _model(model, manifest, datasets, settings)
-    writer = RoundWriter(base, data.cache.index, input_wavelength(manifest.files()), data.names(datasets))
-    paths = _paths(base, writer.paths)
-    report = _report(paths["report"], data.cache.index, writer.names, structure, live, settings)
-    report.first_look(*data.first_look(clock() - started))
-    rounds = _Round(model, standardizer, settings, live, paths["history"], paths["model"])
-    while True:
-        round_started = clock()
-        row = rounds.run(manifest, datasets)
-        states = writer.write(model, rounds.trainer, manifest, datasets, standardizer, settings.batch_images,
-                              settings.seed)
-        new = data.cache.poll()
-        now = clock()
-        merged = manifest.n_images if datasets is None else int((datasets.of_image >= 0).sum())
+    merge = _LiveMerge(files, settings, live, clock, sleep)
+    with _StopRequest(settings.log) as stop:
+        while True:
+            new = merge.round()
+            if stop.requested:
+                break
+            if not new and merge.rounds.step >= constant_steps(settings.train):
+                new = _between_arrivals(merge.data.cache, live, merge.arrived, clock, sleep, settings.log)
+            if new is None:
+                break
+            if new:
+                merge.take(new)
+    merge.finish()
+    return merge.paths
+
+
+def constant_steps(train):
+    """Steps a live merge takes at the constant learning rate before it may finish: the offline share of ``steps``."""
+    return int(math.ceil(int(train.steps) * (1.0 - float(train.lr_decay)) - 1e-9))
+
+
+def finishing_steps(step, lr_decay):
+    """Steps of the learning-rate decay that ends a live merge after ``step`` constant-rate steps.
+
+    The decay takes the ``lr_decay`` share of the whole run, as offline: the
+    run ends at ``T = step / (1 - lr_decay)`` (rounded), so ``step`` equals the
+    constant part of an offline merge of ``T`` steps.
+    """
+    if lr_decay <= 0 or step <= 0:
+        return 0
+    return max(int(round(step / (1.0 - float(lr_decay)))) - int(step), 0)
+
+
+class _LiveMerge:
+    """The state of a live merge between rounds: data, model, outputs and report."""
+
+    def __init__(self, files, settings, live, clock, sleep):
+        self.settings, self.live, self.clock = settings, live, clock
+        outdir = os.path.dirname(os.path.abspath(settings.base))
+        os.makedirs(outdir, exist_ok=True)
+        with variable_scope(settings.strategy):  # mirrored: the variables live on every replica
+            model = load_model(settings.model_in) if settings.model_in else None
+        index = model_index(model) if model is not None else None
+        grouping = LiveDatasets(settings.groups, files, settings.log) if settings.groups.active else None
+        structure = _check_model_pdb(live, index, settings.table_options, grouping is not None)
+        folder = os.path.join(settings.cache_dir or os.path.join(outdir, ".careless_online_cache"),
+                              "live_" + os.path.basename(settings.base))
+        self.data = _LiveData(LiveCache(files, settings.table_options, folder, index=index, log=settings.log),
+                              grouping)
+        self.started = clock()
+        _wait_for_data(self.data.cache, live, clock, sleep, None if grouping is None else self.data.assigned_images)
+        self.arrived = clock()
+        self.manifest, self.datasets = self.data.now()
+        self.model, standardizer = _model(model, self.manifest, self.datasets, settings)
+        self.writer = RoundWriter(settings.base, self.data.cache.index, input_wavelength(self.manifest.files()),
+                                  self.data.names(self.datasets))
+        self.paths = _paths(settings.base, self.writer.paths)
+        self.report = _report(self.paths["report"], self.data.cache.index, self.writer.names, structure, live,
+                              settings)
+        self.report.first_look(*self.data.first_look(clock() - self.started))
+        self.rounds = _Round(self.model, standardizer, settings, live, self.paths["history"], self.paths["model"])
+
+    def round(self, finish=0):
+        """Train one round (or the ``finish`` steps of the decay), write the outputs and the report.
+
+        Returns
+        -------
+        int
+            New images converted since the last look (0 when finishing).
+        """
+        round_started = self.clock()
+        row = self.rounds.run(self.manifest, self.datasets, finish=finish)
+        states = self.writer.write(self.model, self.rounds.trainer, self.manifest, self.datasets,
+                                   self.rounds.standardizer, self.settings.batch_images, self.settings.seed)
+        new = 0 if finish else self.data.cache.poll()
+        now = self.clock()
+        merged = self.manifest.n_images if self.datasets is None else int((self.datasets.of_image >= 0).sum())
         progress = RoundProgress(
-            images=merged, images_waiting=data.cache.n_images - manifest.n_images,
-            images_per_second=merged / max(now - started, 1e-9), lag_seconds=now - arrived,
-            steps=rounds.step, elapsed_seconds=now - started, round_seconds=now - round_started,
-            backlog=dict(data.cache.backlog))
-        status = report.update(progress, data.with_converted(states), paths["history"])
-        _log_round(settings.log, rounds.step, row, status, report, progress)
-        if not new:
-            new = _idle(data.cache, live, rounds.step, settings.train.steps, clock, sleep, settings.log)
-        if new is None:
-            final = report.finish()
-            log_learned_r(model, settings.log)
-            settings.log(f"report: {report.total_seconds:.1f} s in all, {100 * final['report_fraction']:.1f}% of "
-                         "the run (as on the page)")
-            remove_stale_outputs(base, paths.values(), settings.log)
-            return paths
-        if new:
-            arrived = clock()
-            manifest, datasets = data.now()
-            report.arrived(data.converted(), arrived - started, data.cache.backlog)
-            settings.log(f"{new} new images ({data.cache.n_images} in all)")
+            images=merged, images_waiting=self.data.cache.n_images - self.manifest.n_images,
+            images_per_second=merged / max(now - self.started, 1e-9), lag_seconds=now - self.arrived,
+            steps=self.rounds.step, elapsed_seconds=now - self.started, round_seconds=now - round_started,
+            backlog=dict(self.data.cache.backlog), phase="finished" if finish else "following")
+        status = self.report.update(progress, self.data.with_converted(states), self.paths["history"])
+        _log_round(self.settings.log, self.rounds.step, row, status, self.report, progress)
+        return new
+
+    def take(self, new):
+        """Merge the ``new`` images converted at the last look from the next round on."""
+        self.arrived = self.clock()
+        self.manifest, self.datasets = self.data.now()
+        self.report.arrived(self.data.converted(), self.arrived - self.started, self.data.cache.backlog)
+        self.settings.log(f"{new} new images ({self.data.cache.n_images} in all)")
+
+    def finish(self):
+        """End with the learning-rate decay (where ``--lr-decay`` asks for one), then the report's last drawing."""
+        steps = finishing_steps(self.rounds.step, self.settings.train.lr_decay)
+        if steps:
+            self.settings.log(f"finishing: {steps} steps with the learning-rate decay")
+            self.report.mark_phase("finishing")
+            self.round(finish=steps)
+        self.report.mark_phase("finished")
+        final = self.report.finish()
+        log_learned_r(self.model, self.settings.log)
+        self.settings.log(f"report: {self.report.total_seconds:.1f} s in all, "
+                          f"{100 * final['report_fraction']:.1f}% of the run (as on the page)")
+        remove_stale_outputs(self.settings.base, self.paths.values(), self.settings.log)
+
+
+class _StopRequest:
+    """Ctrl-C during a live merge: the first press asks it to finish, a second stops it at once.
+
+    Installs its SIGINT handler in the main thread only (elsewhere Python
+    delivers no signals), and puts the previous one back on exit.
+    """
+
+    def __init__(self, log):
+        self.log = log
+        self.requested = False
+        self.previous = None
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():
+            self.previous = signal.getsignal(signal.SIGINT)
+            signal.signal(signal.SIGINT, self._handle)
+        return self
+
+    def _handle(self, signum, frame):
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+        self.log("stop asked (Ctrl-C): finishing after this round; Ctrl-C again stops at once")
+
+    def __exit__(self, *exc):
+        if self.previous is not None:
+            signal.signal(signal.SIGINT, self.previous)
+        return False
 
 
 def _paths(base, merged):
@@ -310,23 +416,25 @@ class _OneDatasetReport:
                                   observations=state.observations)
 
 
-def _idle(cache, live, step, steps, clock, sleep, log):
-    """Wait for data once the training budget is spent.
+def _between_arrivals(cache, live, arrived, clock, sleep, log):
+    """Look for data between rounds once the constant-rate steps are done; training goes on meanwhile.
+
+    The wait is of zero seconds (it lets other threads run) and the sources
+    are looked at again; no data for ``live.timeout`` seconds since the last
+    arrival (``arrived``) end the merge.
 
     Returns
     -------
     int or None
-        New images (0: go on training without new data), or None when no data
-        came for ``live.timeout`` seconds (the merge is over).
+        New images (0: train another round on the data there are), or None
+        when the merge should finish.
     """
-    waiting_since = clock()
-    while step >= steps:
-        sleep(live.poll)
-        new = cache.poll()
-        if new:
-            return new
-        idle = clock() - waiting_since
-        if idle > live.timeout:
-            log(f"no new data for {idle:.0f} s: finishing")
-            return None
+    sleep(0)
+    new = cache.poll()
+    if new:
+        return new
+    idle = clock() - arrived
+    if idle > live.timeout:
+        log(f"no new data for {idle:.0f} s: finishing")
+        return None
     return 0
