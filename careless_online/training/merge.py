@@ -24,6 +24,7 @@ from careless_online.io.identity import input_contents
 from careless_online.io.wavelength import input_wavelength
 from careless_online.io.pipeline import ImageBatches, Standardizer, is_test_image, training_views
 from careless_online.model.build import load_model, model_index, new_model
+from careless_online.model.reference import StartingPoint, prepare
 from careless_online.model.datasets import dataset_block
 from careless_online.model.naive import french_wilson, naive_merge
 from careless_online.ambiguity.outputs import SETTING_COLUMNS, history_line
@@ -73,6 +74,8 @@ class MergeSettings:
         Multi-worker: seconds a worker waits for the others (``--worker-timeout``).
     groups : careless_online.io.groups.GroupSpec
         How images form datasets (default: one dataset).
+    start : careless_online.model.reference.StartingPoint
+        Structure-factor and scale files to start from, parts to freeze.
     """
 
     base: str
@@ -97,6 +100,7 @@ class MergeSettings:
     strategy: object = None
     worker_timeout: float = WORKER_TIMEOUT
     groups: GroupSpec = field(default_factory=GroupSpec)
+    start: StartingPoint = field(default_factory=StartingPoint)
 
 
 def half_filter(repeat, half, seed):
@@ -255,6 +259,7 @@ def _train_model(manifest, standardizer, settings, history_path, checkpoint_path
             model = new_model(manifest, standardizer, n_datasets=datasets.n, **settings.model_options)
         if reference is not None and model.setting_choice is not None:
             model.setting_choice.start_from(reference)
+    prepare(model, manifest.index, settings.start, new=start[0] == 0, log=settings.log)
     model.set_reflection_counts(train.reflection_counts())
     config = settings.train
     if settings.epochs is not None:
