@@ -59,13 +59,17 @@ def main(argv=None):
     parser.add_argument("--steps", default="25,50,100,200,400")
     parser.add_argument("--reference-steps", type=int, default=600)
     parser.add_argument("--root", default="/tmp/careless_online_sf_start")
+    parser.add_argument("--reuse-reference", action="store_true",
+                        help="keep run A's merge from an earlier call with the same --root")
     args = parser.parse_args(argv)
     os.makedirs(args.root, exist_ok=True)
     sim = simulate_to_files(os.path.join(args.root, "crystal"), n_images=args.images, seed=21, dmin=3.0,
                             formats=("mtz",))
     truth = rs.read_mtz(sim["truth"])
     runs = split_runs(sim["mtz"], args.root)
-    reference = merge(runs["A"], os.path.join(args.root, "out", "A"), args.reference_steps)
+    reference = os.path.join(args.root, "out", "A_0.mtz")
+    if not (args.reuse_reference and os.path.exists(reference)):
+        reference = merge(runs["A"], os.path.join(args.root, "out", "A"), args.reference_steps)
     cc_ref, n_ref = cc_to_truth(reference, truth)
     rows = []
     for steps in parse_list(args.steps, int):

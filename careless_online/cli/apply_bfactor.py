@@ -2,9 +2,9 @@
 
 from careless_online.cli.common import user_errors_exit
 from careless_online.cli.parser import Parser, number
+from careless_online.errors import InputError
 from careless_online.stats.inputs import read_mtz
 from careless_online.tools.bfactor import apply_b, column_powers
-from careless_online.errors import InputError
 from careless_online.tools.files import write_output
 
 

@@ -1,5 +1,6 @@
 """``careless_online.filter_image``: drop the images whose CCpred is below a cutoff from the unmerged inputs."""
 
+import os
 import re
 
 import pandas as pd
@@ -55,7 +56,7 @@ def main(argv=None):
     rows = [read_mtz(p, required=NEEDED, what="predictions file")[list(NEEDED)].reset_index(drop=True)
             for p in predictions]
     cc = image_ccpred(pd.concat(rows, ignore_index=True), args.method)
-    outputs = [f"{p[:-4] if p.endswith('.mtz') else p}_filtered.mtz" if args.output is None else f"{args.output}_{i}.mtz"
+    outputs = [f"{os.path.splitext(p)[0]}_filtered.mtz" if args.output is None else f"{args.output}_{i}.mtz"
                for i, p in enumerate(inputs)]
     for path in outputs:
         check_output(path, args.mtzs)

@@ -1,8 +1,8 @@
 """``careless_online.table_one``: the data-collection statistics of a merge, as a paper prints them."""
 
 from careless_online.cli.common import user_errors_exit
-from careless_online.cli.completeness import MERGED_FILE
 from careless_online.cli.cchalf import XVAL_FILE
+from careless_online.cli.completeness import MERGED_FILE
 from careless_online.cli.parser import Parser, number
 from careless_online.cli.stats_args import about
 from careless_online.io.atomic import write_atomically

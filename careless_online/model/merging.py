@@ -316,7 +316,10 @@ class MergingModel(keras.Model):
         return self.scale_head(image_vectors, batch["image"], meta)
 
     def _scale_meta(self, batch):
-        """The metadata of each observation (positionally encoded, if so), with its ``s^2`` when :attr:`resolution_feature`."""
+        """The metadata of each observation (positionally encoded, if so), with its ``s^2``.
+
+        ``s^2`` only when :attr:`resolution_feature`.
+        """
         meta = batch["meta"] if self.positional is None else self.positional(batch["meta"])
         if not self.resolution_feature:
             return meta
