@@ -31,6 +31,13 @@ COMMANDS = [
     ("careless_online.anomalous_peaks", "careless_online.cli.anomalous_peaks"),
     ("careless_online.difference", "careless_online.cli.difference"),
     ("careless_online.reindexing", "careless_online.cli.reindexing"),
+    ("careless_online.table_one", "careless_online.cli.table_one"),
+    ("careless_online.filter_image", "careless_online.cli.filter_image"),
+    ("careless_online.bfactor", "careless_online.cli.bfactor"),
+    ("careless_online.apply_bfactor", "careless_online.cli.apply_bfactor"),
+    ("careless_online.xds2mtz", "careless_online.cli.xds2mtz"),
+    ("careless_online.friedelize", "careless_online.cli.friedelize"),
+    ("careless_online.unfriedelize", "careless_online.cli.unfriedelize"),
 ]
 
 HEADER = """# Command-line reference

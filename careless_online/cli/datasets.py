@@ -16,6 +16,7 @@ package's own modules that need neither TensorFlow nor the data):
 
 from careless_online.errors import InputError
 from careless_online.io.groups import GroupSpec
+from careless_online.model.parent_settings import parse_operators
 
 #: Largest double-Wilson r (as :data:`careless_online.distributions.double_wilson.MAX_R`; kept here so the
 #: check needs no TensorFlow).
@@ -105,7 +106,8 @@ def double_wilson_options(args, spec):
     -------
     dict
         ``double_wilson_parents``, ``double_wilson_r``, ``learn_double_wilson_r``,
-        ``double_wilson_r_shells`` for :class:`~careless_online.model.MergingModel`.
+        ``double_wilson_r_shells`` (and ``double_wilson_reindexing_ops``) for
+        :class:`~careless_online.model.MergingModel`.
 
     Raises
     ------
@@ -116,7 +118,8 @@ def double_wilson_options(args, spec):
     if args.double_wilson_parents is None:
         for flag, given in (("--double-wilson-r", args.double_wilson_r is not None),
                             ("--optimize-double-wilson-r", args.optimize_double_wilson_r),
-                            ("--double-wilson-r-shells", args.double_wilson_r_shells != 1)):
+                            ("--double-wilson-r-shells", args.double_wilson_r_shells != 1),
+                            ("--double-wilson-reindexing-ops", args.double_wilson_reindexing_ops is not None)):
             if given:
                 raise InputError(f"{flag} needs --double-wilson-parents")
         return {}
@@ -136,6 +139,9 @@ def double_wilson_options(args, spec):
         if len(r) != len(parents):
             raise InputError(f"--double-wilson-r gives {len(r)} values for the {len(parents)} datasets of "
                              "--double-wilson-parents")
-    return {"double_wilson_parents": parents, "double_wilson_r": r,
-            "learn_double_wilson_r": bool(args.optimize_double_wilson_r),
-            "double_wilson_r_shells": args.double_wilson_r_shells}
+    options = {"double_wilson_parents": parents, "double_wilson_r": r,
+               "learn_double_wilson_r": bool(args.optimize_double_wilson_r),
+               "double_wilson_r_shells": args.double_wilson_r_shells}
+    if args.double_wilson_reindexing_ops is not None:
+        options["double_wilson_reindexing_ops"] = parse_operators(args.double_wilson_reindexing_ops, len(parents))
+    return options

@@ -120,6 +120,32 @@ def add_arguments(parser):
     g.add_argument("--image-layers", type=non_negative_int, default=2, help="ResNet blocks of the image encoder")
     g.add_argument("--activation", default="relu", help="activation of the ResNet blocks (any keras name)")
     g.add_argument("--disable-metadata-standardization", action="store_true", help="use metadata as is")
+    g.add_argument("--disable-image-scales", action="store_true",
+                   help="no image vector: the scale head sees zeros instead of the encoder's summary of each "
+                        "image, so scales follow from the metadata alone")
+    g.add_argument("--scale-file", default=None, metavar="MODEL.keras",
+                   help="start the scale networks, k and the error model from a saved model (<out>_0.keras of an "
+                        "earlier run with the same network sizes and metadata keys)")
+    g.add_argument("--freeze-scales", action="store_true",
+                   help="do not train the scale networks (with --scale-file, --model-in or --resume)")
+
+    g = parser.add_argument_group("positional encoding")
+    g.add_argument("--positional-encoding-keys", default=None, metavar="KEYS",
+                   help="comma-separated metadata keys (e.g. XDET,YDET) whose Fourier features cos/sin(2^l pi p), "
+                        "p the key mapped to [-1, 1] over the data, the networks also see; keys that are not "
+                        "among metadata_keys are seen only encoded")
+    g.add_argument("-L", "--positional-encoding-frequencies", type=positive_int, default=4,
+                   help="frequencies l = 0 .. L-1 per encoded key (2L features each)")
+
+    g = parser.add_argument_group("structure factors")
+    g.add_argument("--structure-factor-file", default=None, metavar="MERGED.mtz",
+                   help="start q(F) from a merged MTZ (F and SigF/SIGF, or F(+), F(-)), e.g. an earlier merge "
+                        "of the same crystal form; reflections it lacks start at the prior")
+    g.add_argument("--freeze-structure-factors", action="store_true",
+                   help="do not train q(F) (with --structure-factor-file, --model-in or --resume): only the "
+                        "scales learn")
+    g.add_argument("--structure-factor-init-scale", type=positive_float, default=1.0,
+                   help="width of the start of q(F) in standard deviations of the prior")
 
     g = parser.add_argument_group("likelihood and priors")
     g.add_argument("--studentt-likelihood-dof", type=positive_float, default=None, help="Student-t likelihood dof (default: Normal)")
@@ -153,6 +179,10 @@ def add_arguments(parser):
     g.add_argument("--double-wilson-r-shells", type=positive_int, default=1,
                    help="equal-count resolution shells in 1/d^2, each with its own double-Wilson r (given r: the "
                         "same in every shell; learned: one per dataset and shell); needs --double-wilson-parents")
+    g.add_argument("--double-wilson-reindexing-ops", default=None,
+                   help="one operator per dataset, ';'-separated, giving the parent's reflection of a child's "
+                        "reflection h, e.g. 'x,y,z;y,x,-z' or 'h,k,l;k,h,-l' (identity for roots; translations "
+                        "are ignored); needs --double-wilson-parents")
 
     g = parser.add_argument_group("cross-validation")
     g.add_argument("--test-fraction", type=fraction, default=0.1, help="fraction of images held out")
@@ -235,25 +265,80 @@ def settings_from_args(args, keys, groups, group_spec=None, coupling=None):
                          wilson_prior_b=args.wilson_prior_b, wilson_knots=args.wilson_prior_knots,
                          refine_uncertainties=args.refine_uncertainties, reindexing_ops=args.reindexing_ops,
                          f_start=args.f_start,
-                         **(coupling or {}))
+                         **(coupling or {}), **encoding_options(args, keys))
+    if args.disable_image_scales:
+        model_options["image_scales"] = False
+    if args.structure_factor_init_scale != 1.0:
+        model_options["structure_factor_init_scale"] = args.structure_factor_init_scale
     options = TableOptions(spacegroup=groups[0], cell=cell, anomalous=args.anomalous, dmin=args.dmin,
                            isigi_cutoff=args.isigi_cutoff, cell_tolerance=args.cell_tolerance,
                            drop_invalid=args.drop_invalid, intensity_key=args.intensity_key,
                            uncertainty_key=args.uncertainty_key, image_key=args.image_key)
     jobs = [(files, options)]
     settings = MergeSettings(
-        base=args.out, metadata_keys=keys, table_options=None, train=train, model_options=model_options,
+        base=args.out, metadata_keys=model_keys(args, keys), table_options=None, train=train, model_options=model_options,
         batch_images=args.batch_size, test_fraction=args.test_fraction, seed=args.seed,
         standardize=not args.disable_metadata_standardization, half_datasets=args.merge_half_datasets,
         half_repeats=args.half_dataset_repeats, naive=args.naive, resume=args.resume, model_in=args.model_in,
         epochs=args.epochs, cache_dir=args.cache_dir, workers=args.parse_workers, predictions=not args.no_predictions,
-        groups=group_spec or GroupSpec(), calibrate_sigf=not args.no_sigf_calibration,
+        groups=group_spec or GroupSpec(), calibrate_sigf=not args.no_sigf_calibration, start=starting_point(args),
     )
     return jobs, settings
 
 
+def encoding_keys(args):
+    """The ``--positional-encoding-keys`` as a list (empty without the flag)."""
+    if args.positional_encoding_keys is None:
+        return []
+    keys = [k.strip() for k in args.positional_encoding_keys.split(",") if k.strip()]
+    if not keys or len(set(keys)) != len(keys):
+        raise InputError(f"--positional-encoding-keys: give distinct comma-separated keys, got "
+                         f"{args.positional_encoding_keys!r}")
+    return keys
+
+
+def model_keys(args, keys):
+    """The metadata columns a model reads: ``keys``, then the encoded keys that are not among them."""
+    return list(keys) + [k for k in encoding_keys(args) if k not in keys]
+
+
+def encoding_options(args, keys):
+    """The positional-encoding options of :func:`careless_online.model.build.new_model` (none without the flag)."""
+    if not encoding_keys(args):
+        return {}
+    return dict(positional_encoding_keys=encoding_keys(args),
+                positional_encoding_frequencies=args.positional_encoding_frequencies, plain_metadata_keys=list(keys))
+
+
+def starting_point(args):
+    """The :class:`~careless_online.model.reference.StartingPoint` of the flags."""
+    from careless_online.model.reference import StartingPoint
+
+    return StartingPoint(structure_factor_file=args.structure_factor_file,
+                         freeze_structure_factors=args.freeze_structure_factors, scale_file=args.scale_file,
+                         freeze_scales=args.freeze_scales)
+
+
+def check_starting_point(args):
+    """Refuse missing start files and freezing a part that would stay at its random start."""
+    for flag, path in (("--structure-factor-file", args.structure_factor_file), ("--scale-file", args.scale_file)):
+        if path is not None and not os.path.isfile(path):
+            raise InputError(f"{flag}: no such file", path)
+    trained = args.model_in is not None or args.resume
+    if args.freeze_structure_factors and not (args.structure_factor_file or trained):
+        raise InputError("--freeze-structure-factors keeps q(F) where it starts: give --structure-factor-file "
+                         "(or --model-in / --resume)")
+    if args.freeze_scales and not (args.scale_file or trained):
+        raise InputError("--freeze-scales keeps the scale networks where they start: give --scale-file "
+                         "(or --model-in / --resume)")
+    if args.naive and (args.structure_factor_file or args.scale_file or args.positional_encoding_keys):
+        raise InputError("--naive has no model to start from files or to encode metadata for")
+
+
 def check_combinations(args, groups):
     """Refuse flag combinations that cannot work (no TensorFlow needed)."""
+    check_starting_point(args)
+    encoding_keys(args)
     if len(set(groups)) > 1:
         raise InputError("one model merges one space group; merge files of different space groups in separate runs")
     if args.live and args.strategy == "multi-worker":

@@ -244,6 +244,11 @@ class DoubleWilsonCoupling(keras.layers.Layer):
         (or from :meth:`set_shells`).
     n_shells : int, optional
         Number of shells (default: ``max(shells) + 1``, or 1 without ``shells``).
+    reindexed : bool
+        Keep a table ``[n_datasets, n_hkl]`` of the parent's reflection of each
+        child reflection (``--double-wilson-reindexing-ops``, set by
+        :meth:`set_parent_table`); otherwise a child's reflection ``h`` has
+        the parent's ``h``.
 
     Raises
     ------
@@ -252,7 +257,7 @@ class DoubleWilsonCoupling(keras.layers.Layer):
         ``[0, MAX_R]`` or ``shells`` of the wrong shape or range.
     """
 
-    def __init__(self, n_hkl, parents, r=0.0, learn_r=False, shells=None, n_shells=None, **kwargs):
+    def __init__(self, n_hkl, parents, r=0.0, learn_r=False, shells=None, n_shells=None, reindexed=False, **kwargs):
         super().__init__(**kwargs)
         self.n_hkl = int(n_hkl)
         if self.n_hkl < 1:
@@ -276,7 +281,28 @@ class DoubleWilsonCoupling(keras.layers.Layer):
                                       initializer="zeros") if self.n_shells > 1 else None)
         if shells is not None:
             self.set_shells(shells)
+        self.parent_table = None
+        if reindexed:
+            self.parent_table = self.add_weight(name="parent_table", shape=(len(self.parents), self.n_hkl),
+                                                dtype="int32", trainable=False, initializer="zeros")
+            self.parent_table.assign(np.tile(np.arange(self.n_hkl, dtype=np.int32), (len(self.parents), 1)))
         self.built = True
+
+    def set_parent_table(self, table):
+        """Set the parent's reflection of every child reflection (``[n_datasets, n_hkl]`` ids in ``0 .. n_hkl-1``)."""
+        table = np.asarray(table, dtype=np.int32)
+        if self.parent_table is None or table.shape != (len(self.parents), self.n_hkl):
+            raise ValueError(f"parent table of shape {table.shape} for a coupling of "
+                             f"{(len(self.parents), self.n_hkl)} reflections (made with reindexed=True?)")
+        if table.min() < 0 or table.max() >= self.n_hkl:
+            raise ValueError("parent table ids must lie in [0, n_hkl)")
+        self.parent_table.assign(table)
+
+    def _parent_hkl(self, dataset, hkl):
+        """The parent's reflection of reflections ``hkl`` of child datasets ``dataset``."""
+        if self.parent_table is None:
+            return hkl
+        return tf.gather_nd(self.parent_table, tf.stack([dataset, hkl], axis=1))
 
     @property
     def n_datasets(self):
@@ -335,7 +361,8 @@ class DoubleWilsonCoupling(keras.layers.Layer):
         # sampler's backward pass could still put a NaN into its gradient)
         children = tf.where(parent >= 0)[:, 0]
         child_ids = tf.gather(ids, children)
-        parent_ids = tf.gather(parent, children) * self.n_hkl + child_ids % self.n_hkl
+        parent_ids = tf.gather(parent, children) * self.n_hkl + self._parent_hkl(tf.gather(dataset, children),
+                                                                                 child_ids % self.n_hkl)
         parent_samples = posterior.sample(parent_ids, int(samples.shape[0]), seed=seed)
         prior = DoubleWilsonPrior(tf.gather(posterior.centric, child_ids) > 0.5, tf.gather(posterior.epsilon, child_ids),
                                   parent_samples, self._r_of(tf.gather(dataset, children), child_ids % self.n_hkl),
@@ -347,7 +374,8 @@ class DoubleWilsonCoupling(keras.layers.Layer):
     def get_config(self):
         config = super().get_config()
         config.update(n_hkl=self.n_hkl, parents=[None if p < 0 else p for p in self.parents],
-                      r=self.initial_r, learn_r=self.learn_r, n_shells=self.n_shells)
+                      r=self.initial_r, learn_r=self.learn_r, n_shells=self.n_shells,
+                      reindexed=self.parent_table is not None)
         return config
 
     def load_own_variables(self, store):

@@ -12,6 +12,8 @@ from careless_online.errors import InputError
 from careless_online.io.reflections import ReflectionIndex
 from careless_online.model.merging import MergingModel
 from careless_online.model.start import start_posterior
+from careless_online.model.parent_settings import parent_table
+from careless_online.model.reference import set_initial_width
 
 
 def intensity_scale(manifest, index):
@@ -33,7 +35,9 @@ def intensity_scale(manifest, index):
     return eps / mean_i
 
 
-def new_model(manifest, standardizer, reindexing_ops="auto", f_start="data", **options):
+def new_model(manifest, standardizer, reindexing_ops="auto", f_start="data", positional_encoding_keys=None,
+              positional_encoding_frequencies=4, structure_factor_init_scale=1.0, double_wilson_reindexing_ops=None,
+              **options):
     """A fresh :class:`MergingModel` for the data of a cache.
 
     Parameters
@@ -49,6 +53,16 @@ def new_model(manifest, standardizer, reindexing_ops="auto", f_start="data", **o
         Where every ``q(F)`` starts (``--f-start``): ``data`` (each
         reflection's normalized intensity) or ``prior``
         (:func:`careless_online.model.start.start_posterior`).
+    positional_encoding_keys : list of str, optional
+        Metadata keys (of ``standardizer.keys``) whose Fourier features the
+        networks see (:class:`~careless_online.layers.PositionalEncoding`,
+        ``positional_encoding_frequencies`` frequencies); keys among
+        ``options["plain_metadata_keys"]`` are also seen as they are.
+    structure_factor_init_scale : float
+        Width of the start of ``q(F)`` in prior standard deviations.
+    double_wilson_reindexing_ops : list of str, optional
+        Per dataset, the operator to its parent's reflections
+        (:mod:`careless_online.model.parent_settings`).
     **options
         Passed to :class:`MergingModel` (``d_model``, ``encoder_layers``, ...).
 
@@ -58,17 +72,44 @@ def new_model(manifest, standardizer, reindexing_ops="auto", f_start="data", **o
     """
     index = manifest.index
     operators = candidate_operators(reindexing_ops, index.cell, index.spacegroup)
+    plain = options.pop("plain_metadata_keys", None)
+    if positional_encoding_keys:
+        options["positional_encoding"] = positional_encoding_config(
+            manifest, standardizer, positional_encoding_keys, plain, positional_encoding_frequencies)
     model = MergingModel(
         len(index), len(standardizer.keys), centric=index.centric, epsilon=index.epsilon,
         reindexing_ops=operators.triplets,
         intensity_scale=intensity_scale(manifest, index), index_config=index.to_config(),
         standardizer_config=standardizer.get_config(), inverse_d2=1.0 / np.square(index.dHKL.astype(np.float64)),
-        **options,
+        double_wilson_reindexing_ops=double_wilson_reindexing_ops, **options,
     )
     if model.setting_choice is not None:
         model.setting_choice.set_table(operators.reflection_table(index))
     start_posterior(model, manifest, index, f_start)
+    if structure_factor_init_scale != 1.0:
+        set_initial_width(model, structure_factor_init_scale)
+    if double_wilson_reindexing_ops is not None:
+        model.coupling.set_parent_table(parent_table(index, double_wilson_reindexing_ops)[0])
     return model
+
+
+def positional_encoding_config(manifest, standardizer, keys, plain, frequencies):
+    """The :class:`~careless_online.layers.PositionalEncoding` config of ``keys`` over a cache.
+
+    The range of each encoded column is its range in the cache (one pass,
+    standardized as the networks see it); ``plain`` keys (default: all) are
+    passed through as well.
+    """
+    columns = [standardizer.keys.index(k) for k in keys]
+    low, high = np.full(len(keys), np.inf), np.full(len(keys), -np.inf)
+    for i in range(len(manifest.shards)):
+        meta = standardizer.transform(manifest.load_shard(i, standardizer.keys))[:, columns]
+        if len(meta):
+            low, high = np.minimum(low, meta.min(axis=0)), np.maximum(high, meta.max(axis=0))
+    low, high = np.where(np.isfinite(low), low, 0.0), np.where(np.isfinite(high), high, 1.0)
+    kept = [i for i, k in enumerate(standardizer.keys) if plain is None or k in plain]
+    return dict(n_meta=len(standardizer.keys), encoded=columns, kept=kept, low=low.tolist(), high=high.tolist(),
+                frequencies=int(frequencies))
 
 
 #: What ``keras.models.load_model`` raises for a damaged or foreign ``.keras``

@@ -51,7 +51,7 @@ from careless_online.distributions.wilson_scale import WilsonSigma
 from careless_online.model.datasets import dataset_reflection_ids, hkl_ids, per_dataset
 from careless_online.model.error_model import ErrorModel
 from careless_online.model.settings import SettingChoice, reindexed_batch
-from careless_online.layers import ImageEncoder, ScaleHead
+from careless_online.layers import ImageEncoder, PositionalEncoding, ScaleHead
 
 
 #: Number of encoder input features besides the metadata.
@@ -133,6 +133,15 @@ class MergingModel(keras.Model):
         more, every image's setting is chosen by a
         :class:`~careless_online.model.settings.SettingChoice` (its
         reflection table is set by :func:`careless_online.model.build.new_model`).
+    positional_encoding : dict, optional
+        Config of a :class:`~careless_online.layers.PositionalEncoding` of
+        metadata columns (``--positional-encoding-keys``); the networks see its output.
+    image_scales : bool
+        Feed the image vector to the scale head; False (``--disable-image-scales``)
+        gives it zeros, so scales follow from the metadata alone.
+    double_wilson_reindexing_ops : list of str, optional
+        Per dataset, the hkl operator that gives its parent's reflection
+        (:mod:`careless_online.model.parent_settings`).
     """
 
     def __init__(self, n_reflections, n_meta, centric=None, epsilon=None, d_model=32, d_ff=None,
@@ -142,7 +151,8 @@ class MergingModel(keras.Model):
                  wilson_max_inverse_d2=None, refine_uncertainties=False, intensity_features=INTENSITY_FEATURES,
                  resolution_feature=True, log_resolution_feature=True,
                  n_datasets=1, double_wilson_parents=None, double_wilson_r=0.0, learn_double_wilson_r=False,
-                 double_wilson_r_shells=1, reindexing_ops=None, **kwargs):
+                 double_wilson_r_shells=1, reindexing_ops=None, positional_encoding=None, image_scales=True,
+                 double_wilson_reindexing_ops=None, **kwargs):
         super().__init__(**kwargs)
         if intensity_features != INTENSITY_FEATURES:
             raise ValueError(f"the model feeds '{intensity_features}' intensity features to its scale network; "
@@ -165,6 +175,10 @@ class MergingModel(keras.Model):
         self.index_config = index_config
         self.standardizer_config = standardizer_config
         self.n_datasets = integer_at_least("n_datasets", n_datasets, 1)
+        self.positional = (PositionalEncoding(**positional_encoding, name="positional_encoding")
+                           if positional_encoding else None)
+        self.image_scales = bool(image_scales)
+        self.double_wilson_reindexing_ops = double_wilson_reindexing_ops
         self.structure_factors = StructureFactorPosterior(
             self.n_datasets * self.n_reflections, centric=per_dataset(centric, self.n_datasets),
             epsilon=per_dataset(epsilon, self.n_datasets), name="structure_factors")
@@ -212,7 +226,7 @@ class MergingModel(keras.Model):
             raise ValueError(f"double_wilson_parents names {len(parents)} datasets, the model has {self.n_datasets}")
         shells = None if inverse_d2 is None or n_shells == 1 else resolution_shells(inverse_d2, n_shells)
         return DoubleWilsonCoupling(self.n_reflections, parents, r, learn_r, shells=shells, n_shells=n_shells,
-                                    name="double_wilson")
+                                    reindexed=self.double_wilson_reindexing_ops is not None, name="double_wilson")
 
     def set_reflection_counts(self, counts):
         """Set ``n_dh``, the training observations of each (dataset, reflection) (for the F KL weight).
@@ -230,7 +244,8 @@ class MergingModel(keras.Model):
     @property
     def _n_scale_meta(self):
         """Per-observation inputs of the networks besides the intensity features."""
-        return self.n_meta + int(self.resolution_feature) + int(self.log_resolution_feature)
+        n_meta = self.n_meta if self.positional is None else self.positional.n_features
+        return n_meta + int(self.resolution_feature) + int(self.log_resolution_feature)
 
     @property
     def k(self):
@@ -308,16 +323,24 @@ class MergingModel(keras.Model):
             tf.stack([f_mean, tf.asinh(k * batch["I"]), tf.asinh(k * batch["SigI"])], axis=-1),
             meta,
         ], axis=-1)
-        image_vectors = self.encoder(features, batch["image"], batch["n_images"])
+        if self.image_scales:
+            image_vectors = self.encoder(features, batch["image"], batch["n_images"])
+        else:
+            image_vectors = tf.zeros([batch["n_images"], self.d_model])
         return self.scale_head(image_vectors, batch["image"], meta)
 
     def _scale_meta(self, batch):
-        """The metadata of each observation, with its ``s^2`` and ``u`` (see :meth:`scale_parameters`)."""
+        """The metadata of each observation (positionally encoded, if so), with its ``s^2`` and ``u``.
+
+        ``s^2`` only when :attr:`resolution_feature`, ``u`` when
+        :attr:`log_resolution_feature` (see :meth:`scale_parameters`).
+        """
+        meta = batch["meta"] if self.positional is None else self.positional(batch["meta"])
         if not (self.resolution_feature or self.log_resolution_feature):
-            return batch["meta"]
+            return meta
         inverse_d2 = self.wilson_sigma.inverse_d2
         x = tf.gather(inverse_d2, hkl_ids(batch["refl_id"], self.n_reflections))
-        features = [batch["meta"]]
+        features = [meta]
         if self.resolution_feature:
             features.append(x[:, None] / self.wilson_sigma.max_inverse_d2)
         if self.log_resolution_feature:
@@ -461,6 +484,10 @@ class MergingModel(keras.Model):
             log_resolution_feature=self.log_resolution_feature,
             n_datasets=self.n_datasets,
             reindexing_ops=self.reindexing_ops,
+            positional_encoding=None if self.positional is None else {
+                k: v for k, v in self.positional.get_config().items()
+                if k in ("n_meta", "encoded", "kept", "low", "high", "frequencies")},
+            image_scales=self.image_scales, double_wilson_reindexing_ops=self.double_wilson_reindexing_ops,
             **self._coupling_config(),
         )
         return config

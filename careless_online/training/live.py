@@ -28,6 +28,7 @@ from careless_online.io.live_groups import LiveDatasets
 from careless_online.io.pipeline import Standardizer, training_views
 from careless_online.io.wavelength import input_wavelength
 from careless_online.model.build import load_model, model_index, new_model
+from careless_online.model.reference import prepare
 from careless_online.report.datasets import DatasetsReport
 from careless_online.report.live import LiveReport, RoundProgress
 from careless_online.stats.maps import DEFAULT_ELEMENTS
@@ -334,10 +335,13 @@ def _model(model, manifest, datasets, settings):
         standardizer = Standardizer.fit(manifest, settings.metadata_keys, settings.standardize)
         options = dict(settings.model_options, **({"n_datasets": n_datasets} if datasets is not None else {}))
         with variable_scope(settings.strategy):
-            return new_model(manifest, standardizer, **options), standardizer
+            model = new_model(manifest, standardizer, **options)
+        prepare(model, manifest.index, settings.start, log=settings.log)
+        return model, standardizer
     if model.n_datasets != n_datasets:
         raise InputError(f"the model merges {model.n_datasets} dataset(s), the live sources form {n_datasets}",
                          settings.model_in)
+    prepare(model, manifest.index, settings.start, log=settings.log)
     return model, Standardizer.from_config(model.standardizer_config)
 
 

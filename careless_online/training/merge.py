@@ -28,6 +28,7 @@ from careless_online.io.identity import input_contents
 from careless_online.io.wavelength import input_wavelength
 from careless_online.io.pipeline import ImageBatches, Standardizer, is_test_image, training_views
 from careless_online.model.build import load_model, model_index, new_model
+from careless_online.model.reference import StartingPoint, prepare
 from careless_online.model.datasets import dataset_block
 from careless_online.model.naive import french_wilson, naive_merge
 from careless_online.ambiguity.outputs import SETTING_COLUMNS, history_line
@@ -83,6 +84,8 @@ class MergeSettings:
     calibrate_sigf : bool
         Widen SIGF by the error model fitted to the observations' scatter
         after training (:mod:`careless_online.model.sigf_calibration`).
+    start : careless_online.model.reference.StartingPoint
+        Structure-factor and scale files to start from, parts to freeze.
     """
 
     base: str
@@ -108,6 +111,7 @@ class MergeSettings:
     worker_timeout: float = WORKER_TIMEOUT
     groups: GroupSpec = field(default_factory=GroupSpec)
     calibrate_sigf: bool = True
+    start: StartingPoint = field(default_factory=StartingPoint)
 
 
 def half_filter(repeat, half, seed):
@@ -268,6 +272,7 @@ def _train_model(manifest, standardizer, settings, history_path, checkpoint_path
             model = new_model(manifest, standardizer, n_datasets=datasets.n, **settings.model_options)
         if reference is not None and model.setting_choice is not None:
             model.setting_choice.start_from(reference)
+    prepare(model, manifest.index, settings.start, new=start[0] == 0, log=settings.log)
     model.set_reflection_counts(train.reflection_counts())
     config = settings.train
     if settings.epochs is not None:
