@@ -29,7 +29,8 @@ from careless_online.model.naive import french_wilson, naive_merge
 from careless_online.ambiguity.outputs import SETTING_COLUMNS, history_line
 from careless_online.model.settings import (check_model_operators, reference_counts, to_majority_setting,
                                             with_setting_columns)
-from careless_online.training.checkpoint import folder as checkpoint_folder, latest as latest_checkpoint, write_model
+from careless_online.training.checkpoint import (folder as checkpoint_folder, latest as latest_checkpoint,
+                                                 no_checkpoint_message, write_model)
 from careless_online.training.distribute import (WORKER_TIMEOUT, cache_share, trainer_class, variable_scope,
                                                  worker_settings)
 from careless_online.training.loop import TrainConfig
@@ -280,7 +281,7 @@ def _initial_model(settings, checkpoint_path):
     if settings.resume:
         unit = latest_checkpoint(checkpoint_folder(checkpoint_path))
         if unit is None:
-            raise InputError("--resume: no complete checkpoint to resume from", checkpoint_folder(checkpoint_path))
+            raise InputError(no_checkpoint_message(checkpoint_path))
         model = load_model(unit.model_path, restore_optimizer=True)
         settings.log(f"resuming {unit.path} at step {unit.step}")
         state = unit.state
@@ -412,7 +413,7 @@ def run_merge(files, settings, output_id=0):
     manifest = build_cache(files, settings.table_options, cache_dir, index=index, log=settings.log,
                            workers=settings.workers, progress=settings.train.progress,
                            share=cache_share(settings.strategy, settings.worker_timeout))
-    settings.log(f"{manifest.n_images} images, {manifest.n_obs} observations, "
+    settings.log(f"{manifest.n_observed_images} images, {manifest.n_obs} observations, "
                  f"{len(manifest.index)} unique reflections to {manifest.index.dmin:.2f} A")
     log_reindexing_operators(manifest.index, "none" if settings.naive else reindexing_spec(settings), settings.log)
     datasets = assign_datasets(manifest, settings.groups, settings.log)
