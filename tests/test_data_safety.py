@@ -165,12 +165,6 @@ def test_crlf_stream_followed_live_reads_every_image(sim_files, tmp_path):
     assert cache.poll() == readers.read_stream(sim_files["stream"]).data["image"].nunique()
 
 
-def test_crlf_header_gives_the_target_cell(sim_files):
-    text = open(sim_files["stream"], "rb").read()
-    header = text[:text.index(BEGIN)]
-    assert stream_format.target_cell(header.replace(b"\n", b"\r\n")) == stream_format.target_cell(header)
-
-
 # ------------------------------------------------------------------ 6. duplicates
 
 def _twice(source, target):
@@ -248,12 +242,6 @@ def test_images_dropped_for_their_cell_do_not_set_the_resolution(sim_files, tmp_
     both = build_cache([str(mixed)], options, str(tmp_path / "c"))
     assert "6 images dropped for their cell" in both.info["report"]["summary"]
     assert both.index.dmin == clean.index.dmin and len(both.index) == len(clean.index)
-
-
-def test_all_images_dropped_for_their_cell_is_named(sim_files, tmp_path):
-    options = TableOptions(spacegroup=SIM_SPACEGROUP, cell=(90.0, 90.0, 45.0, 90.0, 90.0, 90.0))
-    with pytest.raises(InputError, match=r"images dropped for their cell or invalid values\); give it with --dmin"):
-        build_cache([sim_files["stream"]], options, str(tmp_path / "c"))
 
 
 # ------------------------------------------------------------------ 8. the real cause

@@ -223,29 +223,31 @@ def default_dmin(raw, cell, options=None):
     Observations of images dropped for their cell (``options.cell_tolerance``)
     and, under ``options.drop_invalid``, invalid rows do not count: a run of
     another crystal form appended to a stream must not set the resolution.
+    When every image is dropped, all observations count (and the conversion
+    then says why nothing is kept).
 
     Raises
     ------
     InputError
-        When no kept observation has nonzero Miller indices (naming why).
+        When no observation has nonzero Miller indices (naming why).
     """
     options = options or TableOptions()
     data = raw.data
     if len(data) == 0:
-        raise InputError("no observations (no indexed crystal with reflections) to take the resolution limit "
-                         "from; give it with --dmin", raw.path)
+        where = f" in the first {raw.n_chunks} chunks" if hasattr(raw, "n_chunks") else ""
+        hint = "; give it with --dmin" if where else ""
+        raise InputError(f"no observations{where} (no indexed crystal with reflections) to take the resolution "
+                         f"limit from{hint}", raw.path)
+    hkl = data[["H", "K", "L"]].to_numpy()
     keep = ~np.isin(data["image"].to_numpy(), _bad_cell_images(raw, cell, options.cell_tolerance))
     if options.drop_invalid:
         keep &= ~np.any(_invalid_masks(data), axis=0)
-    hkl = data[["H", "K", "L"]].to_numpy()[keep]
-    hkl = hkl[np.any(hkl != 0, axis=1)]
-    if len(hkl) == 0:
-        n_images = int(data["image"].nunique())
-        why = "only 0,0,0 reflections" if keep.any() else \
-            f"{n_images} of {n_images} images dropped for their cell or invalid values"
-        raise InputError(f"no observations to take the resolution limit from ({why}); give it with --dmin",
-                         raw.path)
-    return float(np.min(cell.calculate_d_array(hkl)))
+    indexed = np.any(hkl != 0, axis=1)
+    if not (keep & indexed).any():
+        keep = np.ones(len(hkl), dtype=bool)
+    if not indexed.any():
+        raise InputError("no indexed reflections (every observation has Miller indices 0,0,0)", raw.path)
+    return float(np.min(cell.calculate_d_array(hkl[keep & indexed])))
 
 
 def _bad_cell_images(raw, cell, tolerance):
