@@ -58,7 +58,7 @@ class RepeatFilter:
         """
         if len(table) == 0:
             return table, 0, 0, 0
-        repeated = table.duplicated().to_numpy()
+        repeated = _repeated_rows(table)
         n_rows = int(repeated.sum())
         if n_rows:
             table = table[~repeated].reset_index(drop=True)
@@ -78,6 +78,19 @@ class RepeatFilter:
         if n_images:
             table = table[~drop].reset_index(drop=True)
         return table, n_rows, n_images, int(drop.sum())
+
+
+def _repeated_rows(table):
+    """Rows equal in every column to an earlier row (of the same image, as ``image_id`` is a column).
+
+    Only rows whose image and observed indices repeat are compared in full
+    (in still data none do), which keeps the check to four integer columns.
+    """
+    repeated = np.zeros(len(table), dtype=bool)
+    candidates = table.duplicated(["image_id", "Hobs", "Kobs", "Lobs"], keep=False).to_numpy()
+    if candidates.any():
+        repeated[candidates] = table[candidates].duplicated().to_numpy()
+    return repeated
 
 
 def _row_bytes(table, order):
