@@ -165,6 +165,16 @@ def test_crlf_stream_followed_live_reads_every_image(sim_files, tmp_path):
     assert cache.poll() == readers.read_stream(sim_files["stream"]).data["image"].nunique()
 
 
+def test_a_crlf_groups_file_reads_as_lf(tmp_path):
+    """The other text input, ``--groups-file``: CRLF lines give the same assignments."""
+    from careless_online.io.groups import read_split_file
+
+    lines = "a.stream * dark\nb.stream 3 light\n"
+    (tmp_path / "lf.txt").write_bytes(lines.encode())
+    (tmp_path / "crlf.txt").write_bytes(lines.replace("\n", "\r\n").encode())
+    assert read_split_file(str(tmp_path / "crlf.txt")) == read_split_file(str(tmp_path / "lf.txt"))
+
+
 # ------------------------------------------------------------------ 6. duplicates
 
 def _twice(source, target):
@@ -295,3 +305,4 @@ def test_the_lock_of_a_dead_run_is_taken_over(tmp_path):
         assert open(lock_path(out)).read().strip() == str(os.getpid())
     assert messages == [f"taking over the lock of PID {dead.pid} on {out}: that run is no longer running"]
     assert not os.path.exists(lock_path(out))
+
