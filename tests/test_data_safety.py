@@ -39,7 +39,7 @@ def _files(folder):
 
 
 def _mono_refused(argv, capsys):
-    """Run ``mono`` expecting a refusal: (one error line); exit status 2, no traceback asserted."""
+    """Run ``mono`` expecting a refusal; asserts exit status 2, one error line and no traceback; returns the line."""
     with pytest.raises(SystemExit) as exit_info:
         main(["mono", "--iterations", "2", "--disable-progress-bar", *map(str, argv)])
     captured = capsys.readouterr()
