@@ -94,13 +94,19 @@ def test_arrivals_refuse_an_unknown_file_name():
 
 
 def _one_chunk_streams(folder, tmp_path, n_files):
-    """``n_files`` CrystFEL streams of one chunk each, cut from a small simulated stream."""
+    """``n_files`` CrystFEL streams of one chunk each, cut from a small simulated stream.
+
+    Each file's photon energy differs (by 1 meV per file), so that no image repeats an earlier one (repeats are
+    dropped, :mod:`careless_online.io.duplicates`).
+    """
     text = open(simulate_to_files(str(tmp_path / "sim"), n_images=10, seed=1, formats=("stream",),
                                   dmin=6.0)["stream"]).read()
     header = text[: text.index("----- Begin chunk -----")]
     chunks = re.findall(r"----- Begin chunk -----.*?----- End chunk -----\n", text, re.S)
     for number in range(n_files):
-        (folder / f"img_{number:04d}.stream").write_text(header + chunks[number % len(chunks)])
+        chunk = re.sub(r"photon_energy_eV = (\S+)", lambda m: f"photon_energy_eV = {float(m[1]) + 1e-3 * number}",
+                       chunks[number % len(chunks)])
+        (folder / f"img_{number:04d}.stream").write_text(header + chunk)
 
 
 def test_image_ids_stay_unique_and_in_range_for_1000_files(tmp_path):

@@ -13,6 +13,7 @@ import gemmi
 
 from careless_online.ambiguity.operators import MODES, candidate_operators
 from careless_online.cli.model_file import check_model_in
+from careless_online.cli.overwrite import check_outputs_spare_inputs
 from careless_online.errors import InputError
 from careless_online.io.columns import available_keys
 from careless_online.io.identity import file_identity, refuse_duplicates
@@ -273,6 +274,11 @@ def output_prefix(out):
         raise InputError("is a file, not a folder for the outputs", folder)
 
 
+def cache_folder(args):
+    """The cache folder of a run: ``--cache-dir``, else ``.careless_online_cache`` beside the outputs."""
+    return args.cache_dir or os.path.join(os.path.dirname(os.path.abspath(args.out)), ".careless_online_cache")
+
+
 def existing_folder(path, flag):
     """Raise unless ``path`` is None, absent (it will be made) or a folder."""
     if path is not None and os.path.exists(path) and not os.path.isdir(path):
@@ -310,6 +316,7 @@ def mono_arguments(args):
         readable_file(args.model_in, what="saved model (.keras)")
         check_model_in(args.model_in, keys, groups)
     naive_alone(args)
+    check_outputs_spare_inputs(args, cache_folder(args))
     keys_in_inputs(keys, args.inputs)
     return keys, groups
 

@@ -397,7 +397,9 @@ def run(args):
     """Run ``mono`` for parsed arguments; returns the paths written.
 
     Arguments, files and flag combinations are checked before TensorFlow is
-    imported; a failure leaves no new empty folder behind.
+    imported; a failure leaves no new empty folder behind.  The run holds the
+    lock of its output prefix (:mod:`careless_online.io.prefix_lock`; on the
+    chief only, in a multi-worker run) while it converts, trains and writes.
     """
     from dataclasses import replace
 
@@ -408,30 +410,44 @@ def run(args):
     group_spec = datasets.group_spec(args)
     coupling = datasets.double_wilson_options(args, group_spec)
     outdir = os.path.dirname(os.path.abspath(args.out))
-    cache_dir = args.cache_dir or os.path.join(outdir, ".careless_online_cache")
-    with no_new_empty_folders([outdir, cache_dir]):
+    with no_new_empty_folders([outdir, checks.cache_folder(args)]):
         configure_tensorflow(args)
         jobs, settings = settings_from_args(args, keys, groups, group_spec, coupling)
-        from careless_online.training.distribute import resolve_strategy
+        from careless_online.training.distribute import is_chief, resolve_strategy
 
         strategy = resolve_strategy(args.strategy, args.worker_timeout)
         settings = replace(settings, strategy=strategy, worker_timeout=args.worker_timeout)
         if strategy.num_replicas_in_sync > 1:
             settings.log(f"data-parallel training: {strategy.num_replicas_in_sync} replicas "
                          f"({type(strategy).__name__})")
-        if args.live:
-            from careless_online.training.live import LiveSettings, run_live
-
-            live = LiveSettings(timeout=args.live_timeout, poll=args.live_poll, steps_per_round=args.live_steps,
-                                model_pdb=args.model_pdb)
-            files, options = jobs[0]
-            written = [run_live(files, replace(settings, table_options=options), live)]
-        else:
-            from careless_online.training.merge import run_merge
-
-            written = [run_merge(files, replace(settings, table_options=options), output_id=output_id)
-                       for output_id, (files, options) in enumerate(jobs)]
+        os.makedirs(outdir, exist_ok=True)
+        with _prefix_lock(args.out, is_chief(strategy), settings.log):
+            written = _run_jobs(args, jobs, settings)
     for paths in written:
         for kind, path in paths.items():
             print(f"wrote {kind}: {path}")
     return written
+
+
+def _prefix_lock(out, chief, log):
+    """The lock of the output prefix (:class:`~careless_online.io.prefix_lock.PrefixLock`); none on other workers."""
+    from careless_online.io.prefix_lock import PrefixLock
+
+    return PrefixLock(out, log) if chief else contextlib.nullcontext()
+
+
+def _run_jobs(args, jobs, settings):
+    """Run the merge jobs (or the live merge) of ``mono``; returns the paths written by each."""
+    from dataclasses import replace
+
+    if args.live:
+        from careless_online.training.live import LiveSettings, run_live
+
+        live = LiveSettings(timeout=args.live_timeout, poll=args.live_poll, steps_per_round=args.live_steps,
+                            model_pdb=args.model_pdb)
+        files, options = jobs[0]
+        return [run_live(files, replace(settings, table_options=options), live)]
+    from careless_online.training.merge import run_merge
+
+    return [run_merge(files, replace(settings, table_options=options), output_id=output_id)
+            for output_id, (files, options) in enumerate(jobs)]

@@ -8,6 +8,7 @@ import numpy as np
 
 from careless_online.errors import InputError
 from careless_online.io import parallel, readers
+from careless_online.io.duplicates import RepeatFilter, repeat_lines
 from careless_online.io.manifest import CACHE_VERSION
 from careless_online.io.reflections import ReflectionIndex
 from careless_online.io.shards import _ShardWriter
@@ -189,6 +190,7 @@ def convert(groups, options, index, folder, shard_images, workers, log, progress
         them), with the :class:`LoadReport` itself under ``load_report``.
     """
     report = LoadReport()
+    repeats = RepeatFilter()
     writer = None
     inputs = []
     image_offset = 0
@@ -211,11 +213,15 @@ def convert(groups, options, index, folder, shard_images, workers, log, progress
                 if len(table):
                     table["image_id"] += np.int32(image_offset + n_file_images)
                 n_file_images += n_images
+                table, *dropped = repeats.drop(table)
+                block_report.repeats(*dropped)
                 file_report.merge(block_report)
                 writer.add(table, path)
             if file_report.kept == 0:
                 raise InputError(f"no usable observations ({file_report.summary()})", path)
             log(f"{path}: {file_report.summary()}")
+            for line in repeat_lines(file_report, path):
+                log(line)
             report.merge(file_report)
             inputs.append({"path": os.path.abspath(path), "size": os.path.getsize(path), "file_id": file_id,
                            "image_offset": image_offset, "n_images": n_file_images})

@@ -30,6 +30,7 @@ from careless_online.errors import InputError
 from careless_online.io import readers
 from careless_online.io.arrivals import Arrivals
 from careless_online.io.sources import missing_folder
+from careless_online.io.duplicates import RepeatFilter, repeat_lines
 from careless_online.io.cache import CACHE_VERSION, Manifest, _ShardWriter
 from careless_online.io.shards import npy_bytes, write_atomic
 from careless_online.io.table import LoadReport, build_index, make_observations
@@ -87,6 +88,7 @@ class LiveCache:
         self.next_image = 0
         self.writer = None
         self.report = LoadReport()
+        self.repeats = RepeatFilter()
         os.makedirs(folder, exist_ok=True)
         for name in os.listdir(folder):
             if name.endswith(".npz") or name in ("manifest.json", "counts.npy"):
@@ -110,6 +112,10 @@ class LiveCache:
         if self.writer is None:
             self.writer = _ShardWriter(self.folder, len(self.index), self.shard_images)
         table, report = make_observations(raw, self.index, record["file_id"], self.next_image, self.options)
+        table, *dropped = self.repeats.drop(table)
+        report.repeats(*dropped)
+        for line in repeat_lines(report, raw.path):
+            self.log(line)
         self.report.merge(report)
         self.writer.add(table)
         if n_images:

@@ -56,6 +56,11 @@ class Manifest:
         return int(self.info["n_images"])
 
     @property
+    def n_observed_images(self):
+        """Images with observations in the cache (those dropped whole, e.g. for their cell or as repeats, left out)."""
+        return int(sum(shard["n_images"] for shard in self.shards))
+
+    @property
     def n_obs(self):
         """Number of observations in the cache."""
         return int(self.info["n_obs"])

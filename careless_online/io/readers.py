@@ -200,6 +200,30 @@ def _batch_cells(mtz, batch_numbers):
     return cells if len(cells) == len(batch_numbers) else {}
 
 
+def _as_unmerged(ds, image_key, path):
+    """The observations of an MTZ that has an image column, with their observed Miller indices.
+
+    reciprocalspaceship calls a file merged when no Miller index repeats,
+    which an unmerged file of a few observations (one row, say) also does;
+    a file with an image column (``BATCH``, or ``image_key``) holds
+    observations whatever their number, and its ``M/ISYM`` column maps them
+    back to the indices as observed.
+
+    Raises
+    ------
+    InputError
+        For a merged file: no image column (and each reflection once).
+    """
+    if not ds.merged:
+        return ds
+    if not any(key in ds.columns for key in ([image_key] if image_key else IMAGE_KEYS)):
+        raise InputError("this MTZ is merged (each reflection once, no image column such as BATCH); "
+                         "careless_online needs unmerged observations", path)
+    ds.merged = False
+    m_isym = ds.get_m_isym_keys()
+    return ds.hkl_to_observed(m_isym[0]) if m_isym else ds
+
+
 def read_mtz(path, intensity_key=None, uncertainty_key=None, image_key=None):
     """Read an unmerged MTZ file.
 
@@ -221,8 +245,7 @@ def read_mtz(path, intensity_key=None, uncertainty_key=None, image_key=None):
     """
     check_readable(path)
     mtz, ds = _open_mtz(path)
-    if ds.merged:
-        raise InputError("this MTZ is merged; careless_online needs unmerged observations", path)
+    ds = _as_unmerged(ds, image_key, path)
     if ds.spacegroup is None:
         raise InputError("the MTZ has no space group", path)
     if len(ds) == 0:

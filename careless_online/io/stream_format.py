@@ -220,9 +220,20 @@ def _chunk_text(data):
         text = data.decode("utf-8")
     except UnicodeDecodeError as err:
         raise DamagedChunk(f"bytes that are not UTF-8 text at chunk offset {err.start}") from None
+    text = lf_lines(text)
     if text.count("--- Begin crystal") != text.count("--- End crystal"):
         raise DamagedChunk("a crystal without its end marker")
     return text
+
+
+def lf_lines(text):
+    """``text`` with Windows line ends (CRLF) made Unix ones (LF), as the layout is parsed with LF.
+
+    Streams copied through Windows tools or some transfer paths end their
+    lines (all, or those of later chunks) with CRLF; read as they are, every
+    crystal would be missed.
+    """
+    return text.replace("\r\n", "\n") if "\r" in text else text
 
 
 def parse_chunk(data, wavelength=None):
@@ -400,7 +411,7 @@ def target_cell(header):
     end = header.find(b"----- End unit cell -----")
     if begin < 0 or end < begin:
         return None
-    text = header[begin:end].decode("utf-8", "replace")
+    text = lf_lines(header[begin:end].decode("utf-8", "replace"))
     values = {}
     for name, number, unit in _HEADER_CELL.findall(text):
         try:

@@ -106,11 +106,21 @@ class LoadReport:
     damaged_chunks: int = 0
     first_damage: str = ""
     no_image_cells: bool = False
+    duplicate_images: int = 0
+    duplicate_rows: int = 0
 
     def drop(self, reason, count):
         """Record ``count`` observations dropped for ``reason``."""
         if count:
             self.dropped[reason] = self.dropped.get(reason, 0) + int(count)
+
+    def repeats(self, n_rows, n_images, n_image_rows):
+        """Record repeated rows and images dropped (:class:`~careless_online.io.duplicates.RepeatFilter`)."""
+        self.duplicate_rows += int(n_rows)
+        self.duplicate_images += int(n_images)
+        self.drop("repeated row of its image", n_rows)
+        self.drop("duplicate image", n_image_rows)
+        self.kept -= int(n_rows) + int(n_image_rows)
 
     def merge(self, other):
         """Add the counts of another report to this one."""
@@ -118,6 +128,8 @@ class LoadReport:
         self.kept += other.kept
         self.images_read += other.images_read
         self.images_dropped_cell += other.images_dropped_cell
+        self.duplicate_images += other.duplicate_images
+        self.duplicate_rows += other.duplicate_rows
         for reason, count in other.dropped.items():
             self.drop(reason, count)
         self.first_damage = self.first_damage or other.first_damage
@@ -205,13 +217,37 @@ def resolve_symmetry(raw, options):
     return cell, sg
 
 
-def default_dmin(raw, cell):
-    """The data's own resolution limit (smallest d of the observations)."""
-    hkl = raw.data[["H", "K", "L"]].to_numpy()
-    hkl = hkl[np.any(hkl != 0, axis=1)]
-    if len(hkl) == 0:
-        raise InputError("no indexed reflections (no observations with nonzero Miller indices)", raw.path)
-    return float(np.min(cell.calculate_d_array(hkl)))
+def default_dmin(raw, cell, options=None):
+    """The data's own resolution limit: the smallest d of the observations that are kept.
+
+    Observations of images dropped for their cell (``options.cell_tolerance``)
+    and, under ``options.drop_invalid``, invalid rows do not count: a run of
+    another crystal form appended to a stream must not set the resolution.
+    When every image is dropped, all observations count (and the conversion
+    then says why nothing is kept).
+
+    Raises
+    ------
+    InputError
+        When no observation has nonzero Miller indices (naming why).
+    """
+    options = options or TableOptions()
+    data = raw.data
+    if len(data) == 0:
+        where = f" in the first {raw.n_chunks} chunks" if hasattr(raw, "n_chunks") else ""
+        hint = "; give it with --dmin" if where else ""
+        raise InputError(f"no observations{where} (no indexed crystal with reflections) to take the resolution "
+                         f"limit from{hint}", raw.path)
+    hkl = data[["H", "K", "L"]].to_numpy()
+    keep = ~np.isin(data["image"].to_numpy(), _bad_cell_images(raw, cell, options.cell_tolerance))
+    if options.drop_invalid:
+        keep &= ~np.any(_invalid_masks(data), axis=0)
+    indexed = np.any(hkl != 0, axis=1)
+    if not (keep & indexed).any():
+        keep = np.ones(len(hkl), dtype=bool)
+    if not indexed.any():
+        raise InputError("no indexed reflections (every observation has Miller indices 0,0,0)", raw.path)
+    return float(np.min(cell.calculate_d_array(hkl[keep & indexed])))
 
 
 def _bad_cell_images(raw, cell, tolerance):
@@ -274,11 +310,8 @@ def check_damage(raw, options, report=None):
         report.skip_damaged(raw.damaged)
 
 
-def _invalid_rows(data, options, path):
-    """Rows with a non-finite or enormous I or SigI, SigI <= 0, or non-finite metadata.
-
-    InputError unless ``options.drop_invalid``.
-    """
+def _invalid_masks(data):
+    """Rows with a bad I (non-finite or enormous), bad SigI (also <= 0), bad metadata (non-finite): three masks."""
     intensity = data["I"].to_numpy(np.float64)
     sigma = data["SigI"].to_numpy(np.float64)
     bad_i = ~np.isfinite(intensity) | (np.abs(intensity) > MAX_MAGNITUDE)
@@ -287,6 +320,15 @@ def _invalid_rows(data, options, path):
     bad_meta = np.zeros(len(data), dtype=bool)
     for name in metadata:
         bad_meta |= ~np.isfinite(data[name].to_numpy(np.float64))
+    return bad_i, bad_sigma, bad_meta
+
+
+def _invalid_rows(data, options, path):
+    """Rows with a non-finite or enormous I or SigI, SigI <= 0, or non-finite metadata.
+
+    InputError unless ``options.drop_invalid``.
+    """
+    bad_i, bad_sigma, bad_meta = _invalid_masks(data)
     invalid = bad_i | bad_sigma | bad_meta
     if invalid.any() and not options.drop_invalid:
         parts = [f"{int(bad_i.sum())} observations have a NaN, inf or enormous intensity",
@@ -383,7 +425,7 @@ def build_index(raw, options):
     """The ReflectionIndex implied by the first file and the options."""
     check_damage(raw, options)
     cell, sg = resolve_symmetry(raw, options)
-    dmin = float(options.dmin) if options.dmin is not None else default_dmin(raw, cell)
+    dmin = float(options.dmin) if options.dmin is not None else default_dmin(raw, cell, options)
     if dmin <= 0:
         raise InputError(f"--dmin must be positive (got {dmin})", raw.path)
     return ReflectionIndex.from_cell(cell, sg, dmin, options.anomalous)

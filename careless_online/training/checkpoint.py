@@ -174,6 +174,35 @@ def read(unit):
     return Checkpoint(unit, int(manifest["step"]), state)
 
 
+def unit_problem(unit):
+    """Why a unit folder is not a complete checkpoint: a file missing, or files that do not match; None if complete."""
+    for name in (MANIFEST_FILE, STATE_FILE, MODEL_FILE):
+        if not os.path.isfile(os.path.join(unit, name)):
+            return f"its {name} is missing"
+    return None if read(unit) is not None else "its files do not match its manifest"
+
+
+def no_checkpoint_message(model_path):
+    """The one-line reason why ``--resume`` finds no complete unit for the output model ``model_path``.
+
+    It names the newest unit and what it lacks and, when the user-facing
+    model ``model_path`` is there (it is replaced atomically, so it is
+    whole), says how to start from it: ``--model-in`` with another output
+    prefix (the run's outputs must not overwrite its input).
+    """
+    checkpoint_folder = folder(model_path)
+    units = _units(checkpoint_folder)
+    if units:
+        why = f"its newest unit {os.path.basename(units[0][1])} is incomplete ({unit_problem(units[0][1])})"
+    else:
+        why = "it holds no unit" if os.path.isdir(checkpoint_folder) else "it does not exist"
+    message = f"--resume: no complete checkpoint to resume from in {checkpoint_folder}: {why}"
+    if os.path.isfile(model_path):
+        message += (f"; the run's last saved model {model_path} is there: start from it with --model-in "
+                    f"{model_path} and another output prefix")
+    return message
+
+
 def latest(checkpoint_folder):
     """The newest complete unit of a checkpoint folder, or None if there is none.
 

@@ -35,7 +35,8 @@ from careless_online.ambiguity.outputs import SETTING_COLUMNS, history_line
 from careless_online.model.settings import (check_model_operators, reference_counts, to_majority_setting,
                                             with_setting_columns)
 from careless_online.training.calibration import calibrated, sigf_factors
-from careless_online.training.checkpoint import folder as checkpoint_folder, latest as latest_checkpoint, write_model
+from careless_online.training.checkpoint import (folder as checkpoint_folder, latest as latest_checkpoint,
+                                                 no_checkpoint_message, write_model)
 from careless_online.training.distribute import (WORKER_TIMEOUT, cache_share, trainer_class, variable_scope,
                                                  worker_settings)
 from careless_online.training.loop import TrainConfig
@@ -298,7 +299,7 @@ def _initial_model(settings, checkpoint_path):
     if settings.resume:
         unit = latest_checkpoint(checkpoint_folder(checkpoint_path))
         if unit is None:
-            raise InputError("--resume: no complete checkpoint to resume from", checkpoint_folder(checkpoint_path))
+            raise InputError(no_checkpoint_message(checkpoint_path))
         model = load_model(unit.model_path, restore_optimizer=True)
         settings.log(f"resuming {unit.path} at step {unit.step}")
         state = unit.state
@@ -468,7 +469,7 @@ def run_merge(files, settings, output_id=0):
 
 def _describe_data(manifest, settings):
     """Log what was read, a ``--dmin`` beyond the data, and the indexing settings the merge chooses among."""
-    settings.log(f"{manifest.n_images} images, {manifest.n_obs} observations, "
+    settings.log(f"{manifest.n_observed_images} images, {manifest.n_obs} observations, "
                  f"{len(manifest.index)} unique reflections to {manifest.index.dmin:.2f} A")
     warn_dmin_beyond_data(manifest, settings.table_options.dmin, settings.log)
     log_reindexing_operators(manifest.index, "none" if settings.naive else reindexing_spec(settings), settings.log)
