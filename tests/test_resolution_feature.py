@@ -1,4 +1,4 @@
-"""The scale networks see each observation's s^2 = (1/d^2)/max(1/d^2) and log d; older saved models keep their inputs."""
+"""The scale networks see each observation's s^2 = (1/d^2)/max(1/d^2); older saved models keep their inputs."""
 
 import json
 import zipfile
@@ -25,20 +25,11 @@ def test_the_networks_get_s2_beside_the_metadata():
     meta = model._scale_meta(_batch()).numpy()
     np.testing.assert_allclose(meta[:, :2], _batch()["meta"].numpy())
     np.testing.assert_allclose(meta[:, 2], INVERSE_D2[[3, 0, 2, 1]] / INVERSE_D2.max(), rtol=1e-6)
-    assert model.encoder.resnet.d_in == 3 + 2 + 2 and model.scale_head.n_meta == 2 + 2
+    assert model.encoder.resnet.d_in == 3 + 2 + 1 and model.scale_head.n_meta == 2 + 1
 
 
-def test_the_networks_get_log_d_from_0_at_dmin_to_1_at_the_lowest_resolution():
-    """u = log(d/dmin)/log(dmax/dmin): a power law of d is linear in it, and it spreads out low resolution."""
-    meta = _model()._scale_meta(_batch()).numpy()
-    d = 1 / np.sqrt(INVERSE_D2[[3, 0, 2, 1]])
-    expected = np.log(d / d.min()) / np.log(d.max() / d.min())
-    np.testing.assert_allclose(meta[:, 3], expected, rtol=1e-5, atol=1e-6)
-    assert meta[1, 3] == 1.0 and meta[0, 3] == 0.0
-
-
-def test_without_the_features_the_networks_get_the_metadata_alone():
-    model = _model(resolution_feature=False, log_resolution_feature=False)
+def test_without_the_feature_the_networks_get_the_metadata_alone():
+    model = _model(resolution_feature=False)
     np.testing.assert_array_equal(model._scale_meta(_batch()).numpy(), _batch()["meta"].numpy())
     assert model.encoder.resnet.d_in == 3 + 2 and model.scale_head.n_meta == 2
 
@@ -56,19 +47,12 @@ def _without_key(path, key):
 
 def test_a_model_saved_before_the_feature_loads_with_its_own_inputs(tmp_path):
     """A model saved before s^2 existed (no key) loads, predicts as saved, and its networks keep their widths."""
-    old = _model(resolution_feature=False, log_resolution_feature=False)
+    old = _model(resolution_feature=False)
     path = str(tmp_path / "old.keras")
     old.save(path)
     _without_key(path, "resolution_feature")
-    _without_key(path, "log_resolution_feature")
     loaded = load_model(path)
     assert loaded.resolution_feature is False and loaded.encoder.resnet.d_in == 3 + 2
-    s2_only = _model(log_resolution_feature=False)
-    s2_only.save(str(tmp_path / "s2.keras"))
-    _without_key(str(tmp_path / "s2.keras"), "log_resolution_feature")
-    loaded = load_model(str(tmp_path / "s2.keras"))
-    assert loaded.resolution_feature and not loaded.log_resolution_feature
-    assert loaded.encoder.resnet.d_in == 3 + 2 + 1
     new = _model()
     new.save(str(tmp_path / "new.keras"))
-    assert load_model(str(tmp_path / "new.keras")).log_resolution_feature is True
+    assert load_model(str(tmp_path / "new.keras")).resolution_feature is True

@@ -112,10 +112,6 @@ class MergingModel(keras.Model):
         Give both networks each observation's ``s^2 = (1/d^2) / max(1/d^2)``
         beside the metadata (see :meth:`scale_parameters`); False only for
         models saved before it existed.
-    log_resolution_feature : bool
-        Give both networks ``u = log(d / d_min) / log(d_max / d_min)`` too
-        (see :meth:`scale_parameters`); False only for models saved before
-        it existed.
     n_datasets : int
         Datasets with their own structure factors (batches say each
         observation's dataset in ``batch["dataset"]``).
@@ -149,7 +145,7 @@ class MergingModel(keras.Model):
                  kl_weight=1.0, scale_kl_weight=1.0, intensity_scale=1.0, index_config=None,
                  standardizer_config=None, inverse_d2=None, wilson_prior_b=None, wilson_knots=8,
                  wilson_max_inverse_d2=None, refine_uncertainties=False, intensity_features=INTENSITY_FEATURES,
-                 resolution_feature=True, log_resolution_feature=True,
+                 resolution_feature=True,
                  n_datasets=1, double_wilson_parents=None, double_wilson_r=0.0, learn_double_wilson_r=False,
                  double_wilson_r_shells=1, reindexing_ops=None, positional_encoding=None, image_scales=True,
                  double_wilson_reindexing_ops=None, **kwargs):
@@ -159,7 +155,6 @@ class MergingModel(keras.Model):
                              f"this version uses '{INTENSITY_FEATURES}' (a model saved before issue 14's fix): retrain it")
         self.intensity_features = INTENSITY_FEATURES
         self.resolution_feature = bool(resolution_feature)
-        self.log_resolution_feature = bool(log_resolution_feature)
         self.n_reflections = integer_at_least("n_reflections", n_reflections, 1)
         self.n_meta = integer_at_least("n_meta", n_meta, 0)
         self.d_model = integer_at_least("d_model", d_model, 1)
@@ -245,7 +240,7 @@ class MergingModel(keras.Model):
     def _n_scale_meta(self):
         """Per-observation inputs of the networks besides the intensity features."""
         n_meta = self.n_meta if self.positional is None else self.positional.n_features
-        return n_meta + int(self.resolution_feature) + int(self.log_resolution_feature)
+        return n_meta + int(self.resolution_feature)
 
     @property
     def k(self):
@@ -306,15 +301,6 @@ class MergingModel(keras.Model):
         standardized range.  Measured on the 2,000-image benchmark set:
         shell means of F against the truth flat within ±2.5 % instead of
         ±4.0 %, rms z of SIGF 2.3 instead of 4.2 (benchmarks/README.md).
-
-        They also see ``u_i = log(d_i / d_min) / log(d_max / d_min)`` in
-        [0, 1] (``d_max``: the index's lowest-resolution reflection), in
-        which a power law ``d^p`` of the scale is linear: the Lorentz factor
-        of a still, which records more of a reflection the narrower its
-        reciprocal-space profile, grows with ``d`` at low resolution, where
-        ``s^2`` squeezes every reflection beyond 10 Å into its first 4 %.
-        Without it, on held-out-like thermolysin data, the reflections
-        beyond 25 Å came out 17-22 % too strong.
         """
         k = self.k
         f_mean = tf.stop_gradient(self.structure_factors.distribution(self.reflection_ids(batch)).mean())
@@ -330,23 +316,16 @@ class MergingModel(keras.Model):
         return self.scale_head(image_vectors, batch["image"], meta)
 
     def _scale_meta(self, batch):
-        """The metadata of each observation (positionally encoded, if so), with its ``s^2`` and ``u``.
+        """The metadata of each observation (positionally encoded, if so), with its ``s^2``.
 
-        ``s^2`` only when :attr:`resolution_feature`, ``u`` when
-        :attr:`log_resolution_feature` (see :meth:`scale_parameters`).
+        ``s^2`` only when :attr:`resolution_feature`.
         """
         meta = batch["meta"] if self.positional is None else self.positional(batch["meta"])
-        if not (self.resolution_feature or self.log_resolution_feature):
+        if not self.resolution_feature:
             return meta
-        inverse_d2 = self.wilson_sigma.inverse_d2
-        x = tf.gather(inverse_d2, hkl_ids(batch["refl_id"], self.n_reflections))
-        features = [meta]
-        if self.resolution_feature:
-            features.append(x[:, None] / self.wilson_sigma.max_inverse_d2)
-        if self.log_resolution_feature:
-            top, bottom = tf.math.log(tf.reduce_max(inverse_d2)), tf.math.log(tf.reduce_min(inverse_d2))
-            features.append(((top - tf.math.log(x)) / tf.maximum(top - bottom, 1e-6))[:, None])
-        return tf.concat(features, axis=-1)
+        hkl = hkl_ids(batch["refl_id"], self.n_reflections)
+        s2 = tf.gather(self.wilson_sigma.inverse_d2, hkl) / self.wilson_sigma.max_inverse_d2
+        return tf.concat([meta, s2[:, None]], axis=-1)
 
     def log_likelihood(self, prediction, batch):
         """``log p(I | Sigma, F)`` of each observation for predicted ``Sigma F^2`` samples.
@@ -481,7 +460,6 @@ class MergingModel(keras.Model):
             wilson_prior_b=self.wilson_sigma.b_factor, wilson_knots=self.wilson_sigma.knots,
             wilson_max_inverse_d2=self.wilson_sigma.max_inverse_d2, refine_uncertainties=self.refine_uncertainties,
             intensity_features=self.intensity_features, resolution_feature=self.resolution_feature,
-            log_resolution_feature=self.log_resolution_feature,
             n_datasets=self.n_datasets,
             reindexing_ops=self.reindexing_ops,
             positional_encoding=None if self.positional is None else {
@@ -504,7 +482,6 @@ class MergingModel(keras.Model):
         config = dict(config)
         config.setdefault("intensity_features", "linear")  # saved before the key existed
         config.setdefault("resolution_feature", False)  # saved before the networks saw s^2
-        config.setdefault("log_resolution_feature", False)  # saved before they saw log d
         for key in ("index_config", "standardizer_config"):
             if isinstance(config.get(key), str):
                 config[key] = json.loads(config[key])
