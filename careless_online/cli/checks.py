@@ -305,6 +305,7 @@ def mono_arguments(args):
         For the first problem found.
     """
     keys = metadata_keys(args.metadata_keys)
+    check_outputs_spare_inputs(args, cache_folder(args))  # before the inputs' own checks: the likelier cause
     input_files(args.inputs, live=args.live)
     groups = spacegroups(args.spacegroups, args.inputs, model_in=args.model_in)
     cell(args.cell, groups)
@@ -316,7 +317,6 @@ def mono_arguments(args):
         readable_file(args.model_in, what="saved model (.keras)")
         check_model_in(args.model_in, keys, groups)
     naive_alone(args)
-    check_outputs_spare_inputs(args, cache_folder(args))
     keys_in_inputs(keys, args.inputs)
     return keys, groups
 
