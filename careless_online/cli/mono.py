@@ -298,11 +298,13 @@ def no_new_empty_folders(paths):
         raise
 
 
-def run(args):
+def run(args, stop=None):
     """Run ``mono`` for parsed arguments; returns the paths written.
 
     Arguments, files and flag combinations are checked before TensorFlow is
-    imported; a failure leaves no new empty folder behind.
+    imported; a failure leaves no new empty folder behind.  ``stop``: the
+    installed :class:`~careless_online.training.interrupt.SignalStop`, which
+    training looks at after every step.
     """
     from dataclasses import replace
 
@@ -320,7 +322,7 @@ def run(args):
         from careless_online.training.distribute import resolve_strategy
 
         strategy = resolve_strategy(args.strategy, args.worker_timeout)
-        settings = replace(settings, strategy=strategy, worker_timeout=args.worker_timeout)
+        settings = replace(settings, strategy=strategy, worker_timeout=args.worker_timeout, stop=stop)
         if strategy.num_replicas_in_sync > 1:
             settings.log(f"data-parallel training: {strategy.num_replicas_in_sync} replicas "
                          f"({type(strategy).__name__})")

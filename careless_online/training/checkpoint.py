@@ -138,6 +138,9 @@ def save(model, checkpoint_folder, state, keep=1):
     except OSError as err:
         shutil.rmtree(partial, ignore_errors=True)
         raise write_error(err, checkpoint_folder) from None
+    except BaseException:  # interrupted (Ctrl-C, SIGTERM): no partial unit left behind
+        shutil.rmtree(partial, ignore_errors=True)
+        raise
     if os.path.isdir(final):  # the same step written again (a resumed run): replace it
         shutil.rmtree(final)
     os.replace(partial, final)
@@ -154,6 +157,11 @@ def _units(checkpoint_folder):
         if name.startswith(_PREFIX) and name[len(_PREFIX):].isdigit():
             units.append((int(name[len(_PREFIX):]), os.path.join(checkpoint_folder, name)))
     return sorted(units, reverse=True)
+
+
+def unit_folders(checkpoint_folder):
+    """Paths of the unit folders of a checkpoint folder, complete or not (not the ``.partial`` ones), newest first."""
+    return [path for _, path in _units(checkpoint_folder)]
 
 
 def read(unit):

@@ -16,6 +16,7 @@ optimizer update, counted in the history column ``skipped_steps``.  After
 :class:`NonFiniteError`, keeping the last checkpoint.
 """
 
+import contextlib
 import csv
 import itertools
 import os
@@ -32,6 +33,8 @@ from careless_online.io.identity import input_contents
 from careless_online.io.pipeline import batch_signature
 from careless_online.training import checkpoint
 from careless_online.training.early_stop import EarlyStop
+from careless_online.training.interrupt import Interrupted
+from careless_online.training.resume import interrupted_message
 from careless_online.stats.correlation import spearman_per_group
 
 #: Columns of the history CSV, in order.
@@ -243,6 +246,12 @@ class Trainer:
         Run seed of the Monte Carlo samples.
     log : callable
         Where notes on the run go (an early stop).
+    run_record : dict or None
+        The run's configuration (:func:`careless_online.training.run_config.record`),
+        stored in each checkpoint unit so that ``--resume`` can compare it.
+    stop : careless_online.training.interrupt.SignalStop or None
+        Looked at after every step and evaluation batch: a SIGINT or SIGTERM
+        stops the run there, naming the checkpoint to resume from.
 
     The model's optimizer is used when it has one (a checkpoint restored by
     ``--resume``); otherwise the model is compiled with a fresh optimizer
@@ -250,8 +259,10 @@ class Trainer:
     """
 
     def __init__(self, model, train, test, config, history_path=None, checkpoint_path=None, monitor=None,
-                 seed=1234, log=print):
+                 seed=1234, log=print, run_record=None, stop=None):
         self.model = model
+        self.run_record = run_record
+        self.stop = stop
         self.log = log
         self.train = train
         self.test = test
@@ -277,6 +288,8 @@ class Trainer:
             self._predict = tf.function(self._predict_step, input_signature=[signature, seed_spec])
         self.elapsed = 0.0
         self.skipped_steps = 0
+        self.pending = {"sums": {}, "count": 0}
+        self.planned = config.steps
         self._scored = {}
 
     def step_seed(self, step, stream=0):
@@ -327,6 +340,7 @@ class Trainer:
             self._scored[key] = list(itertools.islice(batches.epoch(0), n_batches))
         obs, pred, image, nll = [], [], [], []
         for number, batch in enumerate(self._scored[key]):
+            self._check_stop()
             ipred, _, batch_nll = self.predict(batch, number)
             obs.append(batch["I"])
             pred.append(ipred.numpy())
@@ -335,7 +349,7 @@ class Trainer:
         cc = spearman_per_group(np.concatenate(obs), np.concatenate(pred), np.concatenate(image))
         return float(np.nanmean(cc.to_numpy())) if len(cc) else float("nan"), float(np.mean(np.concatenate(nll)))
 
-    def run(self, start_step=0, elapsed=0.0, skipped_steps=0):
+    def run(self, start_step=0, elapsed=0.0, skipped_steps=0, pending=None):
         """Train from ``start_step`` to ``config.steps`` (or an early stop's end).
 
         Parameters
@@ -346,6 +360,11 @@ class Trainer:
             Seconds already spent.
         skipped_steps : int
             Steps already skipped (a resumed run's count).
+        pending : dict or None
+            A resumed run's loss sums and count of finite steps since its
+            last evaluation (``{"sums": {...}, "count": n}``), so that the
+            next history row averages over the same steps as an
+            uninterrupted run's.
 
         Returns
         -------
@@ -356,7 +375,27 @@ class Trainer:
         ------
         NonFiniteError
             After ``config.max_nonfinite_steps`` skipped steps in a row.
+        careless_online.training.interrupt.Interrupted
+            On SIGINT or SIGTERM (see ``stop``), naming the checkpoint to resume from.
         """
+        self.step = start_step
+        try:
+            with self.stop.deferred() if self.stop is not None else contextlib.nullcontext():
+                return self._run(start_step, elapsed, skipped_steps, pending)
+        except Interrupted as err:
+            raise err.again(self._interrupted_message()) from None
+        except KeyboardInterrupt:
+            raise Interrupted(message=self._interrupted_message()) from None
+
+    def _interrupted_message(self):
+        return interrupted_message(self.checkpoint_path, self.step)
+
+    def _check_stop(self):
+        if self.stop is not None:
+            self.stop.check(self._interrupted_message)
+
+    def _run(self, start_step, elapsed, skipped_steps, pending):
+        """The loop of :meth:`run`."""
         config = self.config
         history = History(self.history_path, start_step=start_step)
         plan = EarlyStop(config.early_stop, config.steps, config.lr_decay).replay(history.kept_rows)
@@ -371,7 +410,9 @@ class Trainer:
         self.skipped_steps = int(skipped_steps)
         started = time.perf_counter() - elapsed
         row = {}
-        sums, count, in_a_row = {}, 0, 0
+        pending = pending or {}
+        sums, count, in_a_row = dict(pending.get("sums", {})), int(pending.get("count", 0)), 0
+        self.planned = plan.planned
         step = start_step
         for batch in itertools.islice(dataset, remaining):
             if step >= plan.planned:  # brought forward by an early stop
@@ -380,6 +421,8 @@ class Trainer:
                 self.optimizer.learning_rate = learning_rate_at(config, step, plan.planned)
             terms = self._step(batch, self.step_seed(step))
             step += 1
+            self.step = step
+            self._check_stop()
             if float(terms["skipped"]):
                 in_a_row = self._count_skipped(step, in_a_row + 1)
             else:
@@ -400,6 +443,7 @@ class Trainer:
                 bar.update(1)
             if self.checkpoint_path and ((config.checkpoint_every and step % config.checkpoint_every == 0) or last):
                 self.elapsed = time.perf_counter() - started
+                self.pending, self.planned = {"sums": dict(sums), "count": count}, plan.planned
                 self.save(step)
         if bar is not None:
             bar.close()
@@ -443,6 +487,9 @@ class Trainer:
     def save(self, step):
         """Write the output model and a checkpoint unit (model, optimizer, loop state) at ``step``."""
         state = {"step": int(step), "elapsed_s": float(self.elapsed), "skipped_steps": int(self.skipped_steps),
-                 "config": asdict(self.config), "inputs": input_contents(self.train.manifest)}
+                 "config": asdict(self.config), "inputs": input_contents(self.train.manifest),
+                 "pending": self.pending, "finished": int(step) >= int(self.planned)}
+        if self.run_record is not None:
+            state["run"] = self.run_record
         checkpoint.save(self.model, checkpoint.folder(self.checkpoint_path), state)
         checkpoint.write_model(self.model, self.checkpoint_path)
