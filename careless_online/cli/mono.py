@@ -86,7 +86,9 @@ def add_arguments(parser):
     g.add_argument("--early-stop", type=non_negative_int, default=0, metavar="EVALUATIONS",
                    help="end the run (through its learning-rate decay) when the held-out NLL has not improved "
                         "for this many evaluations (0: run all --iterations)")
-    g.add_argument("--resume", action="store_true", help="continue a stopped run from its checkpoint")
+    g.add_argument("--resume", action="store_true",
+                   help="continue a stopped run from its checkpoint (flags that shape the model must be the run's; "
+                        "no checkpoint yet: start from step 0)")
     g.add_argument("--model-in", default=None, help="start from a saved model (.keras), e.g. to merge new data")
     g.add_argument("--cache-dir", default=None, help="folder of converted data (default: <out dir>/.careless_online_cache)")
     g.add_argument("--parse-workers", type=positive_int, default=None,

@@ -18,13 +18,14 @@ then ``os.replace``): the user-facing ``<out>_<i>.keras`` is either the old
 file or the new one.
 """
 
+import contextlib
 import hashlib
 import json
 import os
 import shutil
 from dataclasses import dataclass
 
-from careless_online.io.atomic import atomic_path, sync_file, write_bytes, write_error
+from careless_online.io.atomic import atomic_path, sync_file, temporary_name, write_bytes, write_error
 
 #: Files of a unit besides the manifest.
 MODEL_FILE = "model.keras"
@@ -146,6 +147,17 @@ def save(model, checkpoint_folder, state, keep=1):
     os.replace(partial, final)
     _prune(checkpoint_folder, keep)
     return Checkpoint(final, step, dict(state))
+
+
+def remove_temporaries(model_path):
+    """Remove the partial units of ``model_path``'s checkpoint folder and this process's temporary of the model."""
+    with contextlib.suppress(FileNotFoundError):
+        os.remove(temporary_name(model_path))
+    checkpoint_folder = folder(model_path)
+    if os.path.isdir(checkpoint_folder):
+        for name in os.listdir(checkpoint_folder):
+            if name.endswith(_PARTIAL):
+                shutil.rmtree(os.path.join(checkpoint_folder, name), ignore_errors=True)
 
 
 def _units(checkpoint_folder):

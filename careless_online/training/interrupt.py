@@ -12,7 +12,10 @@ around a merge):
   and every evaluation batch and stops with :class:`Interrupted`, whose
   message names the checkpoint to resume from.  If the loop has not stopped
   :data:`GRACE_S` seconds later (a very long step), or on a second signal,
-  :class:`Interrupted` is raised where the main thread is;
+  :class:`Interrupted` is raised where the main thread is; if the main
+  thread is held in TensorFlow's runtime (a graph being compiled), the
+  process ends :data:`HARD_S` seconds after the signal with the same
+  message (no output is being written then: writes run in Python);
 * elsewhere (converting inputs, writing outputs) :class:`Interrupted` is
   raised at once, so every ``with``/``finally`` cleanup runs (temporary files
   and partial checkpoint units are removed).
@@ -24,13 +27,17 @@ number (130 for SIGINT, 143 for SIGTERM).
 
 import _thread
 import contextlib
+import os
 import signal
+import sys
 import threading
 
 #: Signals handled.
 SIGNALS = (signal.SIGINT, signal.SIGTERM)
 #: Seconds the training loop has to stop on its own before it is interrupted where it is.
-GRACE_S = 1.5
+GRACE_S = 1.0
+#: Seconds after which a process still held in TensorFlow's runtime ends at once.
+HARD_S = 1.8
 
 
 class Interrupted(KeyboardInterrupt):
@@ -75,14 +82,15 @@ class SignalStop:
         The signal received during a deferred block, not acted on yet.
     """
 
-    def __init__(self, grace_s=GRACE_S):
-        if not grace_s > 0:
-            raise ValueError(f"grace_s must be positive (got {grace_s})")
-        self.grace_s = float(grace_s)
+    def __init__(self, grace_s=GRACE_S, hard_s=HARD_S):
+        if not 0 < grace_s < hard_s:
+            raise ValueError(f"need 0 < grace_s < hard_s (got {grace_s}, {hard_s})")
+        self.grace_s, self.hard_s = float(grace_s), float(hard_s)
         self.requested = None
         self._deferring = 0
+        self._message = self._cleanup = None
         self._saved = {}
-        self._timer = None
+        self._timers = []
 
     def __enter__(self):
         if threading.current_thread() is threading.main_thread():
@@ -100,26 +108,47 @@ class SignalStop:
     def _handle(self, signum, frame):
         if self._deferring and self.requested is None:
             self.requested = signum
-            self._timer = threading.Timer(self.grace_s, _thread.interrupt_main, args=(signum,))
-            self._timer.daemon = True
-            self._timer.start()
+            self._timers = [threading.Timer(self.grace_s, _thread.interrupt_main, args=(signum,)),
+                            threading.Timer(self.hard_s, self._hard_exit, args=(signum,))]
+            for timer in self._timers:
+                timer.daemon = True
+                timer.start()
             return
         self._cancel_timer()
         raise Interrupted(signum, from_signal=True)
 
+    def _hard_exit(self, signum):
+        """End the process now (the main thread is held in TensorFlow's runtime), with the stop's message."""
+        message = self._message() if self._message is not None else "interrupted"
+        if self._cleanup is not None:
+            self._cleanup()
+        sys.stdout.flush()
+        os.write(2, f"careless_online: {message}\n".encode())
+        os._exit(128 + int(signum))
+
     def _cancel_timer(self):
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
+        for timer in self._timers:
+            timer.cancel()
+        self._timers = []
 
     @contextlib.contextmanager
-    def deferred(self):
-        """A block (training) in which a signal is acted on at the next :meth:`check`."""
+    def deferred(self, message=None, cleanup=None):
+        """A block (training) in which a signal is acted on at the next :meth:`check`.
+
+        Parameters
+        ----------
+        message : callable, optional
+            Gives the message of a hard exit (see the module docstring).
+        cleanup : callable, optional
+            Removes the block's temporary files before a hard exit.
+        """
         self._deferring += 1
+        self._message, self._cleanup = message, cleanup
         try:
             yield self
         finally:
             self._deferring -= 1
+            self._message = self._cleanup = None
 
     def check(self, message):
         """Raise :class:`Interrupted` with ``message`` if a signal was received.

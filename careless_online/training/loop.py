@@ -224,6 +224,25 @@ def _fmt(value):
     return f"{float(value):.6g}"
 
 
+#: ``I/SigI`` of an observation, in multiples of its batch's median, beyond which it is named as the cause.
+OUTLIER_FACTOR = 1000.0
+
+
+def _likely_cause(batch):
+    """What to blame for a diverging fit: an outlier observation of the batch if it holds one, else the settings."""
+    advice = "try a lower --learning-rate or --global-clipnorm"
+    if batch is None or len(batch["I"]) == 0:
+        return advice
+    snr = np.abs(np.asarray(batch["I"], dtype=np.float64)) / np.asarray(batch["SigI"], dtype=np.float64)
+    worst = int(np.argmax(snr))
+    typical = max(float(np.median(snr)), 1.0)
+    if not snr[worst] > OUTLIER_FACTOR * typical:
+        return advice
+    return (f"the batch holds an outlier: I = {float(batch['I'][worst]):.4g}, SigI = {float(batch['SigI'][worst]):.4g} "
+            f"in image {int(batch['image_id'][worst])}, I/SigI {snr[worst] / typical:.3g} times the batch's median; "
+            "fix or remove it (docs/reliability.md, the outlier rule)")
+
+
 class Trainer:
     """Runs the optimization of a :class:`~careless_online.model.MergingModel`.
 
@@ -380,12 +399,18 @@ class Trainer:
         """
         self.step = start_step
         try:
-            with self.stop.deferred() if self.stop is not None else contextlib.nullcontext():
+            with self.stop.deferred(self._interrupted_message, self._remove_temporaries) if self.stop is not None \
+                    else contextlib.nullcontext():
                 return self._run(start_step, elapsed, skipped_steps, pending)
         except Interrupted as err:
             raise err.again(self._interrupted_message()) from None
         except KeyboardInterrupt:
             raise Interrupted(message=self._interrupted_message()) from None
+
+    def _remove_temporaries(self):
+        """Remove this process's temporary model file and partial checkpoint unit (before a hard exit)."""
+        if self.checkpoint_path:
+            checkpoint.remove_temporaries(self.checkpoint_path)
 
     def _interrupted_message(self):
         return interrupted_message(self.checkpoint_path, self.step)
@@ -424,7 +449,7 @@ class Trainer:
             self.step = step
             self._check_stop()
             if float(terms["skipped"]):
-                in_a_row = self._count_skipped(step, in_a_row + 1)
+                in_a_row = self._count_skipped(step, in_a_row + 1, batch)
             else:
                 in_a_row = 0
                 for key in _AVERAGED:
@@ -463,15 +488,15 @@ class Trainer:
         """The endless stream of training batches from global step ``start_step``."""
         return self.train.dataset(start_step=start_step)
 
-    def _count_skipped(self, step, in_a_row):
-        """Count a skipped step; stop the run after too many in a row."""
+    def _count_skipped(self, step, in_a_row, batch=None):
+        """Count a skipped step; stop the run after too many in a row (naming an outlier of ``batch`` if any)."""
         self.skipped_steps += 1
         if in_a_row >= self.config.max_nonfinite_steps:
             found = checkpoint.latest(checkpoint.folder(self.checkpoint_path)) if self.checkpoint_path else None
             kept = f"; the last checkpoint is {found.path} (step {found.step})" if found else "; no checkpoint was written"
             raise NonFiniteError(
                 f"training stopped at step {step}: {in_a_row} steps in a row had a non-finite loss or gradient "
-                f"(try a lower --learning-rate or --global-clipnorm){kept}")
+                f"({_likely_cause(batch)}){kept}")
         return in_a_row
 
     def _history_row(self, step, sums, count):
