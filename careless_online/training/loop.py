@@ -231,14 +231,18 @@ OUTLIER_FACTOR = 1000.0
 def _likely_cause(batch):
     """What to blame for a diverging fit: an outlier observation of the batch if it holds one, else the settings."""
     advice = "try a lower --learning-rate or --global-clipnorm"
-    if batch is None or len(batch["I"]) == 0:
+    try:
+        intensity, sigma = (np.asarray(batch[key], dtype=np.float64) for key in ("I", "SigI"))
+    except (TypeError, ValueError):  # no batch, or one split over replicas
         return advice
-    snr = np.abs(np.asarray(batch["I"], dtype=np.float64)) / np.asarray(batch["SigI"], dtype=np.float64)
+    if intensity.ndim != 1 or len(intensity) == 0:
+        return advice
+    snr = np.abs(intensity) / sigma
     worst = int(np.argmax(snr))
     typical = max(float(np.median(snr)), 1.0)
     if not snr[worst] > OUTLIER_FACTOR * typical:
         return advice
-    return (f"the batch holds an outlier: I = {float(batch['I'][worst]):.4g}, SigI = {float(batch['SigI'][worst]):.4g} "
+    return (f"the batch holds an outlier: I = {intensity[worst]:.4g}, SigI = {sigma[worst]:.4g} "
             f"in image {int(batch['image_id'][worst])}, I/SigI {snr[worst] / typical:.3g} times the batch's median; "
             "fix or remove it (docs/reliability.md, the outlier rule)")
 
