@@ -165,6 +165,30 @@ def test_an_unfinished_run_is_not_started_over_and_its_resumed_history_averages_
 
 # ---- signals ----------------------------------------------------------------------------------------------------
 
+def test_a_signal_in_training_is_acted_on_at_the_next_check_or_after_the_grace_period():
+    from careless_online.training.interrupt import GRACE_S, Interrupted, SignalStop
+
+    with SignalStop() as stop, stop.deferred(lambda: "unused"):
+        os.kill(os.getpid(), signal.SIGINT)
+        time.sleep(0.05)
+        assert stop.requested == signal.SIGINT  # noted, not raised
+        with pytest.raises(Interrupted, match="stopped at step 3") as stopped:
+            stop.check(lambda: "stopped at step 3")
+        stop.disarm()
+    assert stopped.value.exit_status == 130
+    started = time.monotonic()
+    with pytest.raises(Interrupted) as stopped:
+        with SignalStop() as stop, stop.deferred(lambda: "unused"):
+            os.kill(os.getpid(), signal.SIGTERM)
+            try:
+                while True:  # a step that never looks at the flag
+                    time.sleep(0.01)
+            finally:
+                stop.disarm()
+    assert stopped.value.exit_status == 143 and GRACE_S <= time.monotonic() - started < GRACE_S + 1.0
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # the handlers are restored
+
+
 #: Run before ``main`` in the subprocess: with $FAULTS_SLOW_SAVE, replacing ``<out>_0.keras`` takes 30 s more.
 HOOK = r"""
 import os, sys, time

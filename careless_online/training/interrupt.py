@@ -35,9 +35,9 @@ import threading
 #: Signals handled.
 SIGNALS = (signal.SIGINT, signal.SIGTERM)
 #: Seconds the training loop has to stop on its own before it is interrupted where it is.
-GRACE_S = 1.0
+GRACE_S = 0.5
 #: Seconds after which a process still held in TensorFlow's runtime ends at once.
-HARD_S = 1.8
+HARD_S = 1.5
 
 
 class Interrupted(KeyboardInterrupt):
@@ -90,7 +90,7 @@ class SignalStop:
         self._deferring = 0
         self._message = self._cleanup = None
         self._saved = {}
-        self._timers = []
+        self._grace = self._deadline = None
 
     def __enter__(self):
         if threading.current_thread() is threading.main_thread():
@@ -98,8 +98,9 @@ class SignalStop:
                 self._saved[signum] = signal.signal(signum, self._handle)
         return self
 
-    def __exit__(self, *exc):
-        self._cancel_timer()
+    def __exit__(self, kind, error, trace):
+        if not (isinstance(error, Interrupted) and error.from_signal):
+            self._cancel_timer()  # else the hard exit stays the deadline until the process ends
         for signum, handler in self._saved.items():
             signal.signal(signum, handler)
         self._saved = {}
@@ -108,13 +109,13 @@ class SignalStop:
     def _handle(self, signum, frame):
         if self._deferring and self.requested is None:
             self.requested = signum
-            self._timers = [threading.Timer(self.grace_s, _thread.interrupt_main, args=(signum,)),
-                            threading.Timer(self.hard_s, self._hard_exit, args=(signum,))]
-            for timer in self._timers:
+            self._grace = threading.Timer(self.grace_s, _thread.interrupt_main, args=(signum,))
+            self._deadline = threading.Timer(self.hard_s, self._hard_exit, args=(signum,))
+            for timer in (self._grace, self._deadline):
                 timer.daemon = True
                 timer.start()
             return
-        self._cancel_timer()
+        self._cancel_timer(keep_deadline=True)
         raise Interrupted(signum, from_signal=True)
 
     def _hard_exit(self, signum):
@@ -126,10 +127,18 @@ class SignalStop:
         os.write(2, f"careless_online: {message}\n".encode())
         os._exit(128 + int(signum))
 
-    def _cancel_timer(self):
-        for timer in self._timers:
-            timer.cancel()
-        self._timers = []
+    def disarm(self):
+        """Cancel a pending grace interruption and hard exit (a caller that handles the stop itself)."""
+        self._cancel_timer()
+
+    def _cancel_timer(self, keep_deadline=False):
+        """Cancel the grace timer, and the hard exit unless ``keep_deadline``."""
+        if self._grace is not None:
+            self._grace.cancel()
+            self._grace = None
+        if self._deadline is not None and not keep_deadline:
+            self._deadline.cancel()
+            self._deadline = None
 
     @contextlib.contextmanager
     def deferred(self, message=None, cleanup=None):
@@ -147,8 +156,7 @@ class SignalStop:
         try:
             yield self
         finally:
-            self._deferring -= 1
-            self._message = self._cleanup = None
+            self._deferring -= 1  # the message and cleanup stay for a hard exit during the unwinding
 
     def check(self, message):
         """Raise :class:`Interrupted` with ``message`` if a signal was received.
@@ -159,6 +167,6 @@ class SignalStop:
             Gives the message (called only when stopping).
         """
         if self.requested is not None:
-            self._cancel_timer()
+            self._cancel_timer(keep_deadline=True)
             signum, self.requested = self.requested, None
             raise Interrupted(signum, message(), from_signal=True)
