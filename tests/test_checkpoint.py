@@ -98,14 +98,6 @@ def _mono(*args):
     return main(["mono", "--disable-progress-bar", *map(str, args)])
 
 
-def test_resume_without_a_checkpoint_is_an_error(sim_files, tmp_path, capsys):
-    with pytest.raises(SystemExit) as exit_info:
-        _mono("--resume", "--spacegroups", SG, "dHKL", sim_files["stream"], tmp_path / "o")
-    assert exit_info.value.code == 2
-    err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "no complete checkpoint" in err[0] and "o_0.ckpt" in err[0]
-
-
 def test_a_run_resumes_from_its_unit_and_cache_and_max_nonfinite_steps_stops_a_diverging_run(sim_files, tmp_path,
                                                                                               capsys):
     out = tmp_path / "o"

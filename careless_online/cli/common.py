@@ -5,6 +5,7 @@ import os
 import sys
 
 from careless_online.errors import InputError
+from careless_online.training.interrupt import Interrupted
 
 
 def user_errors_exit(func):
@@ -39,9 +40,8 @@ def user_errors_exit(func):
             name = err.filename if err.filename else str(err)
             print(f"{prog}: error: {name}: no such file", file=sys.stderr)
             raise SystemExit(2)
-        except KeyboardInterrupt:
-            print(f"{prog}: interrupted", file=sys.stderr)
-            raise SystemExit(130)
+        except KeyboardInterrupt as err:
+            _interrupted(prog, err)
         except BrokenPipeError:
             # the reader of our output went away (e.g. `| head`): stop quietly
             devnull = os.open(os.devnull, os.O_WRONLY)
@@ -50,3 +50,21 @@ def user_errors_exit(func):
         return 0 if result is None else result
 
     return wrapper
+
+
+def _interrupted(prog, err):
+    """End an interrupted command: its message on one line, status 128 + the signal.
+
+    An interruption by a real signal (:mod:`careless_online.training.interrupt`)
+    ends the process at once, once the cleanups of the ``with``/``finally``
+    blocks it went through have run: TensorFlow's runtime otherwise takes
+    seconds to tear down.
+    """
+    message = str(err) if isinstance(err, Interrupted) else "interrupted"
+    print(f"{prog}: {message}", file=sys.stderr)
+    status = err.exit_status if isinstance(err, Interrupted) else 130
+    if getattr(err, "from_signal", False):
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(status)
+    raise SystemExit(status)

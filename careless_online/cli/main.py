@@ -43,8 +43,10 @@ def main(argv=None):
         parser.print_help()
         return 2
     from careless_online.cli import mono
+    from careless_online.training.interrupt import SignalStop
 
-    mono.run(args)
+    with SignalStop() as stop:
+        mono.run(args, stop=stop)
     return 0
 
 

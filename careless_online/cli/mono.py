@@ -86,7 +86,9 @@ def add_arguments(parser):
     g.add_argument("--early-stop", type=non_negative_int, default=0, metavar="EVALUATIONS",
                    help="end the run (through its learning-rate decay) when the held-out NLL has not improved "
                         "for this many evaluations (0: run all --iterations)")
-    g.add_argument("--resume", action="store_true", help="continue a stopped run from its checkpoint")
+    g.add_argument("--resume", action="store_true",
+                   help="continue a stopped run from its checkpoint (flags that shape the model must be the run's; "
+                        "no checkpoint yet: start from step 0)")
     g.add_argument("--model-in", default=None, help="start from a saved model (.keras), e.g. to merge new data")
     g.add_argument("--cache-dir", default=None, help="folder of converted data (default: <out dir>/.careless_online_cache)")
     g.add_argument("--parse-workers", type=positive_int, default=None,
@@ -393,13 +395,15 @@ def no_new_empty_folders(paths):
         raise
 
 
-def run(args):
+def run(args, stop=None):
     """Run ``mono`` for parsed arguments; returns the paths written.
 
     Arguments, files and flag combinations are checked before TensorFlow is
     imported; a failure leaves no new empty folder behind.  The run holds the
     lock of its output prefix (:mod:`careless_online.io.prefix_lock`; on the
     chief only, in a multi-worker run) while it converts, trains and writes.
+    ``stop``: the installed :class:`~careless_online.training.interrupt.SignalStop`,
+    which training looks at after every step.
     """
     from dataclasses import replace
 
@@ -416,7 +420,7 @@ def run(args):
         from careless_online.training.distribute import is_chief, resolve_strategy
 
         strategy = resolve_strategy(args.strategy, args.worker_timeout)
-        settings = replace(settings, strategy=strategy, worker_timeout=args.worker_timeout)
+        settings = replace(settings, strategy=strategy, worker_timeout=args.worker_timeout, stop=stop)
         if strategy.num_replicas_in_sync > 1:
             settings.log(f"data-parallel training: {strategy.num_replicas_in_sync} replicas "
                          f"({type(strategy).__name__})")

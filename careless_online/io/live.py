@@ -32,6 +32,7 @@ from careless_online.io.arrivals import Arrivals
 from careless_online.io.sources import missing_folder
 from careless_online.io.duplicates import RepeatFilter, repeat_lines
 from careless_online.io.cache import CACHE_VERSION, Manifest, _ShardWriter
+from careless_online.io.followed import FollowedStream
 from careless_online.io.shards import npy_bytes, write_atomic
 from careless_online.io.table import LoadReport, build_index, make_observations
 
@@ -89,6 +90,7 @@ class LiveCache:
         self.writer = None
         self.report = LoadReport()
         self.repeats = RepeatFilter()
+        self._followed = {}
         os.makedirs(folder, exist_ok=True)
         for name in os.listdir(folder):
             if name.endswith(".npz") or name in ("manifest.json", "counts.npy"):
@@ -129,22 +131,39 @@ class LiveCache:
         return self.max_images is not None and new >= self.max_images
 
     def _poll_stream(self, path, new):
-        """Convert the complete chunks of a stream not read yet, while the look has room; returns images added."""
+        """Convert the complete chunks of a stream not read yet, while the look has room; returns images added.
+
+        A stream truncated or replaced since the last look is read again from
+        its first changed chunk (:mod:`careless_online.io.followed`), said in one line.
+        """
         record = self._input(path, "stream")
         if not readers.stream_begun(path):  # created, its header not written yet
             return 0
-        complete = readers.count_stream_chunks(path)
+        followed = self._followed.setdefault(path, FollowedStream(path))
+        spans = readers.stream_chunk_spans(path)
+        restart, message = followed.restart(spans)
+        if restart is not None:
+            self.log(message)
+            record["chunks"] = restart
         added = 0
-        if complete > record["chunks"] and not self._full(new):
-            for spans in readers.stream_blocks(path, self.shard_images, start_chunk=record["chunks"]):
-                raw = readers.read_stream_block(path, spans, first_image=0)
-                raw.data["BATCH"] += np.float32(record["n_images"])  # the crystal's position in the file
-                added += self._add(raw, record, raw.next_image)
-                record["chunks"] += raw.n_chunks
+        if len(spans) > record["chunks"] and not self._full(new):
+            for first in range(record["chunks"], len(spans), self.shard_images):
+                block, digests, repeated = followed.new(spans[first:first + self.shard_images])
+                if repeated:
+                    self.log(f"{path}: {repeated} chunks identical to chunks read before skipped (not counted twice)")
+                added += self._read_block(path, record, block) if block else 0
+                followed.note(block, digests)
+                record["chunks"] = first + min(self.shard_images, len(spans) - first)
                 if self._full(new + added):
                     break
-        self.backlog["stream_chunks"] += complete - record["chunks"]
+        self.backlog["stream_chunks"] += len(spans) - record["chunks"]
         return added
+
+    def _read_block(self, path, record, spans):
+        """Convert the chunks ``spans`` of a stream; returns the images added."""
+        raw = readers.read_stream_block(path, spans, first_image=0)
+        raw.data["BATCH"] += np.float32(record["n_images"])  # the crystal's position in the file
+        return self._add(raw, record, raw.next_image)
 
     def _read_file(self, path):
         """Convert a ready MTZ file or DIALS pair; one that cannot be read is skipped until it changes."""

@@ -18,8 +18,8 @@ from careless_online.io.shards import shard_problem
 from careless_online.io.moments import mean_std
 
 #: Version of the cache layout; caches of another version are rebuilt (4: a stream's BATCH is the crystal's
-#: position in the file, not in its parsed block).
-CACHE_VERSION = 4
+#: position in the file, not in its parsed block; 5: observations impossible for their image are dropped).
+CACHE_VERSION = 5
 #: Columns every shard has; every other shard column is candidate metadata.
 CORE_COLUMNS = ("image_id", "file_id", "Hobs", "Kobs", "Lobs", "H", "K", "L", "plus", "refl_id", "I", "SigI")
 

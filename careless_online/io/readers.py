@@ -310,6 +310,11 @@ def _chunk_spans(path):
         return stream_format.chunk_spans(handle, _SCAN_BYTES)
 
 
+def stream_chunk_spans(path):
+    """(start, end, complete) of each complete chunk of a stream, in file order (a chunk being written is left out)."""
+    return _chunk_spans(str(path))
+
+
 def count_stream_chunks(path):
     """Number of chunks in a stream (a last chunk still being written is not counted)."""
     return len(_chunk_spans(str(path)))

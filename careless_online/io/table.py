@@ -24,6 +24,7 @@ import pandas as pd
 import reciprocalspaceship as rs
 
 from careless_online.errors import InputError
+from careless_online.io.outliers import REASON as OUTLIER_REASON, implausible
 from careless_online.io.reflections import ReflectionIndex, map_to_asu
 
 
@@ -377,6 +378,11 @@ def make_observations(raw, index, file_id, image_offset, options):
         report.images_dropped_cell += len(bad_images)
         report.drop("image cell off reference", (in_bad & keep).sum())
         keep &= ~in_bad
+
+    rows = np.flatnonzero(keep)
+    outlier = implausible(intensity[rows], sigma[rows], data["image"].to_numpy()[rows])
+    report.drop(OUTLIER_REASON, outlier.sum())
+    keep[rows[outlier]] = False
 
     hkl = data[["H", "K", "L"]].to_numpy(np.int32)
     isigi = np.where(keep, intensity / np.where(keep, sigma, 1), 0)

@@ -18,13 +18,14 @@ then ``os.replace``): the user-facing ``<out>_<i>.keras`` is either the old
 file or the new one.
 """
 
+import contextlib
 import hashlib
 import json
 import os
 import shutil
 from dataclasses import dataclass
 
-from careless_online.io.atomic import atomic_path, sync_file, write_bytes, write_error
+from careless_online.io.atomic import atomic_path, sync_file, temporary_name, write_bytes, write_error
 
 #: Files of a unit besides the manifest.
 MODEL_FILE = "model.keras"
@@ -138,11 +139,25 @@ def save(model, checkpoint_folder, state, keep=1):
     except OSError as err:
         shutil.rmtree(partial, ignore_errors=True)
         raise write_error(err, checkpoint_folder) from None
+    except BaseException:  # interrupted (Ctrl-C, SIGTERM): no partial unit left behind
+        shutil.rmtree(partial, ignore_errors=True)
+        raise
     if os.path.isdir(final):  # the same step written again (a resumed run): replace it
         shutil.rmtree(final)
     os.replace(partial, final)
     _prune(checkpoint_folder, keep)
     return Checkpoint(final, step, dict(state))
+
+
+def remove_temporaries(model_path):
+    """Remove the partial units of ``model_path``'s checkpoint folder and this process's temporary of the model."""
+    with contextlib.suppress(FileNotFoundError):
+        os.remove(temporary_name(model_path))
+    checkpoint_folder = folder(model_path)
+    if os.path.isdir(checkpoint_folder):
+        for name in os.listdir(checkpoint_folder):
+            if name.endswith(_PARTIAL):
+                shutil.rmtree(os.path.join(checkpoint_folder, name), ignore_errors=True)
 
 
 def _units(checkpoint_folder):
@@ -154,6 +169,11 @@ def _units(checkpoint_folder):
         if name.startswith(_PREFIX) and name[len(_PREFIX):].isdigit():
             units.append((int(name[len(_PREFIX):]), os.path.join(checkpoint_folder, name)))
     return sorted(units, reverse=True)
+
+
+def unit_folders(checkpoint_folder):
+    """Paths of the unit folders of a checkpoint folder, complete or not (not the ``.partial`` ones), newest first."""
+    return [path for _, path in _units(checkpoint_folder)]
 
 
 def read(unit):
@@ -198,7 +218,7 @@ def no_checkpoint_message(model_path):
         why = "it holds no unit" if os.path.isdir(checkpoint_folder) else "it does not exist"
     message = f"--resume: no complete checkpoint to resume from in {checkpoint_folder}: {why}"
     if os.path.isfile(model_path):
-        message += (f"; the run's last saved model {model_path} is there: start from it with --model-in "
+        message += (f"; the run's last saved model {model_path} is intact: start from it with --model-in "
                     f"{model_path} and another output prefix")
     return message
 

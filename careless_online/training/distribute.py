@@ -352,7 +352,7 @@ class DistributedTrainer(Trainer):
             self._watchdog.beat()
         return terms
 
-    def run(self, start_step=0, elapsed=0.0, skipped_steps=0):
+    def run(self, start_step=0, elapsed=0.0, skipped_steps=0, pending=None):
         """Train as :meth:`Trainer.run` does, stopping with :class:`WorkerLost` when the cluster breaks.
 
         Raises
@@ -368,7 +368,7 @@ class DistributedTrainer(Trainer):
         with watchdog:
             self._watchdog = watchdog
             try:
-                return super().run(start_step, elapsed, skipped_steps)
+                return super().run(start_step, elapsed, skipped_steps, pending)
             except PEER_ERRORS as err:
                 raise WorkerLost(self._lost_message(_reason(err))) from None
             finally:

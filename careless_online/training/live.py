@@ -138,7 +138,8 @@ class _Round:
             config = replace(settings.train, steps=self.step + self.live.steps_per_round, progress=False, lr_decay=0.0)
         if self.trainer is None:
             self.trainer = trainer_class(settings.strategy, settings.worker_timeout, settings.log)(
-                self.model, train, test, config, self.history, self.checkpoint, monitor=monitor, seed=settings.seed)
+                self.model, train, test, config, self.history, self.checkpoint, monitor=monitor, seed=settings.seed,
+                stop=settings.stop)
         else:
             self.trainer.train, self.trainer.test, self.trainer.monitor = train, test, monitor
             self.trainer.config = config

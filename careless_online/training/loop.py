@@ -16,6 +16,7 @@ optimizer update, counted in the history column ``skipped_steps``.  After
 :class:`NonFiniteError`, keeping the last checkpoint.
 """
 
+import contextlib
 import csv
 import itertools
 import os
@@ -33,6 +34,8 @@ from careless_online.io.identity import input_contents
 from careless_online.io.pipeline import batch_signature
 from careless_online.training import checkpoint
 from careless_online.training.early_stop import EarlyStop
+from careless_online.training.interrupt import Interrupted
+from careless_online.training.resume import interrupted_message
 from careless_online.stats.correlation import spearman_per_group
 
 #: Columns of the history CSV, in order.
@@ -222,6 +225,29 @@ def _fmt(value):
     return f"{float(value):.6g}"
 
 
+#: ``I/SigI`` of an observation, in multiples of its batch's median, beyond which it is named as the cause.
+OUTLIER_FACTOR = 1000.0
+
+
+def _likely_cause(batch):
+    """What to blame for a diverging fit: an outlier observation of the batch if it holds one, else the settings."""
+    advice = "try a lower --learning-rate or --global-clipnorm"
+    try:
+        intensity, sigma = (np.asarray(batch[key], dtype=np.float64) for key in ("I", "SigI"))
+    except (TypeError, ValueError):  # no batch, or one split over replicas
+        return advice
+    if intensity.ndim != 1 or len(intensity) == 0:
+        return advice
+    snr = np.abs(intensity) / sigma
+    worst = int(np.argmax(snr))
+    typical = max(float(np.median(snr)), 1.0)
+    if not snr[worst] > OUTLIER_FACTOR * typical:
+        return advice
+    return (f"the batch holds an outlier: I = {intensity[worst]:.4g}, SigI = {sigma[worst]:.4g} "
+            f"in image {int(batch['image_id'][worst])}, I/SigI {snr[worst] / typical:.3g} times the batch's median; "
+            "fix or remove it (docs/reliability.md, the outlier rule)")
+
+
 class Trainer:
     """Runs the optimization of a :class:`~careless_online.model.MergingModel`.
 
@@ -244,6 +270,12 @@ class Trainer:
         Run seed of the Monte Carlo samples.
     log : callable
         Where notes on the run go (an early stop).
+    run_record : dict or None
+        The run's configuration (:func:`careless_online.training.run_config.record`),
+        stored in each checkpoint unit so that ``--resume`` can compare it.
+    stop : careless_online.training.interrupt.SignalStop or None
+        Looked at after every step and evaluation batch: a SIGINT or SIGTERM
+        stops the run there, naming the checkpoint to resume from.
 
     The model's optimizer is used when it has one (a checkpoint restored by
     ``--resume``); otherwise the model is compiled with a fresh optimizer
@@ -251,8 +283,10 @@ class Trainer:
     """
 
     def __init__(self, model, train, test, config, history_path=None, checkpoint_path=None, monitor=None,
-                 seed=1234, log=print):
+                 seed=1234, log=print, run_record=None, stop=None):
         self.model = model
+        self.run_record = run_record
+        self.stop = stop
         self.log = log
         self.train = train
         self.test = test
@@ -278,6 +312,8 @@ class Trainer:
             self._predict = tf.function(self._predict_step, input_signature=[signature, seed_spec])
         self.elapsed = 0.0
         self.skipped_steps = 0
+        self.pending = {"sums": {}, "count": 0}
+        self.planned = config.steps
         # evaluation batches of each view, kept while the view lives: live rounds rebuild their views, so a
         # view's id may be reused by the next round's (a dict keyed by id served one view's images for another)
         self._scored = weakref.WeakKeyDictionary()
@@ -330,6 +366,7 @@ class Trainer:
             kept[n_batches] = list(itertools.islice(batches.epoch(0), n_batches))
         obs, pred, image, nll = [], [], [], []
         for number, batch in enumerate(kept[n_batches]):
+            self._check_stop()
             ipred, _, batch_nll = self.predict(batch, number)
             obs.append(batch["I"])
             pred.append(ipred.numpy())
@@ -338,7 +375,7 @@ class Trainer:
         cc = spearman_per_group(np.concatenate(obs), np.concatenate(pred), np.concatenate(image))
         return float(np.nanmean(cc.to_numpy())) if len(cc) else float("nan"), float(np.mean(np.concatenate(nll)))
 
-    def run(self, start_step=0, elapsed=0.0, skipped_steps=0):
+    def run(self, start_step=0, elapsed=0.0, skipped_steps=0, pending=None):
         """Train from ``start_step`` to ``config.steps`` (or an early stop's end).
 
         Parameters
@@ -349,6 +386,11 @@ class Trainer:
             Seconds already spent.
         skipped_steps : int
             Steps already skipped (a resumed run's count).
+        pending : dict or None
+            A resumed run's loss sums and count of finite steps since its
+            last evaluation (``{"sums": {...}, "count": n}``), so that the
+            next history row averages over the same steps as an
+            uninterrupted run's.
 
         Returns
         -------
@@ -359,7 +401,33 @@ class Trainer:
         ------
         NonFiniteError
             After ``config.max_nonfinite_steps`` skipped steps in a row.
+        careless_online.training.interrupt.Interrupted
+            On SIGINT or SIGTERM (see ``stop``), naming the checkpoint to resume from.
         """
+        self.step = start_step
+        try:
+            with self.stop.deferred(self._interrupted_message, self._remove_temporaries) if self.stop is not None \
+                    else contextlib.nullcontext():
+                return self._run(start_step, elapsed, skipped_steps, pending)
+        except Interrupted as err:
+            raise err.again(self._interrupted_message()) from None
+        except KeyboardInterrupt:
+            raise Interrupted(message=self._interrupted_message()) from None
+
+    def _remove_temporaries(self):
+        """Remove this process's temporary model file and partial checkpoint unit (before a hard exit)."""
+        if self.checkpoint_path:
+            checkpoint.remove_temporaries(self.checkpoint_path)
+
+    def _interrupted_message(self):
+        return interrupted_message(self.checkpoint_path, self.step)
+
+    def _check_stop(self):
+        if self.stop is not None:
+            self.stop.check(self._interrupted_message)
+
+    def _run(self, start_step, elapsed, skipped_steps, pending):
+        """The loop of :meth:`run`."""
         config = self.config
         history = History(self.history_path, start_step=start_step)
         plan = EarlyStop(config.early_stop, config.steps, config.lr_decay).replay(history.kept_rows)
@@ -374,7 +442,9 @@ class Trainer:
         self.skipped_steps = int(skipped_steps)
         started = time.perf_counter() - elapsed
         row = {}
-        sums, count, in_a_row = {}, 0, 0
+        pending = pending or {}
+        sums, count, in_a_row = dict(pending.get("sums", {})), int(pending.get("count", 0)), 0
+        self.planned = plan.planned
         step = start_step
         for batch in itertools.islice(dataset, remaining):
             if step >= plan.planned:  # brought forward by an early stop
@@ -383,8 +453,10 @@ class Trainer:
                 self.optimizer.learning_rate = learning_rate_at(config, step, plan.planned)
             terms = self._step(batch, self.step_seed(step))
             step += 1
+            self.step = step
+            self._check_stop()
             if float(terms["skipped"]):
-                in_a_row = self._count_skipped(step, in_a_row + 1)
+                in_a_row = self._count_skipped(step, in_a_row + 1, batch)
             else:
                 in_a_row = 0
                 for key in _AVERAGED:
@@ -403,6 +475,7 @@ class Trainer:
                 bar.update(1)
             if self.checkpoint_path and ((config.checkpoint_every and step % config.checkpoint_every == 0) or last):
                 self.elapsed = time.perf_counter() - started
+                self.pending, self.planned = {"sums": dict(sums), "count": count}, plan.planned
                 self.save(step)
         if bar is not None:
             bar.close()
@@ -422,15 +495,15 @@ class Trainer:
         """The endless stream of training batches from global step ``start_step``."""
         return self.train.dataset(start_step=start_step)
 
-    def _count_skipped(self, step, in_a_row):
-        """Count a skipped step; stop the run after too many in a row."""
+    def _count_skipped(self, step, in_a_row, batch=None):
+        """Count a skipped step; stop the run after too many in a row (naming an outlier of ``batch`` if any)."""
         self.skipped_steps += 1
         if in_a_row >= self.config.max_nonfinite_steps:
             found = checkpoint.latest(checkpoint.folder(self.checkpoint_path)) if self.checkpoint_path else None
             kept = f"; the last checkpoint is {found.path} (step {found.step})" if found else "; no checkpoint was written"
             raise NonFiniteError(
                 f"training stopped at step {step}: {in_a_row} steps in a row had a non-finite loss or gradient "
-                f"(try a lower --learning-rate or --global-clipnorm){kept}")
+                f"({_likely_cause(batch)}){kept}")
         return in_a_row
 
     def _history_row(self, step, sums, count):
@@ -446,6 +519,9 @@ class Trainer:
     def save(self, step):
         """Write the output model and a checkpoint unit (model, optimizer, loop state) at ``step``."""
         state = {"step": int(step), "elapsed_s": float(self.elapsed), "skipped_steps": int(self.skipped_steps),
-                 "config": asdict(self.config), "inputs": input_contents(self.train.manifest)}
+                 "config": asdict(self.config), "inputs": input_contents(self.train.manifest),
+                 "pending": self.pending, "finished": int(step) >= int(self.planned)}
+        if self.run_record is not None:
+            state["run"] = self.run_record
         checkpoint.save(self.model, checkpoint.folder(self.checkpoint_path), state)
         checkpoint.write_model(self.model, self.checkpoint_path)

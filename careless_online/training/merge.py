@@ -35,10 +35,10 @@ from careless_online.ambiguity.outputs import SETTING_COLUMNS, history_line
 from careless_online.model.settings import (check_model_operators, reference_counts, to_majority_setting,
                                             with_setting_columns)
 from careless_online.training.calibration import calibrated, sigf_factors
-from careless_online.training.checkpoint import (folder as checkpoint_folder, latest as latest_checkpoint,
-                                                 no_checkpoint_message, write_model)
+from careless_online.training.checkpoint import folder as checkpoint_folder, latest as latest_checkpoint, write_model
 from careless_online.training.distribute import (WORKER_TIMEOUT, cache_share, trainer_class, variable_scope,
                                                  worker_settings)
+from careless_online.training import resume, run_config
 from careless_online.training.loop import TrainConfig
 from careless_online.training.data_range import warn_batch_above_images, warn_dmin_beyond_data
 from careless_online.training.stale import remove_stale_outputs
@@ -87,6 +87,8 @@ class MergeSettings:
         after training (:mod:`careless_online.model.sigf_calibration`).
     start : careless_online.model.reference.StartingPoint
         Structure-factor and scale files to start from, parts to freeze.
+    stop : careless_online.training.interrupt.SignalStop or None
+        Where training looks for SIGINT/SIGTERM after every step.
     """
 
     base: str
@@ -113,6 +115,7 @@ class MergeSettings:
     groups: GroupSpec = field(default_factory=GroupSpec)
     calibrate_sigf: bool = True
     start: StartingPoint = field(default_factory=StartingPoint)
+    stop: object = None
 
 
 def half_filter(repeat, half, seed):
@@ -255,8 +258,8 @@ def epoch_steps(epochs, n_images, batch_images):
 
 
 def _train_model(manifest, standardizer, settings, history_path, checkpoint_path, datasets, image_filter=None,
-                 test_fraction=None, model=None, start=(0, 0.0, 0), reference=None):
-    """Train ``model`` (a new one if None) from ``start`` = (step, elapsed seconds, skipped steps).
+                 test_fraction=None, model=None, start=(0, 0.0, 0, None), reference=None):
+    """Train ``model`` (a new one if None) from ``start`` = (step, elapsed seconds, skipped steps, pending sums).
 
     ``reference``: a setting choice whose reference a new model starts from
     (half-dataset merges choose in the full merge's reference setting).
@@ -280,34 +283,57 @@ def _train_model(manifest, standardizer, settings, history_path, checkpoint_path
         config = replace(config, steps=epoch_steps(settings.epochs, train.n_images, settings.batch_images))
     trainer = trainer_class(settings.strategy, settings.worker_timeout, settings.log)(
         model, train, test, config, history_path, checkpoint_path, monitor=monitor, seed=settings.seed,
-        log=settings.log)
-    trainer.run(start_step=start[0], elapsed=start[1], skipped_steps=start[2])
+        log=settings.log, run_record=run_config.record(settings) if checkpoint_path else None, stop=settings.stop)
+    trainer.run(start_step=start[0], elapsed=start[1], skipped_steps=start[2], pending=start[3])
     return model, trainer
+
+
+#: Where a run starts when nothing is restored: (step, elapsed seconds, skipped steps, pending loss sums).
+_FRESH = (0, 0.0, 0, None)
 
 
 def _initial_model(settings, checkpoint_path):
     """The model a run starts from, loaded once.
 
-    Returns ``(model or None, (step, elapsed, skipped), source path, inputs)``,
+    Returns ``(model or None, (step, elapsed, skipped, pending), source path, inputs)``,
     ``inputs`` being what a resumed checkpoint recorded of its input files
     (None unless resuming).
 
-    ``--resume`` with an existing checkpoint continues it; ``--model-in``
-    starts from a trained model at step 0; otherwise a new model is built
-    later (None).
+    ``--resume`` with an existing checkpoint continues it, after comparing
+    the command with the configuration the checkpoint recorded
+    (:mod:`careless_online.training.run_config`); with no checkpoint yet (a
+    run killed before its first one, a requeued job) it starts from step 0
+    (:func:`careless_online.training.resume.nothing_to_resume`).  Without
+    ``--resume``, a checkpoint of an unfinished run is never overwritten
+    (:func:`careless_online.training.resume.refuse_to_start_over`).
+    ``--model-in`` starts from a trained model at step 0; otherwise a new
+    model is built later (None).
     """
+    folder = checkpoint_folder(checkpoint_path)
     if settings.resume:
-        unit = latest_checkpoint(checkpoint_folder(checkpoint_path))
+        unit = latest_checkpoint(folder)
         if unit is None:
-            raise InputError(no_checkpoint_message(checkpoint_path))
+            resume.nothing_to_resume(folder, checkpoint_path, settings.log)
+            return _start_without_checkpoint(settings)
+        run_config.compare(unit.state.get("run"), run_config.record(settings), unit.path, settings.log)
         model = load_model(unit.model_path, restore_optimizer=True)
         settings.log(f"resuming {unit.path} at step {unit.step}")
         state = unit.state
-        return model, (unit.step, state.get("elapsed_s", 0.0), state.get("skipped_steps", 0)), unit.model_path, \
-            state.get("inputs")
-    if settings.model_in:
-        return load_model(settings.model_in), (0, 0.0, 0), settings.model_in, None
-    return None, (0, 0.0, 0), None, None
+        start = (unit.step, state.get("elapsed_s", 0.0), state.get("skipped_steps", 0), state.get("pending"))
+        return model, start, unit.model_path, state.get("inputs")
+    resume.refuse_to_start_over(latest_checkpoint(folder))
+    return _start_without_checkpoint(settings)
+
+
+def _start_without_checkpoint(settings):
+    """A run from step 0: from the ``--model-in`` model (the flags it overrides said), or a new model (None)."""
+    if not settings.model_in:
+        return None, _FRESH, None, None
+    model = load_model(settings.model_in)
+    overridden = run_config.model_in_differences(model, settings.model_options, settings.table_options)
+    if overridden:
+        settings.log(f"--model-in: taken from the model, not from the command: {'; '.join(overridden)}")
+    return model, _FRESH, settings.model_in, None
 
 
 def _check_model_fits(model, source, saved_inputs, manifest, settings, datasets):
@@ -426,7 +452,7 @@ def run_merge(files, settings, output_id=0):
     checkpoint = f"{base}_{output_id}.keras"
     with variable_scope(settings.strategy):
         loaded, start, source, saved_inputs = \
-            (None, (0, 0.0, 0), None, None) if settings.naive else _initial_model(settings, checkpoint)
+            (None, _FRESH, None, None) if settings.naive else _initial_model(settings, checkpoint)
     index = model_index(loaded) if loaded is not None else None
     manifest = build_cache(files, settings.table_options, cache_dir, index=index, log=settings.log,
                            workers=settings.workers, progress=settings.train.progress,
