@@ -175,7 +175,8 @@ def run_live(files, settings, live, clock=time.monotonic, sleep=time.sleep):
     arrived = clock()
     manifest, datasets = data.now()
     model, standardizer = _model(model, manifest, datasets, settings)
-    writer = RoundWriter(base, data.cache.index, input_wavelength(manifest.files()), data.names(datasets))
+    writer = RoundWriter(base, data.cache.index, input_wavelength(manifest.files()), data.names(datasets),
+                         settings.output_columns)
     paths = _paths(base, writer.paths)
     report = _report(paths["report"], data.cache.index, writer.names, structure, live, settings)
     report.first_look(*data.first_look(clock() - started))

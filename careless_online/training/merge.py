@@ -21,6 +21,7 @@ from careless_online.io import writers
 from careless_online.io.cache import build_cache
 from careless_online.io.groups import GroupSpec, assign as assign_datasets
 from careless_online.io.identity import input_contents
+from careless_online.io.layout import DEFAULT_LAYOUT, check_layout
 from careless_online.io.wavelength import input_wavelength
 from careless_online.io.pipeline import ImageBatches, Standardizer, is_test_image, training_views
 from careless_online.model.build import load_model, model_index, new_model
@@ -73,6 +74,9 @@ class MergeSettings:
         Multi-worker: seconds a worker waits for the others (``--worker-timeout``).
     groups : careless_online.io.groups.GroupSpec
         How images form datasets (default: one dataset).
+    output_columns : str
+        Column layout of the merged and half-dataset files,
+        :data:`careless_online.io.layout.LAYOUTS` (careless's by default).
     """
 
     base: str
@@ -97,6 +101,10 @@ class MergeSettings:
     strategy: object = None
     worker_timeout: float = WORKER_TIMEOUT
     groups: GroupSpec = field(default_factory=GroupSpec)
+    output_columns: str = DEFAULT_LAYOUT
+
+    def __post_init__(self):
+        check_layout(self.output_columns)
 
 
 def half_filter(repeat, half, seed):
@@ -431,13 +439,14 @@ def run_merge(files, settings, output_id=0):
     written = {"history": outputs.history, "model": checkpoint}
     for d in range(datasets.n):
         counts = dataset_output_counts(model, manifest, datasets, d)
-        written[outputs.key("merged", d)] = writers.write_mtz(
-            _merged(index, _posterior(model, d), counts), outputs.path("merged", d), wavelength)
+        written[outputs.key("merged", d)] = writers.write_merged(
+            _merged(index, _posterior(model, d), counts), outputs.path("merged", d), wavelength,
+            settings.output_columns)
         if settings.predictions:
             written[outputs.key("predictions", d)] = writers.write_predictions(
                 index, int(counts.sum()),
                 _predictions(trainer, manifest, standardizer, settings, datasets, dataset_filter(datasets, d)),
-                outputs.path("predictions", d), wavelength, **_prediction_extras(model))
+                outputs.path("predictions", d), wavelength, asu_id=d, **_prediction_extras(model))
     if settings.half_datasets:
         merge_half = partial(_model_half, manifest, standardizer, settings, datasets, reference=model.setting_choice)
         written.update(_write_halves(settings, merge_half, outputs, wavelength))
@@ -484,8 +493,8 @@ def _write_halves(settings, merge_half, outputs, wavelength):
         for half in (0, 1):
             settings.log(f"half-dataset merge: repeat {repeat}, half {half}")
             tables.append((repeat, half, merge_half(half_filter(repeat, half, settings.seed))))
-    return {outputs.key("xval", d): writers.write_mtz(writers.xval_table([(r, h, t[d]) for r, h, t in tables]),
-                                                      outputs.path("xval", d), wavelength)
+    return {outputs.key("xval", d): writers.write_merged(writers.xval_table([(r, h, t[d]) for r, h, t in tables]),
+                                                         outputs.path("xval", d), wavelength, settings.output_columns)
             for d in range(outputs.datasets.n)}
 
 
@@ -504,12 +513,13 @@ def _run_naive(manifest, settings, outputs, wavelength):
         batches = ImageBatches(manifest, Standardizer([], [], []), split="all", shuffle=False, image_filter=keep)
         intensity, sigma, scales = naive_merge(batches, len(index), manifest.n_images)
         counts = dataset_counts(manifest, datasets, d)
-        written[outputs.key("merged", d)] = writers.write_mtz(
-            _naive_table(index, intensity, sigma, counts), outputs.path("merged", d), wavelength)
+        written[outputs.key("merged", d)] = writers.write_merged(
+            _naive_table(index, intensity, sigma, counts), outputs.path("merged", d), wavelength,
+            settings.output_columns)
         if settings.predictions:
             written[outputs.key("predictions", d)] = writers.write_predictions(
                 index, int(counts.sum()), naive_predictions(manifest, intensity, sigma, scales, keep),
-                outputs.path("predictions", d), wavelength)
+                outputs.path("predictions", d), wavelength, asu_id=d)
     if settings.half_datasets:
         written.update(_write_halves(settings, partial(_naive_half, manifest, datasets), outputs, wavelength))
     return written
