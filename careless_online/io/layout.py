@@ -128,12 +128,26 @@ def to_layout(ds, layout=DEFAULT_LAYOUT):
     types = {c: mtz_type(c, layout) for c in values}
     types.update({c: HALF_TYPES[c] for c in extra})
     if layout == "careless" and anomalous:
-        out = out.astype({"N(+)": "R", "N(-)": "R"})
-        for name in ("N(+)", "N(-)"):  # an unobserved mate has no count, as unstack_anomalous leaves it
-            out[name] = out[name].where(out[name] > 0, np.nan)
+        out = _careless_pairs(out)
     out = out.astype(types)
     if layout == "careless":
         out = out.rename(columns=careless_name)
+    return out
+
+
+def _careless_pairs(pairs):
+    """Friedel pairs as careless's layout has them: a mate that was not measured is NaN, counts too.
+
+    A centric reflection is one measurement, so its (-) columns are empty:
+    careless.ccanom then pairs only acentric reflections (its ``N(-) > 0``).
+    """
+    out = pairs.astype({"N(+)": "R", "N(-)": "R"})
+    for name in ("N(+)", "N(-)"):
+        out[name] = out[name].where(out[name] > 0, np.nan)
+    if len(out):
+        centric = out.label_centrics()["CENTRIC"].to_numpy(dtype=bool)
+        minus = [c for c in PAIR_COLUMNS if c.endswith("(-)")]
+        out.loc[centric, minus] = np.nan
     return out
 
 
