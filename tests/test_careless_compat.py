@@ -7,11 +7,15 @@ image_ccpred) open the files with ``rs.read_mtz``, stack Friedel pairs with
 ``--naive`` (no training): they go through the same writers as learned ones.
 """
 
+import io
+
 import numpy as np
+import pandas as pd
 import pytest
 import reciprocalspaceship as rs
+from scipy.optimize import minimize
 
-from careless_online.cli import cchalf, isigi
+from careless_online.cli import cchalf, isigi, rsplit
 from careless_online.cli.main import main
 from careless_online.stats.halves import ccanom_table, cchalf_table
 from careless_online.stats.inputs import read_mtz
@@ -97,6 +101,27 @@ def test_ccanom_as_careless_computes_it_agrees(merges):
     paired = halves[0].merge(halves[1], on=["H", "K", "L", "repeat"], suffixes=("1", "2"))
     ours = ccanom_table(read_mtz(path, merged=True), "F", bins=3, methods=("pearson",))["CCanom_pearson"]
     np.testing.assert_allclose(ours.iloc[:3].to_numpy(float), careless_cc(paired, "Danom1", "Danom2"), atol=1e-4)
+
+
+def test_rsplit_flags_give_careless_rsplit(merges, capsys):
+    path = merges / "anom_xval_0.mtz"
+    paired = careless_halves(rs.read_mtz(str(path)), ["F"]).compute_dHKL()
+    paired["bin"], _ = rs.utils.bin_by_percentile(paired["dHKL"], 3, ascending=False)
+
+    def careless_rsplit(df):  # careless.rsplit: amplitudes, the second half scaled by the best k
+        x, y = df["F1"].to_numpy(float), df["F2"].to_numpy(float)
+        return np.sqrt(2) * minimize(lambda k: np.sum(np.abs(x - k * y)) / np.sum(x + k * y), 1.0).fun
+
+    theirs = paired.groupby("bin")[["F1", "F2"]].apply(careless_rsplit).to_numpy()
+    tables = {}
+    for flags in ((), ("--use-structure-factors",), ("--use-structure-factors", "--fit-scale")):
+        assert rsplit.main([str(path), "-b", "3", *flags]) in (0, None)
+        tables[flags] = pd.read_csv(io.StringIO(capsys.readouterr().out), index_col=0)["Rsplit"].iloc[:3]
+    np.testing.assert_allclose(tables[("--use-structure-factors", "--fit-scale")], theirs, atol=2e-3)
+    assert not np.allclose(tables[()], tables[("--use-structure-factors",)])  # I and F differ
+    # the best scale can only lower Rsplit
+    fitted, plain = tables[("--use-structure-factors", "--fit-scale")], tables[("--use-structure-factors",)]
+    assert (fitted <= plain + 1e-9).all() and (fitted < plain - 1e-6).any()
 
 
 def test_predictions_have_careless_columns(merges):
