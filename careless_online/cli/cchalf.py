@@ -23,7 +23,7 @@ def build_parser():
     add_method(parser, default="both")
     quantity = parser.add_mutually_exclusive_group()
     quantity.add_argument("--use-structure-factors", "--amplitudes", dest="column", action="store_const",
-                          const="F", default="I", help="compare amplitudes F instead of intensities I")
+                          const="F", default="I", help="compare amplitudes F instead of intensities I (the default)")
     quantity.add_argument("--intensities", dest="column", action="store_const", const="I",
                           help="compare intensities I (the default; kept for scripts written for "
                                "careless_online before it followed careless.cchalf)")

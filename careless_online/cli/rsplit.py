@@ -21,7 +21,7 @@ def build_parser():
     parser.add_argument("--merge-friedel", action="store_true", default=False,
                         help="use the Friedel-merged I even when I(+)/I(-) columns exist")
     parser.add_argument("--use-structure-factors", "--amplitudes", dest="column", action="store_const",
-                        const="F", default="I", help="compare amplitudes F instead of intensities I")
+                        const="F", default="I", help="compare amplitudes F instead of intensities I (the default)")
     parser.add_argument("--fit-scale", action="store_true", default=False,
                         help="scale the second half by the factor k that minimizes Rsplit in each shell: "
                              "sqrt(2) min_k sum|x1 - k x2| / sum(x1 + k x2)")
