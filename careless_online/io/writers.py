@@ -1,8 +1,9 @@
 """Writers of merged, half-dataset and prediction MTZ files.
 
 Merged tables are made with internal column names and written in a column
-layout (careless's by default, :mod:`careless_online.io.layout`).  They hold, per ASU reflection observed at least once, the posterior
-mean and standard deviation of the amplitude (``F``, ``SIGF``), the intensity
+layout (careless's by default, :mod:`careless_online.io.layout`).  They
+hold, per ASU reflection observed at least once, the posterior mean and
+standard deviation of the amplitude (``F``, ``SIGF``), the intensity
 moments ``I = E[F^2]`` and ``SIGI = sd(F^2)`` (exact for the truncated-normal
 posterior, see :func:`intensity_moments`), and the observation count ``N``;
 with Friedel mates kept apart, also ``F(+)``, ``SIGF(+)``, ``F(-)``,
