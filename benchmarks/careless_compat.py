@@ -143,9 +143,11 @@ def overall_completeness(careless_column, ours_column):
 
 
 def read_completeness(path):
-    """careless.completeness's CSV has two header rows (rs's column levels)."""
-    table = pd.read_csv(path, header=[0, 1])
-    table.columns = [b if a == "completeness" else a for a, b in table.columns]
+    """careless.completeness's CSV; for anomalous data it has two header rows (rs's column levels)."""
+    table = pd.read_csv(path)
+    if str(table.iloc[0, 0]) != "overall":
+        table = pd.read_csv(path, header=[0, 1])
+        table.columns = [b if a == "completeness" else a for a, b in table.columns]
     return table
 
 
