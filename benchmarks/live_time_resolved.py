@@ -30,6 +30,7 @@ import numpy as np
 import pandas as pd
 import reciprocalspaceship as rs
 
+from careless_online.io.layout import to_internal
 from careless_online.simulate.states import StateChange, simulate_states, write_states
 from careless_online.stats.difference import difference_table
 from careless_online.stats.difference_map import atom_heights, difference_map, phases_from_model
@@ -81,7 +82,7 @@ def writer(sources, targets, block, interval):
 def measure(out, states, structure, changed):
     """CC(ΔF, true), mean map height at the old and new places of the moved atoms, images merged."""
     try:
-        dark, light = (rs.read_mtz(f"{out}_{d}.mtz") for d in (0, 1))
+        dark, light = (to_internal(rs.read_mtz(f"{out}_{d}.mtz")) for d in (0, 1))
     except (OSError, RuntimeError):  # a file not there yet
         return None
     table, _ = difference_table(light, dark)

@@ -5,6 +5,7 @@ import os
 import numpy as np
 import reciprocalspaceship as rs
 
+from careless_online.io.layout import to_internal
 from careless_online.stats import binning
 from careless_online.stats.reference import cc_to_reference
 from careless_online.stats.truth import fall_off, sigf_calibration
@@ -13,7 +14,13 @@ from careless_online.stats.truth import fall_off, sigf_calibration
 def with_mean_amplitude(ds):
     """Add ``F`` = mean of ``F(+)`` and ``F(-)`` (the one measured, if only one is) when missing.
 
-    abismal and careless write only Friedel-mate columns when merging anomalously.
+    careless (and careless_online in its default column layout) and abismal
+    write only Friedel-mate columns when merging anomalously.  Where the mates
+    have uncertainties (careless's ``SigF(+)`` or ``SIGF(+)``), the file is
+    read as careless_online's commands read it
+    (:func:`careless_online.io.layout.to_internal`: inverse-variance weighted
+    ``F, SIGF``, as careless_online writes them with ``--output-columns ccp4``);
+    otherwise ``F`` is the plain mean of the measured mates.
 
     Parameters
     ----------
@@ -25,6 +32,9 @@ def with_mean_amplitude(ds):
     """
     if "F" in ds.columns:
         return ds
+    internal = to_internal(ds)
+    if "F" in internal.columns:
+        return internal
     mates = np.stack([ds["F(+)"].to_numpy(dtype=float), ds["F(-)"].to_numpy(dtype=float)])
     with np.errstate(invalid="ignore"), np.testing.suppress_warnings() as sup:
         sup.filter(RuntimeWarning)

@@ -53,6 +53,7 @@ import numpy as np
 import pandas as pd
 import reciprocalspaceship as rs
 
+from careless_online.io.layout import to_internal
 from careless_online.simulate.states import StateChange, implied_r, implied_r_per_shell, simulate_states, write_states
 from careless_online.stats.difference import difference_table
 from careless_online.stats.difference_map import atom_heights, difference_map, phases_from_model
@@ -146,9 +147,8 @@ def variants(args, streams, out):
 
 
 def read_merged(path):
-    """A merged MTZ with ``F, SIGF`` (careless names the uncertainty ``SigF``)."""
-    ds = rs.read_mtz(path)
-    return ds.rename(columns={"SigF": "SIGF"}) if "SIGF" not in ds and "SigF" in ds else ds
+    """A merged MTZ with ``F, SIGF`` (careless's column layout or the CCP4-style one, :mod:`careless_online.io.layout`)."""
+    return to_internal(rs.read_mtz(path))
 
 
 def positions(changed):

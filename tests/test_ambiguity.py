@@ -15,6 +15,7 @@ import pytest
 from careless_online.ambiguity.choice import AMBIGUOUS_MARGIN, choose
 from careless_online.ambiguity.operators import candidate_operators, parse_operator
 from careless_online.errors import InputError
+from careless_online.io.layout import to_internal
 
 HEXAGONAL = (60.0, 60.0, 90.0, 90.0, 90.0, 120.0)
 
@@ -357,7 +358,7 @@ def test_merged_counts_are_those_of_the_reference_setting(merges):
     """N of the half-flipped merge is the no-flip merge's, up to the global setting (as indexed it is not)."""
     import reciprocalspaceship as rs
 
-    counts = {name: np.sort(rs.read_mtz(str(merges["folder"] / f"{name}_0.mtz"))["N"].to_numpy(int))
+    counts = {name: np.sort(to_internal(rs.read_mtz(str(merges["folder"] / f"{name}_0.mtz")))["N"].to_numpy(int))
               for name in ("noflip", "auto", "none")}
     assert np.array_equal(counts["auto"], counts["noflip"])
     assert not np.array_equal(counts["none"], counts["noflip"])

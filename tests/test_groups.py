@@ -222,7 +222,7 @@ def test_separate_files_trains_one_model_and_writes_one_merge_per_file(joint):
     for d, stream in enumerate(files):
         merged = rs.read_mtz(f"{out}_{d}.mtz")
         predictions = rs.read_mtz(f"{out}_predictions_{d}.mtz")
-        assert set(predictions["file_id"]) == {d}  # each dataset's own images
+        assert set(predictions["file_id"]) == {d} == set(predictions["asu_id"])  # each dataset's own images
         assert int(merged["N"].sum()) == len(predictions)
     dark, light = (rs.read_mtz(f"{out}_{d}.mtz") for d in (0, 1))
     common = dark.index.intersection(light.index)

@@ -35,6 +35,7 @@ import pytest
 import reciprocalspaceship as rs
 
 from careless_online.cli.main import main
+from careless_online.io.layout import to_internal
 from careless_online.training import checkpoint
 
 KEYS = "dHKL,XDET,YDET"
@@ -165,7 +166,7 @@ def check_outputs(out_dir):
     for path in sorted(out_dir.iterdir()):
         if path.name.endswith(".mtz") and not path.name.startswith("."):
             mtz = gemmi.read_mtz_file(str(path))
-            ds = rs.read_mtz(str(path))
+            ds = to_internal(rs.read_mtz(str(path)))
             assert mtz.nreflections == len(ds) > 0, path
             column = "Ipred" if "predictions" in path.name else "F"
             assert np.isfinite(ds[column].to_numpy()).all(), path
@@ -185,7 +186,7 @@ def reference(sim_files, tmp_path_factory):
     """The uninterrupted merge with the same flags and seed (in this process)."""
     out = tmp_path_factory.mktemp("reference")
     assert main(["mono", *map(str, FLAGS), "--no-predictions", KEYS, sim_files["stream"], str(out / "m")]) == 0
-    return rs.read_mtz(str(out / "m_0.mtz"))
+    return to_internal(rs.read_mtz(str(out / "m_0.mtz")))
 
 
 def test_kill_at_every_phase_then_resume(sim_files, reference, tmp_path):
@@ -235,7 +236,7 @@ def test_kill_at_every_phase_then_resume(sim_files, reference, tmp_path):
     assert restarts[1] >= INTERVAL  # the checkpoint kill kept the first checkpoint
     print("kill-test:", [(p, r) for p, _, r, _ in report], "restarts:", restarts)
 
-    merged = rs.read_mtz(str(out_dir / "m_0.mtz"))
+    merged = to_internal(rs.read_mtz(str(out_dir / "m_0.mtz")))
     common = merged.index.intersection(reference.index)
     assert len(common) == len(reference)
     cc = np.corrcoef(merged.loc[common, "F"], reference.loc[common, "F"])[0, 1]

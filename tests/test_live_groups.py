@@ -14,6 +14,7 @@ import reciprocalspaceship as rs
 
 from careless_online.errors import InputError
 from careless_online.io.groups import GroupSpec
+from careless_online.io.layout import to_internal
 from careless_online.io.live import LiveCache
 from careless_online.io.live_groups import LiveDatasets
 from careless_online.io.table import TableOptions
@@ -182,7 +183,7 @@ def test_live_merge_of_finished_streams_equals_the_offline_joint_merge(tmp_path,
                        LiveSettings(timeout=0.5, poll=0.1, steps_per_round=10), clock=clock,
                        sleep=Feeder([], clock).sleep)
     for d in (0, 1):
-        a, b = rs.read_mtz(written[f"merged_{d}"]), rs.read_mtz(offline_joint[f"merged_{d}"])
+        a, b = (to_internal(rs.read_mtz(p)) for p in (written[f"merged_{d}"], offline_joint[f"merged_{d}"]))
         assert len(a) == len(b) > 0
         b = b.loc[a.index]
         assert (a["N"].to_numpy() == b["N"].to_numpy()).all()

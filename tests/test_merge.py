@@ -10,6 +10,7 @@ import pytest
 import reciprocalspaceship as rs
 
 from careless_online.cli.main import main
+from careless_online.io.layout import to_internal
 from careless_online.io.wavelength import input_wavelength
 from careless_online.simulate import simulate_to_files
 from careless_online.simulate.api import SimulationConfig, make_crystal
@@ -55,16 +56,18 @@ def test_outputs_have_careless_columns(merged):
     out, paths = merged
     ds = rs.read_mtz(str(out / "m_0.mtz"))
     assert ds.merged and ds.spacegroup.xhm() == SG
-    for column, dtype in {"F": "SFAmplitude", "SIGF": "Stddev", "F(+)": "FriedelSFAmplitude",
-                          "SIGF(+)": "StddevFriedelSF", "F(-)": "FriedelSFAmplitude", "N": "MTZInt"}.items():
-        assert ds.dtypes[column].name == dtype, column
-    # each Friedel mate's intensity is E[F^2] = F^2 + SIGF^2 of its own posterior
+    assert {c: ds.dtypes[c].name for c in ds.columns} == {
+        "F(+)": "FriedelSFAmplitude", "SigF(+)": "StddevFriedelSF", "F(-)": "FriedelSFAmplitude",
+        "SigF(-)": "StddevFriedelSF", "I(+)": "FriedelIntensity", "SigI(+)": "StddevFriedelI",
+        "I(-)": "FriedelIntensity", "SigI(-)": "StddevFriedelI", "N(+)": "MTZReal", "N(-)": "MTZReal"}
+    # each Friedel mate's intensity is E[F^2] = F^2 + SigF^2 of its own posterior
     for sign in ("(+)", "(-)"):
-        mate = ds[["F" + sign, "SIGF" + sign, "I" + sign]].dropna()
-        np.testing.assert_allclose(mate["I" + sign], mate["F" + sign] ** 2 + mate["SIGF" + sign] ** 2, rtol=1e-4)
-    centric = ds.label_centrics()["CENTRIC"]
-    np.testing.assert_allclose(ds.loc[centric, "F(+)"], ds.loc[centric, "F(-)"])
-    # F combines both mates of an acentric pair by inverse-variance weighting
+        mate = ds[["F" + sign, "SigF" + sign, "I" + sign]].dropna()
+        np.testing.assert_allclose(mate["I" + sign], mate["F" + sign] ** 2 + mate["SigF" + sign] ** 2, rtol=1e-4)
+    centric = ds.label_centrics()["CENTRIC"].to_numpy()
+    assert centric.any() and ds.loc[centric, ["F(-)", "SigF(-)", "I(-)", "N(-)"]].isna().all().all()
+    # read as careless_online reads it: F combines both mates of an acentric pair by inverse-variance weighting
+    ds = to_internal(ds)
     pair = ds[~centric].dropna(subset=["F(+)", "F(-)"])
     wp, wm = pair["SIGF(+)"] ** -2, pair["SIGF(-)"] ** -2
     np.testing.assert_allclose(pair["F"], (pair["F(+)"] * wp + pair["F(-)"] * wm) / (wp + wm), rtol=1e-4)
@@ -75,7 +78,7 @@ def test_outputs_have_careless_columns(merged):
     assert not predictions.merged and predictions.spacegroup.xhm() == SG
     assert predictions.dtypes["Ipred"].name == "Intensity" and predictions.dtypes["SigIpred"].name == "Stddev"
     assert (predictions["Ipred"] > 0).all() and (predictions["SigIpred"] > 0).all()
-    assert set(predictions["plus"]) == {0, 1}
+    assert set(predictions["plus"]) == {0, 1} and set(predictions["asu_id"]) == {0}
     # M/ISYM marks Friedel-minus observations: rs reads them back as -H, so the ASU and the plus flag agree
     observed = predictions.reset_index()[["H", "K", "L"]].to_numpy()
     asu, isym = rs.utils.hkl_to_asu(observed, predictions.spacegroup)
@@ -226,7 +229,7 @@ def test_real_files_merge(files, extra, tmp_path):
     keys = "dHKL,XDET,YDET" if files[0] != "pyp_laue_off_small.mtz" else "dHKL,X,Y,Wavelength"
     assert mono(*extra, "--iterations", 6, "--batch-size", 2, "--validation-frequency", 3, "--test-fraction", 0,
                 "--cache-dir", tmp_path / "cache", keys, *[SHARED / f for f in files], tmp_path / "real") == 0
-    ds = rs.read_mtz(str(tmp_path / "real_0.mtz"))
+    ds = to_internal(rs.read_mtz(str(tmp_path / "real_0.mtz")))
     predictions = rs.read_mtz(str(tmp_path / "real_predictions_0.mtz"))
     assert len(ds) > 50 and np.isfinite(predictions["Ipred"]).all() and (predictions["SigIpred"] > 0).all()
     # the merged reflections are exactly the observed ones, each observation counted once
@@ -291,7 +294,7 @@ def test_naive_writes_predictions_and_half_datasets(sim_files, tmp_path, capsys)
     stream = sim_files["stream"]
     common = ["--spacegroups", SG, "--anomalous", "--naive", "--cache-dir", tmp_path / "cache"]
     assert mono(*common, "--merge-half-datasets", KEYS, stream, tmp_path / "n") == 0
-    merged = rs.read_mtz(str(tmp_path / "n_0.mtz"))
+    merged = to_internal(rs.read_mtz(str(tmp_path / "n_0.mtz")))
     # the predictions are image scale times merged intensity: their ratio to sigma is the merged I/SIGI
     predictions = rs.read_mtz(str(tmp_path / "n_predictions_0.mtz"))
     assert len(predictions) == int(merged["N"].sum()) and (predictions["test"] == 0).all()
@@ -302,7 +305,7 @@ def test_naive_writes_predictions_and_half_datasets(sim_files, tmp_path, capsys)
     expected = (mates["I"] / mates["SIGI"]).reindex(observed.index).to_numpy()
     np.testing.assert_allclose(ratio, expected, rtol=1e-4)
     # the half-dataset merges split the images: their counts add up to the full merge's
-    xval = rs.read_mtz(str(tmp_path / "n_xval_0.mtz"))
+    xval = to_internal(rs.read_mtz(str(tmp_path / "n_xval_0.mtz")))
     halves = [xval[xval["half"] == h]["N"] for h in (0, 1)]
     total = halves[0].add(halves[1], fill_value=0)
     np.testing.assert_array_equal(total.loc[merged.index].to_numpy(), merged["N"].to_numpy())

@@ -10,6 +10,7 @@ import tensorflow as tf
 from careless_online.cli.main import main
 from careless_online.errors import InputError
 from careless_online.io.cache import build_cache
+from careless_online.io.layout import to_internal
 from careless_online.io.pipeline import ImageBatches, Standardizer
 from careless_online.io.reflections import map_to_asu
 from careless_online.io.table import TableOptions
@@ -211,7 +212,7 @@ def test_scale_network_learns_scale_and_partiality(tmp_path):
                           "partiality": obs["PARTIALITY"].to_numpy()})
     # rs reads an unmerged MTZ at the observed indices (M/ISYM): back to the ASU to join
     pred = rs.read_mtz(str(tmp_path / "out" / "m_predictions_0.mtz")).hkl_to_asu().reset_index()
-    merged = rs.read_mtz(str(tmp_path / "out" / "m_0.mtz")).reset_index()
+    merged = to_internal(rs.read_mtz(str(tmp_path / "out" / "m_0.mtz"))).reset_index()
     table = pred.merge(truth, on=["image_id", "H", "K", "L", "plus"]).merge(
         merged[["H", "K", "L", "F(+)", "SIGF(+)", "F(-)", "SIGF(-)"]], on=["H", "K", "L"])
     assert len(table) > 0.9 * len(pred)

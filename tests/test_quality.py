@@ -10,6 +10,7 @@ import reciprocalspaceship as rs
 from careless_online.cli.main import main
 from careless_online.distributions.wilson_scale import WilsonSigma
 from careless_online.errors import InputError
+from careless_online.io.layout import to_internal
 from careless_online.model.build import load_model
 from careless_online.model.error_model import INITIAL
 from careless_online.simulate import simulate, simulate_to_files
@@ -37,7 +38,7 @@ def _merge(sim, out, *flags):
     assert main(["mono", "--disable-progress-bar", "--anomalous", "--spacegroups", "P 43 21 2", "--dmin", str(DMIN),
                  "--no-predictions",
                  *flags, META, sim["stream"], str(out)]) == 0
-    return rs.read_mtz(f"{out}_0.mtz")
+    return to_internal(rs.read_mtz(f"{out}_0.mtz"))
 
 
 def _cc(merged, truth):

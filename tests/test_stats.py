@@ -463,7 +463,8 @@ def test_anomalous_peaks_command(anomalous_model, tmp_path, capsys):
 
 
 @pytest.mark.parametrize("main, extra, missing", [
-    (cchalf.main, [], "F, repeat, half"),
+    (cchalf.main, [], "repeat, half"),
+    (cchalf.main, ["--use-structure-factors"], "F, repeat, half"),
     (ccanom.main, [], "F(+), F(-), repeat, half"),
     (rsplit.main, [], "repeat, half"),
     (ccpred.main, [], "image_id, test, Iobs, Ipred"),

@@ -15,13 +15,18 @@ def build_parser():
     parser = stats_parser(
         "careless_online.cchalf",
         "CC1/2 per resolution shell between the two half-dataset merges of each repeat "
-        "(matched on H,K,L), averaged over repeats. Friedel mates are compared as separate "
-        "reflections when the file has F(+)/F(-) columns.",
+        "(matched on H,K,L), averaged over repeats: of the merged intensities I by default, as "
+        "careless.cchalf, or of the amplitudes F. Friedel mates are compared as separate "
+        "reflections when the file has (+)/(-) columns.",
         overall="print only the overall CC1/2")
     parser.add_argument("xval", help="half-dataset merges, <base>_xval_<i>.mtz")
     add_method(parser, default="both")
-    parser.add_argument("--intensities", action="store_true", default=False,
-                        help="compare intensities I instead of amplitudes F")
+    quantity = parser.add_mutually_exclusive_group()
+    quantity.add_argument("--use-structure-factors", "--amplitudes", dest="column", action="store_const",
+                          const="F", default="I", help="compare amplitudes F instead of intensities I (the default)")
+    quantity.add_argument("--intensities", dest="column", action="store_const", const="I",
+                          help="compare intensities I (the default; kept for scripts written for "
+                               "careless_online before it followed careless.cchalf)")
     parser.add_argument("--merge-friedel", action="store_true", default=False,
                         help="use the Friedel-merged column even when (+)/(-) columns exist")
     return parser
@@ -31,7 +36,7 @@ def build_parser():
 def main(argv=None):
     """Run ``careless_online.cchalf``."""
     args = build_parser().parse_args(argv)
-    column = "I" if args.intensities else "F"
+    column = args.column
     xval = read_mtz(args.xval, required=[column, *HALF_COLUMNS], merged=True, what=XVAL_FILE)
     with about(args.xval):
         table = cchalf_table(xval, column, bins=args.bins, methods=methods(args.method),

@@ -10,6 +10,7 @@ from careless_online.cli.common import user_errors_exit
 from careless_online.cli.parser import Parser, non_negative_float, number, positive_int
 from careless_online.cli.stats_args import about, emit
 from careless_online.errors import InputError
+from careless_online.io.layout import internal_name
 from careless_online.io.writers import write_mtz
 from careless_online.stats.difference import DEFAULT_ALPHA, difference_halves_cc, difference_table
 from careless_online.stats.difference_map import (
@@ -29,8 +30,11 @@ def build_parser():
     parser.add_argument("state", help="merged state (e.g. light) file, <base>_1.mtz")
     parser.add_argument("reference", help="merged reference (e.g. dark) file, <base>_0.mtz")
     parser.add_argument("out", help="output MTZ file of the differences")
-    parser.add_argument("--column", default="F", help="amplitude column of both files")
-    parser.add_argument("--sigma-column", default="SIGF", help="uncertainty column of both files")
+    parser.add_argument("--column", default="F", type=internal_name,
+                        help="amplitude column of both files (e.g. F(+) for one Friedel mate)")
+    parser.add_argument("--sigma-column", default="SIGF", type=internal_name,
+                        help="uncertainty column of both files; SIGF and careless's SigF name the same column "
+                             "(the files may have either layout)")
     parser.add_argument("--alpha", type=non_negative_float, default=DEFAULT_ALPHA,
                         help="outlier term of the q-weights (0: noise term only)")
     parser.add_argument("--scale-bins", type=positive_int, default=10,

@@ -14,6 +14,7 @@ from careless_online.cli.parser import (Parser, fraction, non_negative_float, no
                                         positive_float, positive_int)
 from careless_online.cli.tf_runtime import import_tensorflow
 from careless_online.errors import InputError
+from careless_online.io.layout import DEFAULT_LAYOUT, LAYOUTS
 
 
 def add_arguments(parser):
@@ -95,6 +96,10 @@ def add_arguments(parser):
                    help="processes parsing CrystFEL streams into the cache, for streams over 64 MB "
                         "(default: the usable CPU cores, at most 8; 1 parses in the main process)")
     g.add_argument("--no-predictions", action="store_true", help="do not write <out>_predictions_<i>.mtz")
+    g.add_argument("--output-columns", choices=LAYOUTS, default=DEFAULT_LAYOUT,
+                   help="column names of <out>_<i>.mtz and <out>_xval_<i>.mtz: careless (careless's F, SigF, I, "
+                        "SigI, N; with --anomalous only the Friedel pairs F(+), SigF(+), ... N(-)) or ccp4 (SIGF, "
+                        "SIGI, and the Friedel means F, SIGF, I, SIGI, N beside the pairs)")
     g.add_argument("--naive", action="store_true",
                    help="baseline: per-image scale factors and a weighted average (no model)")
 
@@ -284,6 +289,7 @@ def settings_from_args(args, keys, groups, group_spec=None, coupling=None):
         half_repeats=args.half_dataset_repeats, naive=args.naive, resume=args.resume, model_in=args.model_in,
         epochs=args.epochs, cache_dir=args.cache_dir, workers=args.parse_workers, predictions=not args.no_predictions,
         groups=group_spec or GroupSpec(), calibrate_sigf=not args.no_sigf_calibration, start=starting_point(args),
+        output_columns=args.output_columns,
     )
     return jobs, settings
 

@@ -1,7 +1,9 @@
 """Writers of merged, half-dataset and prediction MTZ files.
 
-Merged files hold, per ASU reflection observed at least once, the posterior
-mean and standard deviation of the amplitude (``F``, ``SIGF``), the intensity
+Merged tables are made with internal column names and written in a column
+layout (careless's by default, :mod:`careless_online.io.layout`).  They
+hold, per ASU reflection observed at least once, the posterior mean and
+standard deviation of the amplitude (``F``, ``SIGF``), the intensity
 moments ``I = E[F^2]`` and ``SIGI = sd(F^2)`` (exact for the truncated-normal
 posterior, see :func:`intensity_moments`), and the observation count ``N``;
 with Friedel mates kept apart, also ``F(+)``, ``SIGF(+)``, ``F(-)``,
@@ -22,15 +24,8 @@ import pandas as pd
 import reciprocalspaceship as rs
 from scipy.special import erfcx
 
+from careless_online.io import layout
 from careless_online.io.atomic import atomic_path
-
-#: MTZ column types of the merged outputs.
-MERGED_TYPES = {
-    "F": "F", "SIGF": "Q", "I": "J", "SIGI": "Q", "N": "I",
-    "F(+)": "G", "SIGF(+)": "L", "F(-)": "G", "SIGF(-)": "L",
-    "I(+)": "K", "SIGI(+)": "M", "I(-)": "K", "SIGI(-)": "M", "N(+)": "I", "N(-)": "I",
-    "repeat": "I", "half": "I",
-}
 
 #: Name of the MTZ dataset holding the data columns.
 DATASET_NAME = "careless_online"
@@ -90,14 +85,6 @@ def _approximate_intensity(f, sigf):
     return f * f + sigf * sigf, np.sqrt(4.0 * f * f * sigf * sigf + 2.0 * sigf**4)
 
 
-def _inverse_variance_mean(values, sigmas):
-    """Inverse-variance weighted mean and its standard error over the pairs of columns given."""
-    weights = [np.where(np.isfinite(s) & np.isfinite(v), 1.0 / np.square(s), 0.0) for v, s in zip(values, sigmas)]
-    total = sum(weights)
-    mean = sum(np.nan_to_num(v) * w for v, w in zip(values, weights)) / total
-    return mean, 1.0 / np.sqrt(total)
-
-
 def merged_table(index, f_mean, f_std, counts, i_mean=None, i_std=None):
     """Merged amplitudes and intensities per ASU reflection as an :class:`rs.DataSet`.
 
@@ -128,12 +115,12 @@ def merged_table(index, f_mean, f_std, counts, i_mean=None, i_std=None):
                           "F": f_mean, "SIGF": f_std, "I": np.asarray(i_mean, dtype=np.float64),
                           "SIGI": np.asarray(i_std, dtype=np.float64), "N": counts})
     frame = frame[(counts > 0) & np.isfinite(f_mean) & np.isfinite(f_std)]
-    order = ["F", "SIGF", "I", "SIGI", "N"]
+    order = list(layout.MEAN_COLUMNS)
     out = frame.set_index(["H", "K", "L"]) if not index.anomalous else _friedel_pairs(frame, index)
     if index.anomalous:
-        order += ["F(+)", "SIGF(+)", "F(-)", "SIGF(-)", "I(+)", "SIGI(+)", "I(-)", "SIGI(-)", "N(+)", "N(-)"]
+        order += list(layout.PAIR_COLUMNS)
     ds = rs.DataSet(out[order].reset_index(), cell=index.cell, spacegroup=index.spacegroup, merged=True)
-    types = {k: MERGED_TYPES[k] for k in order}
+    types = {k: layout.mtz_type(k, "ccp4") for k in order}
     types.update(H="H", K="H", L="H")
     return ds.astype(types).set_index(["H", "K", "L"])
 
@@ -150,14 +137,9 @@ def _friedel_pairs(frame, index):
     centric = np.asarray(centric, dtype=bool)
     for name in columns:
         out.loc[centric, f"{name}(-)"] = out.loc[centric, f"{name}(+)"]
-    for value, sigma in (("F", "SIGF"), ("I", "SIGI")):
-        # a centric reflection is one measurement: its minus copy is not a second one
-        minus_sigma = np.where(centric, np.nan, out[f"{sigma}(-)"].to_numpy())
-        out[value], out[sigma] = _inverse_variance_mean(
-            [out[f"{value}(+)"].to_numpy(), out[f"{value}(-)"].to_numpy()],
-            [out[f"{sigma}(+)"].to_numpy(), minus_sigma])
     out[["N(+)", "N(-)"]] = out[["N(+)", "N(-)"]].fillna(0)
-    out["N"] = out["N(+)"] + np.where(centric, 0, out["N(-)"])
+    for name, values in layout.friedel_means(out, centric).items():
+        out[name] = values
     return out
 
 
@@ -167,6 +149,26 @@ def _to_gemmi(ds, wavelength):
         for dataset in mtz.datasets:
             dataset.wavelength = float(wavelength)
     return mtz
+
+
+def write_merged(ds, path, wavelength=None, columns=layout.DEFAULT_LAYOUT):
+    """Write a merged or half-dataset table (internal names) in a column layout.
+
+    Parameters
+    ----------
+    ds : rs.DataSet
+        From :func:`merged_table` or :func:`xval_table`.
+    path : str
+    wavelength : float, optional
+    columns : {"careless", "ccp4"}, optional
+        The layout (:mod:`careless_online.io.layout`).
+
+    Returns
+    -------
+    str
+        ``path``.
+    """
+    return write_mtz(layout.to_layout(ds, columns), path, wavelength)
 
 
 def write_mtz(ds, path, wavelength=None):
@@ -193,15 +195,15 @@ def write_mtz(ds, path, wavelength=None):
     return str(path)
 
 
-#: Columns of the predictions file after H, K, L, with their MTZ types.
-PREDICTION_TYPES = {"image_id": "I", "file_id": "I", "test": "I", "Iobs": "J", "SigIobs": "Q",
+#: Columns of the predictions file after H, K, L, with their MTZ types (careless's, then ``dHKL``).
+PREDICTION_TYPES = {"asu_id": "I", "image_id": "I", "file_id": "I", "test": "I", "Iobs": "J", "SigIobs": "Q",
                     "Ipred": "J", "SigIpred": "Q", "dHKL": "R"}
 
 #: Words (4 bytes) before the first record of an MTZ file.
 _MTZ_RECORDS_START = 20
 
 
-def write_predictions(index, n_rows, parts, path, wavelength=None, extra_types=None, history=()):
+def write_predictions(index, n_rows, parts, path, wavelength=None, extra_types=None, history=(), asu_id=0):
     """Write per-observation predictions to an unmerged MTZ, streaming part by part.
 
     An MTZ file keeps its records before its header, so each part is written
@@ -225,6 +227,10 @@ def write_predictions(index, n_rows, parts, path, wavelength=None, extra_types=N
         chosen indexing setting, :data:`careless_online.model.settings.SETTING_COLUMNS`).
     history : sequence of str, optional
         Lines of the file's history.
+    asu_id : int, optional
+        The value of the ``asu_id`` column: careless numbers its outputs'
+        reciprocal ASUs (one per file ``<out>_predictions_<i>.mtz``) and its
+        scripts group images by it; here the dataset number.
 
     Returns
     -------
@@ -250,7 +256,7 @@ def write_predictions(index, n_rows, parts, path, wavelength=None, extra_types=N
         with open(tmp, "wb") as handle:
             handle.write(bytes(4 * _MTZ_RECORDS_START))  # the file head, rewritten at the end
             for part in parts:
-                block = _prediction_block(index, dhkl, part, names)
+                block = _prediction_block(index, dhkl, part, names, asu_id)
                 handle.write(block.astype("<f4", copy=False).tobytes())
                 if len(block):
                     with np.errstate(invalid="ignore"):
@@ -266,12 +272,12 @@ def write_predictions(index, n_rows, parts, path, wavelength=None, extra_types=N
     return str(path)
 
 
-def _prediction_block(index, dhkl, part, names):
+def _prediction_block(index, dhkl, part, names, asu_id=0):
     """The float32 records of one part of the predictions."""
     ids = np.asarray(part["refl_id"])
     block = np.empty((len(ids), len(names)), dtype=np.float32)
     block[:, :3] = index.hkl[ids]
-    values = dict(part, dHKL=dhkl[ids])
+    values = dict(part, dHKL=dhkl[ids], asu_id=np.full(len(ids), asu_id))
     plus = index.plus[ids]
     if "Hobs" in part:
         observed = np.stack([part["Hobs"], part["Kobs"], part["Lobs"]], axis=1)

@@ -13,6 +13,7 @@ from dataclasses import replace
 import numpy as np
 
 from careless_online.ambiguity.operators import parse_operator
+from careless_online.io.layout import to_internal
 
 
 def reindex_images(sim, operators, fraction, seed=0):
@@ -179,7 +180,8 @@ def merged_correlations_to_truth(merged, truth, operators):
     Parameters
     ----------
     merged : rs.DataSet
-        Merged anomalous table.
+        Merged anomalous table (internal names, or as written in either
+        layout of :mod:`careless_online.io.layout`).
     truth : pandas.DataFrame
         The simulator's truth (``F``, ``DANO``), indexed by ASU ``H, K, L``.
     operators : careless_online.ambiguity.operators.ReindexingOperators
@@ -190,6 +192,7 @@ def merged_correlations_to_truth(merged, truth, operators):
         ``cc_f``, ``cc_anom``, ``setting`` (the operator's position) and ``n``.
     """
     best = None
+    merged = to_internal(merged)  # a written file of either column layout
     reference = truth[["F", "DANO"]].rename(columns={"F": "FT", "DANO": "DT"})
     for j, matrix in enumerate(operators.matrices):
         joined = merged_in_setting(merged, matrix).join(reference, how="inner")

@@ -9,6 +9,7 @@ resolution shell within each repeat, and is averaged over the repeats.
 import numpy as np
 import pandas as pd
 import reciprocalspaceship as rs
+from scipy.optimize import minimize_scalar
 
 from careless_online.stats import binning
 from careless_online.stats.anomalous import anomalous_differences, stack_friedel
@@ -168,7 +169,38 @@ def rsplit_per_group(x, y, group):
         return (sums["num"] / (np.sqrt(2.0) * sums["den"])).rename("Rsplit")
 
 
-def rsplit_table(xval, column="I", bins=binning.DEFAULT_SHELLS, anomalous="auto"):
+def _split_ratio(k, x, y):
+    """``sum|x - k y| / sum(x + k y)``, the ratio Rsplit is sqrt(2) times."""
+    return np.sum(np.abs(x - k * y)) / np.sum(x + k * y)
+
+
+def scaled_rsplit_per_group(x, y, group):
+    """Rsplit within each group with the second half scaled by the factor ``k`` that minimizes it.
+
+    ``Rsplit = sqrt(2) * min_k sum|x - k y| / sum(x + k y)``, careless.rsplit's
+    definition (it scales the halves' amplitudes so); with ``k = 1`` it is
+    :func:`rsplit_per_group`.  ``k`` is searched in ``[0.1, 10]``.
+
+    Parameters
+    ----------
+    x, y : array-like of float, shape (n,)
+    group : array-like, or list of array-like
+
+    Returns
+    -------
+    pandas.Series
+        Rsplit per group.
+    """
+    frame = pd.DataFrame({"x": np.asarray(x, dtype=float), "y": np.asarray(y, dtype=float)})
+    out = {}
+    for key, rows in frame.groupby(group_keys(group)):
+        xs, ys = rows["x"].to_numpy(), rows["y"].to_numpy()
+        best = minimize_scalar(_split_ratio, bounds=(0.1, 10.0), args=(xs, ys), method="bounded")
+        out[key[0] if isinstance(key, tuple) and len(key) == 1 else key] = np.sqrt(2.0) * float(best.fun)
+    return pd.Series(out, name="Rsplit", dtype=float)
+
+
+def rsplit_table(xval, column="I", bins=binning.DEFAULT_SHELLS, anomalous="auto", fit_scale=False):
     """Rsplit per resolution shell.
 
     Parameters
@@ -176,10 +208,13 @@ def rsplit_table(xval, column="I", bins=binning.DEFAULT_SHELLS, anomalous="auto"
     xval : reciprocalspaceship.DataSet
         Half-dataset merges.
     column : str, optional
-        The intensity column.
+        The intensity column (``"F"``: amplitudes, as careless.rsplit).
     bins : int or array-like, optional
     anomalous : bool or "auto", optional
         Treat Friedel mates as separate reflections (see :func:`half_values`).
+    fit_scale : bool, optional
+        Scale the second half by the factor that minimizes Rsplit in each
+        shell (:func:`scaled_rsplit_per_group`, careless.rsplit's definition).
 
     Returns
     -------
@@ -187,4 +222,5 @@ def rsplit_table(xval, column="I", bins=binning.DEFAULT_SHELLS, anomalous="auto"
         Shell table with columns ``Rsplit`` and ``n``.
     """
     paired = pair_halves(half_values(xval, column, anomalous), column)
-    return _shell_statistics(paired, column, bins, {"Rsplit": rsplit_per_group})
+    metric = scaled_rsplit_per_group if fit_scale else rsplit_per_group
+    return _shell_statistics(paired, column, bins, {"Rsplit": metric})

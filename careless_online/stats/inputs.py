@@ -11,6 +11,7 @@ import pandas as pd
 import reciprocalspaceship as rs
 
 from careless_online.errors import InputError
+from careless_online.io.layout import careless_name, to_internal
 
 #: Column names of the Friedel-plus and Friedel-minus members of a column.
 PLUS, MINUS = "(+)", "(-)"
@@ -18,6 +19,11 @@ PLUS, MINUS = "(+)", "(-)"
 
 def read_mtz(path, required=(), merged=None, what="MTZ file"):
     """Read an MTZ file and check that it holds the columns a command needs.
+
+    A merged file of either column layout (careless's or the CCP4-style one,
+    :mod:`careless_online.io.layout`) is returned with the internal names
+    (``SIGF``, ``SIGI``, and the Friedel means ``F, SIGF, I, SIGI, N`` of an
+    anomalous merge), which ``required`` names.
 
     Parameters
     ----------
@@ -50,11 +56,15 @@ def read_mtz(path, required=(), merged=None, what="MTZ file"):
         ds = rs.read_mtz(path)
     except (RuntimeError, ValueError, OSError) as err:
         raise InputError(f"not a readable MTZ file ({err})", path=path) from None
+    found = list(map(str, ds.columns))
+    if ds.merged:
+        ds = to_internal(ds)
     missing = [c for c in required if c not in ds.columns]
     if missing:
+        names = [c if careless_name(c) == c else f"{c} or {careless_name(c)}" for c in missing]
         raise InputError(
-            f"not {_article(what)} {what}: missing column(s) {', '.join(missing)}"
-            f" (found {', '.join(map(str, ds.columns)) or 'none'})",
+            f"not {_article(what)} {what}: missing column(s) {', '.join(names)}"
+            f" (found {', '.join(found) or 'none'})",
             path=path,
         )
     if merged is not None and bool(ds.merged) != merged:

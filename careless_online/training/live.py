@@ -237,7 +237,7 @@ class _LiveMerge:
         self.manifest, self.datasets = self.data.now()
         self.model, standardizer = _model(model, self.manifest, self.datasets, settings)
         self.writer = RoundWriter(settings.base, self.data.cache.index, input_wavelength(self.manifest.files()),
-                                  self.data.names(self.datasets))
+                                  self.data.names(self.datasets), settings.output_columns)
         self.paths = _paths(settings.base, self.writer.paths)
         self.report = _report(self.paths["report"], self.data.cache.index, self.writer.names, structure, live,
                               settings)

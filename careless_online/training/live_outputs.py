@@ -3,12 +3,13 @@
 One dataset: ``<out>_0.mtz``.  Several datasets (``--separate-files``,
 ``--groups``, ``--groups-file``; :mod:`careless_online.io.live_groups`):
 ``<out>_<i>.mtz`` for dataset ``i``, careless's numbering, as offline.  Each
-is replaced atomically (:func:`careless_online.io.writers.write_mtz`), so the
+is replaced atomically (:func:`careless_online.io.writers.write_merged`), so the
 current answer is always on disk; a dataset's file appears with the round
 that first merges some of its images.
 """
 
 from careless_online.io import writers
+from careless_online.io.layout import DEFAULT_LAYOUT, check_layout
 from careless_online.io.pipeline import ImageBatches, Standardizer
 from careless_online.model.datasets import dataset_block
 from careless_online.model.settings import output_counts
@@ -33,12 +34,15 @@ class RoundWriter:
         Recorded in the MTZ files.
     names : list of str
         Dataset names (one entry: the usual one-dataset merge).
+    columns : str, optional
+        Column layout of the files (:data:`careless_online.io.layout.LAYOUTS`).
     """
 
-    def __init__(self, base, index, wavelength, names):
+    def __init__(self, base, index, wavelength, names, columns=DEFAULT_LAYOUT):
         if len(names) < 1:
             raise ValueError("a merge has at least one dataset")
         self.index, self.wavelength, self.names = index, wavelength, list(names)
+        self.columns = check_layout(columns)
         self.paths = merged_paths(base, len(names))
 
     def write(self, model, trainer, manifest, datasets, standardizer, batch_images, seed):
@@ -70,7 +74,7 @@ class RoundWriter:
             mean, std = (dataset_block(v, d, model.n_reflections) for v in (f_mean, f_std))
             merged = writers.merged_table(self.index, mean, std, counts)
             if len(merged):  # a dataset whose first images have not come yet has no file
-                writers.write_mtz(merged, self.paths[d], self.wavelength)
+                writers.write_merged(merged, self.paths[d], self.wavelength, self.columns)
             view = ImageBatches(manifest, standardizer, batch_images=max(batch_images, 32), split="all",
                                 shuffle=False, seed=seed, image_filter=keep, datasets=datasets)
             states.append(DatasetRound(name, images, images, mean, std, counts, merged, _observations(trainer, view)))

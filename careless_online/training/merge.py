@@ -25,6 +25,7 @@ from careless_online.io import writers
 from careless_online.io.cache import build_cache
 from careless_online.io.groups import GroupSpec, assign as assign_datasets
 from careless_online.io.identity import input_contents
+from careless_online.io.layout import DEFAULT_LAYOUT, check_layout
 from careless_online.io.wavelength import input_wavelength
 from careless_online.io.pipeline import ImageBatches, Standardizer, is_test_image, training_views
 from careless_online.model.build import load_model, model_index, new_model
@@ -89,6 +90,9 @@ class MergeSettings:
         Structure-factor and scale files to start from, parts to freeze.
     stop : careless_online.training.interrupt.SignalStop or None
         Where training looks for SIGINT/SIGTERM after every step.
+    output_columns : str
+        Column layout of the merged and half-dataset files,
+        :data:`careless_online.io.layout.LAYOUTS` (careless's by default).
     """
 
     base: str
@@ -116,6 +120,10 @@ class MergeSettings:
     calibrate_sigf: bool = True
     start: StartingPoint = field(default_factory=StartingPoint)
     stop: object = None
+    output_columns: str = DEFAULT_LAYOUT
+
+    def __post_init__(self):
+        check_layout(self.output_columns)
 
 
 def half_filter(repeat, half, seed):
@@ -479,13 +487,13 @@ def run_merge(files, settings, output_id=0):
         moments = _posterior(model, d)
         if factors is not None:
             moments = calibrated(moments, dataset_block(factors, d, model.n_reflections))
-        written[outputs.key("merged", d)] = writers.write_mtz(
-            _merged(index, moments, counts), outputs.path("merged", d), wavelength)
+        written[outputs.key("merged", d)] = writers.write_merged(
+            _merged(index, moments, counts), outputs.path("merged", d), wavelength, settings.output_columns)
         if settings.predictions:
             written[outputs.key("predictions", d)] = writers.write_predictions(
                 index, int(counts.sum()),
                 _predictions(trainer, manifest, standardizer, settings, datasets, dataset_filter(datasets, d)),
-                outputs.path("predictions", d), wavelength, **_prediction_extras(model))
+                outputs.path("predictions", d), wavelength, asu_id=d, **_prediction_extras(model))
     if settings.half_datasets:
         merge_half = partial(_model_half, manifest, standardizer, settings, datasets, reference=model.setting_choice)
         written.update(_write_halves(settings, merge_half, outputs, wavelength))
@@ -541,8 +549,8 @@ def _write_halves(settings, merge_half, outputs, wavelength):
         for half in (0, 1):
             settings.log(f"half-dataset merge: repeat {repeat}, half {half}")
             tables.append((repeat, half, merge_half(half_filter(repeat, half, settings.seed))))
-    return {outputs.key("xval", d): writers.write_mtz(writers.xval_table([(r, h, t[d]) for r, h, t in tables]),
-                                                      outputs.path("xval", d), wavelength)
+    return {outputs.key("xval", d): writers.write_merged(writers.xval_table([(r, h, t[d]) for r, h, t in tables]),
+                                                         outputs.path("xval", d), wavelength, settings.output_columns)
             for d in range(outputs.datasets.n)}
 
 
@@ -563,12 +571,13 @@ def _run_naive(manifest, settings, outputs, wavelength):
         batches = ImageBatches(manifest, Standardizer([], [], []), split="all", shuffle=False, image_filter=keep)
         intensity, sigma, scales = naive_merge(batches, len(index), manifest.n_images)
         counts = dataset_counts(manifest, datasets, d)
-        written[outputs.key("merged", d)] = writers.write_mtz(
-            _naive_table(index, intensity, sigma, counts), outputs.path("merged", d), wavelength)
+        written[outputs.key("merged", d)] = writers.write_merged(
+            _naive_table(index, intensity, sigma, counts), outputs.path("merged", d), wavelength,
+            settings.output_columns)
         if settings.predictions:
             written[outputs.key("predictions", d)] = writers.write_predictions(
                 index, int(counts.sum()), naive_predictions(manifest, intensity, sigma, scales, keep),
-                outputs.path("predictions", d), wavelength)
+                outputs.path("predictions", d), wavelength, asu_id=d)
     if settings.half_datasets:
         written.update(_write_halves(settings, partial(_naive_half, manifest, datasets), outputs, wavelength))
     remove_stale_outputs(outputs.base, written.values(), settings.log)
