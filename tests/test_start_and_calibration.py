@@ -6,6 +6,7 @@ import pytest
 import reciprocalspaceship as rs
 
 from careless_online.io.cache import build_cache
+from careless_online.io.layout import to_internal
 from careless_online.io.pipeline import Standardizer
 from careless_online.io.table import TableOptions
 from careless_online.model.build import new_model
@@ -106,7 +107,7 @@ def _mono(sim_files, out, *flags):
 
     assert main(["mono", "--disable-progress-bar", "--no-predictions", "--spacegroups", "P 43 21 2",
                  "--validation-frequency", "10", *flags, ",".join(KEYS), sim_files["stream"], str(out)]) == 0
-    return rs.read_mtz(f"{out}_0.mtz")
+    return to_internal(rs.read_mtz(f"{out}_0.mtz"))
 
 
 def _cc_to_truth(merged, sim_files):
