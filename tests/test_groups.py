@@ -191,7 +191,7 @@ def test_coupling_with_r_zero_is_the_independent_prior_and_r_changes_the_kl(pair
     kl = {}
     for name, options in (("independent", {}), ("r0", dict(double_wilson_parents=[None, 0], double_wilson_r=0.0)),
                           ("r9", dict(double_wilson_parents=[None, 0], double_wilson_r=[0.0, 0.9]))):
-        model = _model(manifest, **options)
+        model = _model(manifest, f_start="prior", **options)
         model.set_reflection_counts(view.reflection_counts())
         kl[name] = float(model.loss_terms(batch, seed)["KL_F"])
     assert kl["r0"] == pytest.approx(kl["independent"], rel=1e-3)

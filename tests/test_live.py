@@ -96,9 +96,10 @@ def test_live_merge_follows_a_growing_stream(tmp_path):
 
 @pytest.fixture(scope="module")
 def offline_merge(sim_files, tmp_path_factory):
-    """An offline merge of the shared simulation: 20 steps, constant learning rate."""
+    """An offline merge of the shared simulation: 20 steps, constant learning rate, the posterior's own SIGF (as live)."""
     keras.utils.set_random_seed(11)
-    return run_merge([sim_files["stream"]], _settings(tmp_path_factory.mktemp("offline") / "m", steps=20))
+    return run_merge([sim_files["stream"]], _settings(tmp_path_factory.mktemp("offline") / "m", steps=20,
+                                                      calibrate_sigf=False))
 
 
 def test_live_merge_equals_an_offline_merge_of_the_same_images(tmp_path, sim_files, offline_merge):

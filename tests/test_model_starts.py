@@ -131,7 +131,7 @@ def test_a_structure_factor_file_of_another_space_group_is_refused(sim_manifest,
 
 
 def test_structure_factor_init_scale_sets_the_start_width(sim_manifest, standardizer):
-    wide = new_model(sim_manifest, standardizer, d_model=8)
+    wide = new_model(sim_manifest, standardizer, d_model=8, f_start="prior")  # the prior's width
     narrow = new_model(sim_manifest, standardizer, d_model=8, structure_factor_init_scale=0.1)
     ratio = narrow.structure_factors.distribution().scale.numpy() / wide.structure_factors.distribution().scale.numpy()
     np.testing.assert_allclose(ratio, 0.1, rtol=1e-3)  # the width of q(F) in prior standard deviations

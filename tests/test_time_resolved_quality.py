@@ -42,6 +42,7 @@ import pytest
 import reciprocalspaceship as rs
 
 from careless_online.cli.main import main
+from careless_online.io.layout import to_internal
 from careless_online.model.build import load_model
 from careless_online.simulate.states import StateChange, implied_r, simulate_states, write_states
 from careless_online.stats.difference import difference_table
@@ -68,7 +69,7 @@ def merges(tmp_path_factory):
                      *map(str, args)]) in (0, None)
 
     def cc(state, reference):
-        table, _ = difference_table(rs.read_mtz(str(out / state)), rs.read_mtz(str(out / reference)))
+        table, _ = difference_table(to_internal(rs.read_mtz(str(out / state))), to_internal(rs.read_mtz(str(out / reference))))
         truth = states.difference["DF"].reindex(table.index).to_numpy(float)
         known = np.isfinite(truth)
         return float(np.corrcoef(table["DF"].to_numpy(float)[known], truth[known])[0, 1])

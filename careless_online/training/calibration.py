@@ -47,5 +47,10 @@ def sigf_factors(trainer, manifest, standardizer, settings, datasets, log=None):
 
 
 def calibrated(moments, factors):
-    """Posterior moments with ``SIGF`` and ``SIGI`` widened by ``factors`` (means unchanged)."""
-    return {**moments, "SIGF": moments["SIGF"] * factors, "SIGI": moments["SIGI"] * factors}
+    """Posterior moments with ``SIGF`` and ``SIGI`` widened by ``factors``, ``F`` unchanged.
+
+    ``I`` stays the second moment of the widened amplitude, ``F^2 + SIGF^2``.
+    """
+    sigf = moments["SIGF"] * factors
+    intensity = moments["I"] + np.square(sigf) - np.square(moments["SIGF"])
+    return {**moments, "SIGF": sigf, "I": intensity, "SIGI": moments["SIGI"] * factors}
