@@ -190,8 +190,8 @@ def build_cache(paths, options, cache_dir, shard_images=500, index=None, log=Non
         readers.check_key_overrides(path, options.intensity_key, options.uncertainty_key, options.image_key)
     identities = [file_identity(path) for path in groups]
     refuse_duplicates(identities)
-    manifest = _reuse_with_index(cache_dir, identities, options, index, log) if share is None or not share.rank \
-        else None
+    # one process only: the workers of a cluster must all take the cache the chief builds under the shared key
+    manifest = _reuse_with_index(cache_dir, identities, options, index, log) if share is None else None
     if manifest is not None:
         return manifest
     extra = None if index is None else index.to_config()
