@@ -482,7 +482,7 @@ def run_merge(files, settings, output_id=0):
     written = {"history": outputs.history, "model": checkpoint}
     # one device only: a pass of predictions outside training is not a step the cluster's workers share
     factors = (sigf_factors(trainer, manifest, standardizer, settings, datasets, settings.log)
-               if settings.calibrate_sigf and settings.strategy is None else None)
+               if settings.calibrate_sigf else None)
     for d in range(datasets.n):
         counts = dataset_output_counts(model, manifest, datasets, d)
         moments = _posterior(model, d)
