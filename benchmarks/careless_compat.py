@@ -151,6 +151,10 @@ def read_completeness(path):
     return table
 
 
+#: The keys that make careless.isigi read an anomalous file.
+ANOMALOUS_KEYS = ["--intensity-key", "I(+)", "--uncertainty-key", "SigI(+)"]
+
+
 def checks(mono, anomalous):
     """The comparisons, for the merges at ``mono`` and ``anomalous`` (output bases)."""
     out = []
@@ -181,6 +185,9 @@ def checks(mono, anomalous):
               by_shell("I/sigI", "I/SIGI"), "first intensity and sigma columns"),
         Check("anomalous merged", ["isigi", f"{anomalous}_0.mtz", "-b", BINS], ours("isigi", f"{anomalous}_0.mtz"),
               None, "no intensity (J) column in an anomalous file: careless.isigi fails on careless's own too"),
+        Check("anomalous merged", ["isigi", f"{anomalous}_0.mtz", "-b", BINS, *ANOMALOUS_KEYS],
+              ours("isigi", f"{anomalous}_0.mtz", "-b", BINS, *ANOMALOUS_KEYS), by_shell("I/sigI", "I(+)/SigI(+)"),
+              "I(+)/SigI(+), the keys careless.isigi needs on anomalous files"),
         Check("mono merged", ["completeness", f"{mono}_0.mtz", "-b", BINS],
               ours("completeness", f"{mono}_0.mtz", "-b", BINS), overall_completeness("non-anomalous", "completeness"),
               "overall"),

@@ -175,3 +175,18 @@ def test_unknown_output_columns_is_refused(sim_files, tmp_path, capsys):
               str(sim_files["stream"]), str(tmp_path / "x")])
     assert stopped.value.code == 2 and "--output-columns" in capsys.readouterr().err
     assert not list(tmp_path.iterdir())
+
+
+def test_isigi_keys_give_the_mean_ratio_of_the_named_columns_as_careless_isigi(merges, capsys):
+    """careless.isigi's --intensity-key/--uncertainty-key: one Friedel half of an anomalous file, either layout."""
+    raw = rs.read_mtz(str(merges / "anom_0.mtz"))
+    expected = np.nanmean(raw["I(+)"].to_numpy(float) / raw["SigI(+)"].to_numpy(float))
+    printed = []
+    for name, keys in (("anom", ["I(+)", "SigI(+)"]), ("ccp4", ["I(+)", "SIGI(+)"])):
+        assert isigi.main([str(merges / f"{name}_0.mtz"), "--overall", "--intensity-key", keys[0],
+                           "--uncertainty-key", keys[1]]) in (0, None)
+        printed.append(capsys.readouterr().out)
+    overall = [float(line.split(",")[-2]) for text in printed for line in text.splitlines()
+               if line.startswith("overall")]
+    assert overall == pytest.approx([expected, expected], rel=1e-3)
+    assert np.count_nonzero(np.isfinite(raw["I(+)"].to_numpy(float))) < len(raw)  # some h- only: NaN rows skipped

@@ -213,6 +213,9 @@ def add_arguments(parser):
                         "their share of the cache, to finish a step) before the run stops with an error")
     g.add_argument("--disable-progress-bar", action="store_true",
                    help="no progress display (neither the bar on a terminal nor the periodic lines in a log)")
+    g.add_argument("--embed", action="store_true",
+                   help="after the outputs are written, open an interactive Python shell (IPython on a terminal "
+                        "when installed) holding the trained model, trainer and written paths")
     g.add_argument("--tf-debug", action="store_true",
                    help="show TensorFlow's own log messages (C++ runtime, CUDA, absl), hidden by default")
     return parser
@@ -289,9 +292,18 @@ def settings_from_args(args, keys, groups, group_spec=None, coupling=None):
         half_repeats=args.half_dataset_repeats, naive=args.naive, resume=args.resume, model_in=args.model_in,
         epochs=args.epochs, cache_dir=args.cache_dir, workers=args.parse_workers, predictions=not args.no_predictions,
         groups=group_spec or GroupSpec(), calibrate_sigf=not args.no_sigf_calibration, start=starting_point(args),
-        output_columns=args.output_columns,
+        output_columns=args.output_columns, inspect=_shell(args),
     )
     return jobs, settings
+
+
+def _shell(args):
+    """The ``inspect`` hook of ``--embed`` (None without it)."""
+    if not args.embed:
+        return None
+    from careless_online.cli.embed import open_shell
+
+    return open_shell
 
 
 def encoding_keys(args):
@@ -352,6 +364,9 @@ def check_combinations(args, groups):
     if args.live and args.strategy == "multi-worker":
         raise InputError("--live with --strategy multi-worker is not supported: each worker would follow the "
                          "growing inputs on its own and see other images; use --strategy mirrored on one machine")
+    if args.embed and (args.live or args.naive):
+        raise InputError("--embed opens a shell on a trained model after an offline merge: it cannot be combined "
+                         "with --live or --naive")
     if args.early_stop and (args.live or args.naive or args.test_fraction == 0):
         raise InputError("--early-stop watches the held-out NLL of a trained model: it needs --test-fraction > 0 "
                          "and cannot be combined with --live or --naive")

@@ -37,6 +37,37 @@ def _ratio_column(ds, value, sigma, nshells):
     return binning.by_shell(mean_ratio_per_group, arrays, ds["bin"].to_numpy(), nshells)
 
 
+def column_ratio_table(merged, value, sigma, bins=binning.DEFAULT_SHELLS, label=None):
+    """Mean ``value / sigma`` of two named columns per resolution shell (careless.isigi's keys).
+
+    Shells are made over all reflections; a reflection whose ``value`` is
+    missing (e.g. ``I(+)`` of a reflection seen only as ``h-``) does not enter
+    the mean or the count.
+
+    Parameters
+    ----------
+    merged : reciprocalspaceship.DataSet
+    value, sigma : str
+        Column names, e.g. ``"I(+)"`` and ``"SIGI(+)"``.
+    bins : int or array-like, optional
+        Number of equal-count shells or shell edges (Å).
+    label : str, optional
+        Name of the ratio column (default ``"value/sigma"``).
+
+    Returns
+    -------
+    pandas.DataFrame
+        Shell table with the ratio and ``n``.
+    """
+    missing = [c for c in (value, sigma) if c not in merged.columns]
+    if missing:
+        raise DataError(f"no column {', '.join(missing)}")
+    binned, edges = binning.assign_shells(merged, bins)
+    nshells = len(edges) - 1
+    return binning.shell_table(edges, **{label or f"{value}/{sigma}": _ratio_column(binned, value, sigma, nshells),
+                                         "n": binning.count_by_shell(binned[value], binned["bin"], nshells)})
+
+
 def isigi_table(merged, bins=binning.DEFAULT_SHELLS):
     """<F/SIGF> and <I/SIGI> per resolution shell.
 

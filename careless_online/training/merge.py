@@ -37,8 +37,8 @@ from careless_online.model.settings import (check_model_operators, reference_cou
                                             with_setting_columns)
 from careless_online.training.calibration import calibrated, sigf_factors
 from careless_online.training.checkpoint import folder as checkpoint_folder, latest as latest_checkpoint, write_model
-from careless_online.training.distribute import (WORKER_TIMEOUT, cache_share, trainer_class, variable_scope,
-                                                 worker_settings)
+from careless_online.training.distribute import (WORKER_TIMEOUT, cache_share, is_chief, trainer_class,
+                                                 variable_scope, worker_settings)
 from careless_online.training import resume, run_config
 from careless_online.training.loop import TrainConfig
 from careless_online.training.data_range import warn_batch_above_images, warn_dmin_beyond_data
@@ -93,6 +93,10 @@ class MergeSettings:
     output_columns : str
         Column layout of the merged and half-dataset files,
         :data:`careless_online.io.layout.LAYOUTS` (careless's by default).
+    inspect : callable or None
+        Called once the outputs are written with a dict of the run's objects
+        (``model``, ``trainer``, ``manifest``, ``settings``, ``written``),
+        by the chief only: ``--embed``'s shell.
     """
 
     base: str
@@ -121,6 +125,7 @@ class MergeSettings:
     start: StartingPoint = field(default_factory=StartingPoint)
     stop: object = None
     output_columns: str = DEFAULT_LAYOUT
+    inspect: object = None
 
     def __post_init__(self):
         check_layout(self.output_columns)
@@ -499,6 +504,9 @@ def run_merge(files, settings, output_id=0):
         merge_half = partial(_model_half, manifest, standardizer, settings, datasets, reference=model.setting_choice)
         written.update(_write_halves(settings, merge_half, outputs, wavelength))
     remove_stale_outputs(base, written.values(), settings.log)
+    if settings.inspect is not None and (settings.strategy is None or is_chief(settings.strategy)):
+        settings.inspect({"model": model, "trainer": trainer, "manifest": manifest, "settings": settings,
+                          "written": written})
     return written
 
 
