@@ -168,3 +168,22 @@ def data_band(paths, key):
     """The band spanned by the spots of all ``paths``: the default ``--wavelength-range``."""
     bands = np.array([file_band(path, key) for path in paths])
     return float(bands[:, 0].min()), float(bands[:, 1].max())
+
+
+def prediction_columns(table_options):
+    """Laue columns of the predictions file, with their MTZ types: ``spot``, ``harmonic`` and the wavelength.
+
+    Parameters
+    ----------
+    table_options : dict
+        A cache's :meth:`~careless_online.io.table.TableOptions.to_dict`.
+
+    Returns
+    -------
+    dict
+        Empty for monochromatic data.
+    """
+    laue = LaueOptions.from_dict(table_options.get("laue"))
+    if laue is None:
+        return {}
+    return {"spot": "I", "harmonic": "I", laue.wavelength_key: "R"}
