@@ -64,7 +64,6 @@ def laue_fields(args):
 
     The band is ``--wavelength-range``, else the range of the inputs' wavelengths.
     """
-    check_laue_arguments(args)
     band = args.wavelength_range
     if band is None:
         band = data_band(args.inputs, args.wavelength_key)
@@ -73,4 +72,5 @@ def laue_fields(args):
 
 def run(args, stop=None):
     """Run ``poly`` for parsed arguments; returns the paths written (see :func:`careless_online.cli.mono.run`)."""
+    check_laue_arguments(args)
     return mono.run(args, stop=stop, table_fields=laue_fields)
