@@ -19,6 +19,7 @@ import sys
 COMMANDS = [
     ("careless_online", "careless_online.cli.main"),
     ("careless_online mono", "careless_online.cli.mono"),
+    ("careless_online poly", "careless_online.cli.poly"),
     ("careless_online.simulate", "careless_online.simulate.cli"),
     ("careless_online.cchalf", "careless_online.cli.cchalf"),
     ("careless_online.ccanom", "careless_online.cli.ccanom"),

@@ -19,6 +19,7 @@ class Poisoned:
     def __init__(self, view, bad, value):
         self.view, self.bad, self.value = view, set(bad), value
         self.n_images, self.batch_images, self.manifest = view.n_images, view.batch_images, view.manifest
+        self.signature = view.signature
 
     def dataset(self, start_step=0):
         def poison(number, batch):

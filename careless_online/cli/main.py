@@ -1,4 +1,4 @@
-"""The ``careless_online`` command: ``mono`` merges; ``devices`` lists devices."""
+"""The ``careless_online`` command: ``mono`` and ``poly`` merge; ``devices`` lists devices."""
 
 import sys
 
@@ -10,7 +10,7 @@ from careless_online.cli.tf_runtime import import_tensorflow
 
 def build_parser():
     """The top-level parser with its sub-commands."""
-    from careless_online.cli import mono
+    from careless_online.cli import mono, poly
 
     parser = Parser(prog="careless_online", description="Online variational merging of serial crystallography data.")
     parser.add_argument("--version", action="version", version=f"careless_online {__version__}")
@@ -19,6 +19,9 @@ def build_parser():
     mono_parser = sub.add_parser("mono", help="merge monochromatic data (careless mono)", usage=mono.USAGE,
                                  description=mono.__doc__.split("\n\n")[0])
     mono.add_arguments(mono_parser)
+    poly_parser = sub.add_parser("poly", help="merge Laue (polychromatic) data (careless poly)", usage=poly.USAGE,
+                                 description=poly.__doc__.split("\n\n")[0])
+    poly.add_arguments(poly_parser)
     devices = sub.add_parser("devices", help="list the CPU/GPU devices TensorFlow sees")
     devices.add_argument("--tf-debug", action="store_true", help="show TensorFlow's log messages")
     return parser
@@ -42,11 +45,12 @@ def main(argv=None):
     if args.command is None:
         parser.print_help()
         return 2
-    from careless_online.cli import mono
+    from careless_online.cli import mono, poly
     from careless_online.training.interrupt import SignalStop
 
+    command = {"mono": mono, "poly": poly}[args.command]
     with SignalStop() as stop:
-        mono.run(args, stop=stop)
+        command.run(args, stop=stop)
     return 0
 
 

@@ -231,7 +231,7 @@ def build_parser(prog="careless_online mono"):
     return add_arguments(parser)
 
 
-def settings_from_args(args, keys, groups, group_spec=None, coupling=None):
+def settings_from_args(args, keys, groups, group_spec=None, coupling=None, table_fields=None):
     """Translate checked arguments into (jobs, MergeSettings).
 
     Parameters
@@ -245,6 +245,9 @@ def settings_from_args(args, keys, groups, group_spec=None, coupling=None):
         How images form datasets (:func:`careless_online.cli.datasets.group_spec`).
     coupling : dict, optional
         Double-Wilson model options (:func:`careless_online.cli.datasets.double_wilson_options`).
+    table_fields : dict, optional
+        Further :class:`~careless_online.io.table.TableOptions` fields of another command
+        (``poly``'s ``laue``).
 
     Returns
     -------
@@ -283,7 +286,7 @@ def settings_from_args(args, keys, groups, group_spec=None, coupling=None):
     options = TableOptions(spacegroup=groups[0], cell=cell, anomalous=args.anomalous, dmin=args.dmin,
                            isigi_cutoff=args.isigi_cutoff, cell_tolerance=args.cell_tolerance,
                            drop_invalid=args.drop_invalid, intensity_key=args.intensity_key,
-                           uncertainty_key=args.uncertainty_key, image_key=args.image_key)
+                           uncertainty_key=args.uncertainty_key, image_key=args.image_key, **(table_fields or {}))
     jobs = [(files, options)]
     settings = MergeSettings(
         base=args.out, metadata_keys=model_keys(args, keys), table_options=None, train=train, model_options=model_options,
@@ -416,15 +419,17 @@ def no_new_empty_folders(paths):
         raise
 
 
-def run(args, stop=None):
-    """Run ``mono`` for parsed arguments; returns the paths written.
+def run(args, stop=None, table_fields=None):
+    """Run ``mono`` (or a command built on it) for parsed arguments; returns the paths written.
 
     Arguments, files and flag combinations are checked before TensorFlow is
     imported; a failure leaves no new empty folder behind.  The run holds the
     lock of its output prefix (:mod:`careless_online.io.prefix_lock`; on the
     chief only, in a multi-worker run) while it converts, trains and writes.
     ``stop``: the installed :class:`~careless_online.training.interrupt.SignalStop`,
-    which training looks at after every step.
+    which training looks at after every step.  ``table_fields(args)``: the
+    further :class:`~careless_online.io.table.TableOptions` fields of a
+    command built on ``mono`` (``poly``), called after mono's own checks.
     """
     from dataclasses import replace
 
@@ -432,12 +437,13 @@ def run(args, stop=None):
 
     keys, groups = checks.mono_arguments(args)
     check_combinations(args, groups)
+    fields = table_fields(args) if table_fields is not None else {}
     group_spec = datasets.group_spec(args)
     coupling = datasets.double_wilson_options(args, group_spec)
     outdir = os.path.dirname(os.path.abspath(args.out))
     with no_new_empty_folders([outdir, checks.cache_folder(args)]):
         configure_tensorflow(args)
-        jobs, settings = settings_from_args(args, keys, groups, group_spec, coupling)
+        jobs, settings = settings_from_args(args, keys, groups, group_spec, coupling, fields)
         from careless_online.training.distribute import is_chief, resolve_strategy
 
         strategy = resolve_strategy(args.strategy, args.worker_timeout)

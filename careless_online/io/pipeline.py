@@ -19,6 +19,7 @@ import tensorflow as tf
 
 from careless_online.errors import InputError
 from careless_online.io.moments import accumulate, mean_std
+from careless_online.io.spots import batch_extras
 
 #: Metadata keys with a transform applied before standardization.
 TRANSFORMS = {"dHKL": lambda d: 1.0 / np.square(d)}
@@ -187,8 +188,10 @@ class ImageBatches:
         self.shard_window = max(1, int(shard_window))
         self.image_filter = image_filter
         self.datasets = datasets
+        self.extras = batch_extras(manifest)
         self.columns = sorted(set(["image_id", "file_id", "refl_id", "I", "SigI"]
-                                  + [k for k in standardizer.keys]))
+                                  + [k for k in standardizer.keys]
+                                  + [c for extra in self.extras for c in extra.columns]))
         self.n_images = self._count_images()
 
     def select(self, image_ids):
@@ -240,7 +243,7 @@ class ImageBatches:
     def _batch(self, arrays, starts, ends):
         rows, lengths = _rows_of(starts, ends)
         part = {k: v[rows] for k, v in arrays.items()}
-        return {
+        batch = {
             "refl_id": part["refl_id"].astype(np.int32),
             "image": np.repeat(np.arange(len(lengths), dtype=np.int32), lengths),
             "n_images": np.int32(len(lengths)),
@@ -251,6 +254,16 @@ class ImageBatches:
             "file_id": part["file_id"].astype(np.int32),
             "dataset": self.dataset_of(part["image_id"]).astype(np.int32),
         }
+        for extra in self.extras:
+            batch.update(extra.entries(part))
+        return batch
+
+    def signature(self):
+        """The ``tf.TensorSpec`` of each entry of this view's batches."""
+        signature = batch_signature(len(self.standardizer.keys))
+        for extra in self.extras:
+            signature.update(extra.signature())
+        return signature
 
     def epoch(self, epoch=0, skip=0):
         """Yield the batches of one epoch as dictionaries of numpy arrays.
@@ -309,7 +322,7 @@ class ImageBatches:
         prefetch : int
             Batches prepared ahead of the model.
         """
-        signature = batch_signature(len(self.standardizer.keys))
+        signature = self.signature()
         if start_step is None:
             generator = self.epoch
         else:

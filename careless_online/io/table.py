@@ -24,6 +24,7 @@ import pandas as pd
 import reciprocalspaceship as rs
 
 from careless_online.errors import InputError
+from careless_online.io.laue import LaueOptions, expand_spots
 from careless_online.io.outliers import REASON as OUTLIER_REASON, implausible
 from careless_online.io.reflections import ReflectionIndex, map_to_asu
 
@@ -54,6 +55,9 @@ class TableOptions:
         NaN/inf metadata value, and damaged stream chunks.  What is skipped is counted in the load report.
     intensity_key, uncertainty_key, image_key : str or None
         MTZ column overrides for I, SigI and the image number.
+    laue : careless_online.io.laue.LaueOptions or None
+        Laue spots: each becomes one row per harmonic
+        (:func:`careless_online.io.laue.expand_spots`) before anything else.
     """
 
     spacegroup: object = None
@@ -66,8 +70,10 @@ class TableOptions:
     intensity_key: object = None
     uncertainty_key: object = None
     image_key: object = None
+    laue: object = None
 
     def __post_init__(self):
+        self.laue = LaueOptions.from_dict(self.laue)
         if not (np.isfinite(self.cell_tolerance) and self.cell_tolerance > 0):
             raise InputError(f"--cell-tolerance must be a positive fraction (got {self.cell_tolerance})")
         if self.dmin is not None and not (np.isfinite(self.dmin) and self.dmin > 0):
@@ -92,6 +98,7 @@ class TableOptions:
             "intensity_key": self.intensity_key,
             "uncertainty_key": self.uncertainty_key,
             "image_key": self.image_key,
+            **({} if self.laue is None else {"laue": self.laue.to_dict()}),
         }
 
 
@@ -360,11 +367,13 @@ def make_observations(raw, index, file_id, image_offset, options):
         Columns as in the module docstring.
     report : LoadReport
     """
-    data = raw.data
-    report = LoadReport(read=len(data), images_read=int(data["image"].nunique()) if len(data) else 0)
+    report = LoadReport(read=len(raw.data), images_read=int(raw.data["image"].nunique()) if len(raw.data) else 0)
     check_damage(raw, options, report)
-    if len(data) == 0:
+    if len(raw.data) == 0:
         return pd.DataFrame(), report
+    if options.laue is not None:
+        raw = _harmonic_rows(raw, index, options, report)
+    data = raw.data
     report.no_image_cells = not raw.image_cells
     intensity = data["I"].to_numpy(np.float64)
     sigma = data["SigI"].to_numpy(np.float64)
@@ -425,6 +434,15 @@ def make_observations(raw, index, file_id, image_offset, options):
             table[name] = data[name].to_numpy(np.float32)[rows]
     report.kept = len(table)
     return table, report
+
+
+def _harmonic_rows(raw, index, options, report):
+    """Laue spots as one row per harmonic; counts the spots dropped and the rows added."""
+    raw, dropped = expand_spots(raw, index.cell, index.spacegroup, index.dmin, options.laue, options.drop_invalid)
+    for reason, count in dropped.items():
+        report.drop(f"Laue spot: {reason}", count)
+    report.read = len(raw.data) + sum(dropped.values())  # a harmonic row is one observation
+    return raw
 
 
 def build_index(raw, options):

@@ -10,6 +10,7 @@ import numpy as np
 from careless_online.ambiguity.operators import candidate_operators
 from careless_online.errors import InputError
 from careless_online.io.reflections import ReflectionIndex
+from careless_online.model.laue import LaueMergingModel
 from careless_online.model.merging import MergingModel
 from careless_online.model.start import start_posterior
 from careless_online.model.parent_settings import parent_table
@@ -69,6 +70,7 @@ def new_model(manifest, standardizer, reindexing_ops="auto", f_start="data", pos
     Returns
     -------
     MergingModel
+        A :class:`LaueMergingModel` for a Laue cache (:func:`model_class`).
     """
     index = manifest.index
     operators = candidate_operators(reindexing_ops, index.cell, index.spacegroup)
@@ -76,7 +78,7 @@ def new_model(manifest, standardizer, reindexing_ops="auto", f_start="data", pos
     if positional_encoding_keys:
         options["positional_encoding"] = positional_encoding_config(
             manifest, standardizer, positional_encoding_keys, plain, positional_encoding_frequencies)
-    model = MergingModel(
+    model = model_class(manifest)(
         len(index), len(standardizer.keys), centric=index.centric, epsilon=index.epsilon,
         reindexing_ops=operators.triplets,
         intensity_scale=intensity_scale(manifest, index), index_config=index.to_config(),
@@ -91,6 +93,11 @@ def new_model(manifest, standardizer, reindexing_ops="auto", f_start="data", pos
     if double_wilson_reindexing_ops is not None:
         model.coupling.set_parent_table(parent_table(index, double_wilson_reindexing_ops)[0])
     return model
+
+
+def model_class(manifest):
+    """The model of a cache's rows: :class:`LaueMergingModel` for harmonics of Laue spots, else :class:`MergingModel`."""
+    return LaueMergingModel if "spot" in manifest.columns else MergingModel
 
 
 def positional_encoding_config(manifest, standardizer, keys, plain, frequencies):

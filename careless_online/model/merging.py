@@ -333,11 +333,18 @@ class MergingModel(keras.Model):
         See :mod:`careless_online.distributions.likelihood`; the width of
         ``k I`` is ``k SigI``, refined by the error model when there is one.
         """
+        return self.measured_log_likelihood(prediction, batch["I"], batch["SigI"])
+
+    def measured_log_likelihood(self, prediction, intensity, sigma):
+        """``log p(I | prediction)`` of measured intensities ``I +- SigI`` (``[n]``) for ``[..., n]`` predictions.
+
+        The width of ``k I`` is ``k SigI``, refined by the error model when there is one.
+        """
         k = self.k
-        width = k * batch["SigI"]
+        width = k * sigma
         if self.error_model is not None:
             width = self.error_model(width, prediction)
-        return intensity_log_likelihood(prediction, batch["I"], width, k, self.studentt_dof)
+        return intensity_log_likelihood(prediction, intensity, width, k, self.studentt_dof)
 
     def _sampled_log_likelihood(self, batch, seed=None, scale_parameters=None):
         """Monte Carlo samples of the log-likelihood of a batch, and what they were drawn from.

@@ -39,7 +39,6 @@ import numpy as np
 import tensorflow as tf
 
 from careless_online.errors import InputError
-from careless_online.io.pipeline import batch_signature
 from careless_online.io.shared_cache import Share
 from careless_online.training import checkpoint
 from careless_online.training.loop import Trainer
@@ -274,7 +273,7 @@ def pipeline_slices(batches, start_step, input_context):
 
 def distributed_dataset(strategy, batches, start_step, prefetch=4):
     """A distributed dataset of per-replica batches (``distribute_datasets_from_function``)."""
-    signature = batch_signature(len(batches.standardizer.keys))
+    signature = batches.signature()
 
     def dataset_fn(input_context):
         return tf.data.Dataset.from_generator(

@@ -31,7 +31,6 @@ import tensorflow as tf
 from careless_online.errors import InputError
 from careless_online.io.atomic import write_atomically
 from careless_online.io.identity import input_contents
-from careless_online.io.pipeline import batch_signature
 from careless_online.training import checkpoint
 from careless_online.training.early_stop import EarlyStop
 from careless_online.training.interrupt import Interrupted
@@ -301,7 +300,7 @@ class Trainer:
         if not self.optimizer.built:
             # build the slots now: creating variables inside the traced step would force a retrace
             self.optimizer.build(model.trainable_variables)
-        signature = batch_signature(model.n_meta)
+        signature = train.signature()
         if config.run_eagerly:
             self._step = self._train_step
             self._predict = self._predict_step

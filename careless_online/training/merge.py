@@ -28,6 +28,7 @@ from careless_online.io.identity import input_contents
 from careless_online.io.layout import DEFAULT_LAYOUT, check_layout
 from careless_online.io.wavelength import input_wavelength
 from careless_online.io.pipeline import ImageBatches, Standardizer, is_test_image, training_views
+from careless_online.io.laue import prediction_columns
 from careless_online.model.build import load_model, model_index, new_model
 from careless_online.model.reference import StartingPoint, prepare
 from careless_online.model.datasets import dataset_block
@@ -255,11 +256,16 @@ def log_learned_r(model, log):
                 f"{float(table[child].mean()):.3f}{shells}")
 
 
-def _prediction_extras(model):
-    """Further columns and history of the predictions file: the chosen indexing setting of each image."""
+def _prediction_extras(model, manifest):
+    """Further columns and history of the predictions file.
+
+    The chosen indexing setting of each image; for Laue data each row's
+    spot, harmonic order and wavelength (:func:`careless_online.io.laue.prediction_columns`).
+    """
+    laue = prediction_columns(manifest.info["options"])
     if model.setting_choice is None:
-        return {}
-    return {"extra_types": SETTING_COLUMNS, "history": [history_line(model.reindexing_ops)]}
+        return {"extra_types": laue} if laue else {}
+    return {"extra_types": {**SETTING_COLUMNS, **laue}, "history": [history_line(model.reindexing_ops)]}
 
 
 def epoch_steps(epochs, n_images, batch_images):
@@ -414,7 +420,8 @@ def _predictions(trainer, manifest, standardizer, settings, datasets, image_filt
     batches = ImageBatches(manifest, standardizer, batch_images=max(settings.batch_images, 32),
                            split="all", shuffle=False, seed=settings.seed, image_filter=image_filter,
                            datasets=datasets)
-    rows = _RowsInFileOrder(manifest, ["refl_id", *OBSERVED], image_filter)
+    rows = _RowsInFileOrder(manifest, ["refl_id", *OBSERVED, *prediction_columns(manifest.info["options"])],
+                            image_filter)
     for number, batch in enumerate(batches.epoch(0)):
         ipred, sigipred, _ = trainer.predict(batch, number)
         observed = rows.take(len(batch["refl_id"]))
@@ -499,7 +506,7 @@ def run_merge(files, settings, output_id=0):
             written[outputs.key("predictions", d)] = writers.write_predictions(
                 index, int(counts.sum()),
                 _predictions(trainer, manifest, standardizer, settings, datasets, dataset_filter(datasets, d)),
-                outputs.path("predictions", d), wavelength, asu_id=d, **_prediction_extras(model))
+                outputs.path("predictions", d), wavelength, asu_id=d, **_prediction_extras(model, manifest))
     if settings.half_datasets:
         merge_half = partial(_model_half, manifest, standardizer, settings, datasets, reference=model.setting_choice)
         written.update(_write_halves(settings, merge_half, outputs, wavelength))

@@ -1,0 +1,76 @@
+"""``careless_online poly``: merge Laue (polychromatic, pink-beam) data, careless-style.
+
+The arguments of ``mono`` (the metadata keys, unmerged MTZ files with a
+per-spot wavelength column, the output prefix) and its flags, with the band
+and the wavelength column of careless's ``poly``.  Every spot becomes one row
+per harmonic inside the band and the resolution limit
+(:mod:`careless_online.io.laue`), and the likelihood compares each spot
+with the sum of its harmonics' predictions
+(:class:`~careless_online.model.laue.LaueMergingModel`).  Give the
+wavelength key among the metadata keys (e.g. ``dHKL,Wavelength,X,Y``) so
+that the scale network learns the spectrum and the Lorentz factor.
+"""
+
+from careless_online.cli import mono
+from careless_online.cli.checks import input_format
+from careless_online.cli.parser import Parser, positive_float
+from careless_online.errors import InputError
+from careless_online.io.laue import LaueOptions, data_band
+
+
+def add_arguments(parser):
+    """Add the ``poly`` arguments (``mono``'s and the Laue group) to ``parser``."""
+    mono.add_arguments(parser)
+    g = parser.add_argument_group("Laue")
+    g.add_argument("-w", "--wavelength-key", default="Wavelength",
+                   help="MTZ column of each spot's wavelength (Angstrom)")
+    g.add_argument("-l", "--wavelength-range", nargs=2, type=positive_float, default=None, metavar=("LO", "HI"),
+                   help="the beam's band in Angstrom: harmonics n h whose wavelength lambda_1/n lies inside it "
+                        "add up on a spot (default: the range of the spots' wavelengths)")
+    parser.set_defaults(reindexing_ops="none", strategy="single")
+    return parser
+
+
+#: Usage line of ``poly``.
+USAGE = mono.USAGE
+
+
+def build_parser(prog="careless_online poly"):
+    """The argparse parser of ``careless_online poly``."""
+    return add_arguments(Parser(prog=prog, usage=USAGE, description=__doc__.split("\n\n")[0]))
+
+
+#: What ``poly`` cannot do (yet), by the flag that asks for it.
+_UNSUPPORTED = (
+    ("--live", lambda args: args.live),
+    ("--strategy other than single", lambda args: args.strategy != "single"),
+    ("--reindexing-ops other than none", lambda args: args.reindexing_ops.strip().lower() != "none"),
+)
+
+
+def check_laue_arguments(args):
+    """Refuse inputs and flags ``poly`` does not handle; one line each (before TensorFlow)."""
+    for path in args.inputs:
+        if input_format(path) != "mtz":
+            raise InputError("poly reads unmerged MTZ files with a per-spot wavelength column (streams and DIALS "
+                             "files are refused, as by careless poly)", path)
+    for flag, asked in _UNSUPPORTED:
+        if asked(args):
+            raise InputError(f"poly does not support {flag}")
+
+
+def laue_fields(args):
+    """The ``laue`` :class:`~careless_online.io.table.TableOptions` field of the flags.
+
+    The band is ``--wavelength-range``, else the range of the inputs' wavelengths.
+    """
+    band = args.wavelength_range
+    if band is None:
+        band = data_band(args.inputs, args.wavelength_key)
+    return {"laue": LaueOptions(args.wavelength_key, tuple(band))}
+
+
+def run(args, stop=None):
+    """Run ``poly`` for parsed arguments; returns the paths written (see :func:`careless_online.cli.mono.run`)."""
+    check_laue_arguments(args)
+    return mono.run(args, stop=stop, table_fields=laue_fields)
