@@ -16,7 +16,7 @@ from careless_online.cli import anomalous_peaks, cchalf, mono
 from careless_online.cli.main import build_parser, main
 from careless_online.cli.parser import Formatter
 from careless_online.errors import InputError
-from careless_online.training.progress import LineProgress, progress_display
+from careless_online.progress import LineProgress, progress_display
 
 from conftest import SIM_SPACEGROUP
 

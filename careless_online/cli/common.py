@@ -1,5 +1,6 @@
 """Helpers shared by every command-line entry point."""
 
+import contextlib
 import functools
 import os
 import sys
@@ -68,3 +69,29 @@ def _interrupted(prog, err):
         sys.stderr.flush()
         os._exit(status)
     raise SystemExit(status)
+
+
+@contextlib.contextmanager
+def no_new_empty_folders(paths):
+    """Remove the folders of ``paths`` made inside the block if it fails and leaves them empty.
+
+    Parameters
+    ----------
+    paths : list of str
+        Folders the command may create (output folder, cache folder); those
+        that exist beforehand are never touched, and only empty ones are
+        removed (:func:`os.rmdir` refuses the others).
+    """
+    new = []
+    for path in paths:
+        path = os.path.abspath(path)
+        while not os.path.exists(path) and path not in new:
+            new.append(path)
+            path = os.path.dirname(path)
+    try:
+        yield
+    except BaseException:
+        for path in sorted(new, key=len, reverse=True):
+            with contextlib.suppress(OSError):
+                os.rmdir(path)
+        raise

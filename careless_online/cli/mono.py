@@ -10,6 +10,7 @@ import contextlib
 import os
 
 from careless_online.cli import checks
+from careless_online.cli.common import no_new_empty_folders
 from careless_online.cli.parser import (Parser, fraction, non_negative_float, non_negative_int, number,
                                         positive_float, positive_int)
 from careless_online.cli.tf_runtime import import_tensorflow
@@ -391,32 +392,6 @@ def configure_tensorflow(args):
         for gpu in tf.config.list_physical_devices("GPU"):
             tf.config.experimental.set_memory_growth(gpu, True)
     keras.utils.set_random_seed(args.seed)
-
-
-@contextlib.contextmanager
-def no_new_empty_folders(paths):
-    """Remove the folders of ``paths`` made inside the block if it fails and leaves them empty.
-
-    Parameters
-    ----------
-    paths : list of str
-        Folders the command may create (output folder, cache folder); those
-        that exist beforehand are never touched, and only empty ones are
-        removed (:func:`os.rmdir` refuses the others).
-    """
-    new = []
-    for path in paths:
-        path = os.path.abspath(path)
-        while not os.path.exists(path) and path not in new:
-            new.append(path)
-            path = os.path.dirname(path)
-    try:
-        yield
-    except BaseException:
-        for path in sorted(new, key=len, reverse=True):
-            with contextlib.suppress(OSError):
-                os.rmdir(path)
-        raise
 
 
 def run(args, stop=None, table_fields=None):

@@ -13,7 +13,7 @@ from careless_online.io.manifest import CACHE_VERSION
 from careless_online.io.reflections import ReflectionIndex
 from careless_online.io.shards import _ShardWriter
 from careless_online.io.table import LoadReport, TableOptions, build_index, make_observations
-from careless_online.training.progress import progress_display
+from careless_online.progress import progress_display
 
 #: Stream chunks parsed per block (one task of a worker process).
 STREAM_BLOCK_CHUNKS = 250
@@ -31,7 +31,7 @@ class ReadProgress:
         The inputs; their sizes add up to the total.
     display : callable or None
         ``display(total, unit=...)`` returning an object with ``update``, ``close``
-        and ``n`` (:func:`~careless_online.training.progress.progress_display`);
+        and ``n`` (:func:`~careless_online.progress.progress_display`);
         None shows nothing.
     """
 

@@ -4,8 +4,7 @@ import argparse
 import os
 import sys
 
-from careless_online.cli.common import user_errors_exit
-from careless_online.cli.mono import no_new_empty_folders
+from careless_online.cli.common import no_new_empty_folders, user_errors_exit
 from careless_online.errors import InputError
 from careless_online.simulate.api import DEFAULT_FORMATS, FORMATS, simulate_to_files
 from careless_online.simulate.config import DEFAULT_CELL, DEFAULT_SPACEGROUP, SimulationConfig

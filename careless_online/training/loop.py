@@ -434,7 +434,7 @@ class Trainer:
         remaining = max(plan.planned - start_step, 0)
         bar = None
         if config.progress and remaining:
-            from careless_online.training.progress import progress_display
+            from careless_online.progress import progress_display
 
             bar = progress_display(total=plan.planned, initial=start_step, unit="step")
         self.elapsed = elapsed
