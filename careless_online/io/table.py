@@ -377,47 +377,13 @@ def make_observations(raw, index, file_id, image_offset, options):
     report.no_image_cells = not raw.image_cells
     intensity = data["I"].to_numpy(np.float64)
     sigma = data["SigI"].to_numpy(np.float64)
-    invalid = _invalid_rows(data, options, raw.path)
-    keep = ~invalid
-    report.drop("invalid I or SigI", invalid.sum())
-
-    bad_images = _bad_cell_images(raw, index.cell, options.cell_tolerance)
-    if len(bad_images):
-        in_bad = np.isin(data["image"].to_numpy(), bad_images)
-        report.images_dropped_cell += len(bad_images)
-        report.drop("image cell off reference", (in_bad & keep).sum())
-        keep &= ~in_bad
-
-    rows = np.flatnonzero(keep)
-    outlier = implausible(intensity[rows], sigma[rows], data["image"].to_numpy()[rows])
-    report.drop(OUTLIER_REASON, outlier.sum())
-    keep[rows[outlier]] = False
-
     hkl = data[["H", "K", "L"]].to_numpy(np.int32)
-    isigi = np.where(keep, intensity / np.where(keep, sigma, 1), 0)
-    absent = _check_absences(hkl[keep], isigi[keep], index.spacegroup, raw.path)
-    absent_all = np.zeros(len(keep), dtype=bool)
-    absent_all[np.flatnonzero(keep)] = absent
-    report.drop("systematic absence", absent_all.sum())
-    keep &= ~absent_all
-
-    if options.isigi_cutoff is not None:
-        low = keep & (isigi < options.isigi_cutoff)
-        report.drop("I/SigI cutoff", low.sum())
-        keep &= ~low
-
+    keep = _measured_rows(raw, index, options, report, intensity, sigma, hkl)
     d = index.cell.calculate_d_array(hkl).astype(np.float32)
     high = keep & (d < index.dmin)
     report.drop("beyond dmin", high.sum())
     keep &= ~high
-
-    rows = np.flatnonzero(keep)
-    asu, plus = map_to_asu(hkl[rows], index.spacegroup)
-    refl_id = index.lookup(asu, plus)
-    missing = refl_id < 0
-    report.drop("not in the reflection index", missing.sum())
-    rows, asu, plus, refl_id = rows[~missing], asu[~missing], plus[~missing], refl_id[~missing]
-
+    rows, asu, plus, refl_id = _indexed_rows(keep, hkl, index, report)
     table = pd.DataFrame({
         "image_id": (data["image"].to_numpy(np.int64)[rows] + image_offset).astype(np.int32),
         "file_id": np.full(len(rows), file_id, dtype=np.int32),
@@ -434,6 +400,52 @@ def make_observations(raw, index, file_id, image_offset, options):
             table[name] = data[name].to_numpy(np.float32)[rows]
     report.kept = len(table)
     return table, report
+
+
+def _measured_rows(raw, index, options, report, intensity, sigma, hkl):
+    """Rows kept by the checks of the measurement: valid numbers, the image's cell, plausibility, absences, I/SigI.
+
+    Returns a boolean mask; every dropped row is counted in ``report`` under its reason.
+    """
+    data = raw.data
+    invalid = _invalid_rows(data, options, raw.path)
+    keep = ~invalid
+    report.drop("invalid I or SigI", invalid.sum())
+
+    bad_images = _bad_cell_images(raw, index.cell, options.cell_tolerance)
+    if len(bad_images):
+        in_bad = np.isin(data["image"].to_numpy(), bad_images)
+        report.images_dropped_cell += len(bad_images)
+        report.drop("image cell off reference", (in_bad & keep).sum())
+        keep &= ~in_bad
+
+    rows = np.flatnonzero(keep)
+    outlier = implausible(intensity[rows], sigma[rows], data["image"].to_numpy()[rows])
+    report.drop(OUTLIER_REASON, outlier.sum())
+    keep[rows[outlier]] = False
+
+    isigi = np.where(keep, intensity / np.where(keep, sigma, 1), 0)
+    absent = _check_absences(hkl[keep], isigi[keep], index.spacegroup, raw.path)
+    absent_all = np.zeros(len(keep), dtype=bool)
+    absent_all[np.flatnonzero(keep)] = absent
+    report.drop("systematic absence", absent_all.sum())
+    keep &= ~absent_all
+
+    if options.isigi_cutoff is not None:
+        low = keep & (isigi < options.isigi_cutoff)
+        report.drop("I/SigI cutoff", low.sum())
+        keep &= ~low
+    return keep
+
+
+def _indexed_rows(keep, hkl, index, report):
+    """The kept rows whose reflection is in the index: (rows, ASU indices, Friedel plus, reflection ids)."""
+    rows = np.flatnonzero(keep)
+    asu, plus = map_to_asu(hkl[rows], index.spacegroup)
+    refl_id = index.lookup(asu, plus)
+    missing = refl_id < 0
+    report.drop("not in the reflection index", missing.sum())
+    return rows[~missing], asu[~missing], plus[~missing], refl_id[~missing]
 
 
 def _harmonic_rows(raw, index, options, report):
