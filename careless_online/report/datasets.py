@@ -56,8 +56,8 @@ from careless_online.errors import InputError
 from careless_online.report import datasets_figures, figures
 from careless_online.report.datasets_page import render_datasets
 from careless_online.report.difference import DifferenceFollower, ModelPhases, model_atoms
-from careless_online.report.budget import DrawingBudget
-from careless_online.report.files import figure_png, replace_bytes, replace_json
+from careless_online.report.budget import BudgetedReport
+from careless_online.report.files import figure_png, replace_bytes
 from careless_online.report.live import LiveReport, RoundProgress, _history
 from careless_online.stats.maps import DEFAULT_ELEMENTS
 
@@ -118,7 +118,7 @@ def _check_references(names, references):
     return checked
 
 
-class DatasetsReport:
+class DatasetsReport(BudgetedReport):
     """Writes the live report of a merge of several datasets (see the module docstring).
 
     Parameters
@@ -151,6 +151,7 @@ class DatasetsReport:
 
     def __init__(self, folder, index, names, references, n_shells=10, structure=None, elements=DEFAULT_ELEMENTS,
                  max_fraction=0.1, refresh_seconds=10, clock=time.perf_counter):
+        super().__init__(folder, structure, max_fraction, refresh_seconds, clock)
         self.names = [str(name) for name in names]
         self.references = _check_references(self.names, references)
         anomalous_model = structure if index.anomalous else None
@@ -162,26 +163,7 @@ class DatasetsReport:
         phases = ModelPhases(structure, index) if structure is not None else None
         self.followers = [DifferenceFollower(number, reference, structure, phases)
                           for number, reference in enumerate(self.references) if reference is not None]
-        self.folder = folder
-        self.structure = structure
-        self.refresh_seconds = int(refresh_seconds)
-        self.clock = clock
-        self.budget = DrawingBudget(max_fraction, clock)
-        self.drawings = 0
-        self._status = None
-        self._last = None
-        self._panels = []
-        os.makedirs(folder, exist_ok=True)
-
-    @property
-    def total_seconds(self):
-        """Time the report has taken in all."""
-        return self.budget.total_seconds
-
-    @property
-    def last_seconds(self):
-        """Time of the latest update."""
-        return self.budget.last_seconds
+        self._open_folder()
 
     def _entries(self, statuses):
         """The ``datasets`` entries of the top status from each dataset's status."""
@@ -198,10 +180,6 @@ class DatasetsReport:
         status.update(images_converted=sum(s["images_converted"] for s in statuses),
                       datasets=self._entries(statuses), differences=[f.record for f in self.followers])
         return status
-
-    def _write(self, status):
-        replace_json(os.path.join(self.folder, "status.json"), status)
-        self._status = status
 
     def first_look(self, images_converted, elapsed_seconds, counts, backlog=None):
         """Write every ``status.json`` as soon as the first data are converted, before any training.
@@ -266,13 +244,7 @@ class DatasetsReport:
         status = self._top(asdict(progress), statuses)
         if drawing:
             self._draw_panels(history_path, status)
-        # one figure of the report's share, on the page and in status.json alike (the panels' time included)
-        status.update(report_seconds=self.clock() - started,
-                      report_fraction=self.budget.share(progress.elapsed_seconds, started))
-        if drawing:
-            self._write_page(status)
-        self._write(status)
-        self.budget.spent(started, drawing)
+        self._close_round(status, progress.elapsed_seconds, started, drawing)
         self._last = (progress, rounds, history_path, drawing)
         return status
 

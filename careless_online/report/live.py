@@ -34,8 +34,8 @@ import pandas as pd
 from careless_online.errors import InputError
 from careless_online.report import figures, page
 from careless_online.report.halves import merge_halves
-from careless_online.report.budget import DrawingBudget
-from careless_online.report.files import figure_png, replace_bytes, replace_json
+from careless_online.report.budget import BudgetedReport
+from careless_online.report.files import figure_png, replace_bytes
 from careless_online.report.shells import ShellLayout, shell_statistics
 from careless_online.report.trend import Trend, stopping_hint
 from careless_online.stats.maps import DEFAULT_ELEMENTS, anomalous_map, atom_peaks, select_atoms
@@ -87,7 +87,7 @@ def _history(path):
     return pd.DataFrame()
 
 
-class LiveReport:
+class LiveReport(BudgetedReport):
     """Writes the live report of a merge.
 
     Parameters
@@ -114,9 +114,7 @@ class LiveReport:
 
     def __init__(self, folder, index, n_shells=10, structure=None, elements=DEFAULT_ELEMENTS, max_fraction=0.1,
                  refresh_seconds=10, clock=time.perf_counter):
-        self.budget = DrawingBudget(max_fraction, clock)  # checks max_fraction
-        if int(refresh_seconds) < 1:
-            raise ValueError(f"refresh_seconds must be at least 1, got {refresh_seconds}")
+        super().__init__(folder, structure, max_fraction, refresh_seconds, clock)
         self.atoms = []
         if structure is not None:
             if not index.anomalous:
@@ -124,29 +122,11 @@ class LiveReport:
             self.atoms = select_atoms(structure, elements)
             if not self.atoms:
                 raise InputError(f"the model has no atoms of {elements}")
-        self.folder = folder
-        self.structure = structure
         self.layout = ShellLayout.from_index(index, n_shells)
-        self.refresh_seconds = int(refresh_seconds)
-        self.clock = clock
         self.trend = Trend()
-        self.drawings = 0
         self.peaks = {}
         self.halves, self.halves_images = None, 0
-        self._last = None
-        self._status = None
-        self._panels = []
-        os.makedirs(folder, exist_ok=True)
-
-    @property
-    def total_seconds(self):
-        """Time the report has taken in all."""
-        return self.budget.total_seconds
-
-    @property
-    def last_seconds(self):
-        """Time of the latest update."""
-        return self.budget.last_seconds
+        self._open_folder()
 
     def _peaks(self, merged):
         """Map height (σ) at each followed atom; empty without a model or a map."""
@@ -223,14 +203,7 @@ class LiveReport:
                       trend=self.trend.points)
         if drawing:
             self._draw_panels(status, history_path)
-        # one figure of the report's share, on the page and in status.json alike (the panels' time included)
-        status.update(report_seconds=self.clock() - started,
-                      report_fraction=self.budget.share(progress.elapsed_seconds, started))
-        if drawing:
-            self._write_page(status)
-        replace_json(os.path.join(self.folder, "status.json"), status)
-        self.budget.spent(started, drawing)
-        self._status = status
+        self._close_round(status, progress.elapsed_seconds, started, drawing)
         self._last = (progress, f_mean, f_std, counts, merged, history_path, observations, drawing)
         return status
 
@@ -263,8 +236,7 @@ class LiveReport:
         status.update(images_converted=int(images_converted), shells=shells, overall=overall,
                       stopping_hint={"text": "No round of training yet: CC1/2, CCanom and the hint follow it."},
                       peaks={}, cc_images=0, trend=[], report_seconds=0.0, report_fraction=0.0)
-        replace_json(os.path.join(self.folder, "status.json"), status)
-        self._status = status
+        self._write(status)
         return status
 
     def arrived(self, images_converted, elapsed_seconds, backlog=None):
@@ -289,14 +261,14 @@ class LiveReport:
                             elapsed_seconds=float(elapsed_seconds))
         if backlog is not None:
             self._status["backlog"] = dict(backlog)
-        replace_json(os.path.join(self.folder, "status.json"), self._status)
+        self._write(self._status)
 
     def mark_phase(self, phase):
         """Rewrite ``status.json`` with the merge's ``phase`` (see :class:`RoundProgress`); nothing before a status."""
         if self._status is None:
             return
         self._status["phase"] = str(phase)
-        replace_json(os.path.join(self.folder, "status.json"), self._status)
+        self._write(self._status)
 
     def _draw_panels(self, status, history_path):
         """Write the panels of ``status`` (adds ``figures`` to it) and keep them for the page."""
@@ -326,6 +298,6 @@ class LiveReport:
             *arguments, observations, _ = self._last
             self.update(*arguments, observations=observations, final=True)
         self._status["finished"] = True
-        replace_json(os.path.join(self.folder, "status.json"), self._status)
+        self._write(self._status)
         self._write_page(self._status)
         return self._status
