@@ -3,11 +3,12 @@
 One wide-band set (16 images to 3 A, 0.6-1.3 A, about 600 spots per image,
 3 % of them with several harmonics) is simulated once and merged once by
 ``poly`` (module fixtures); the oracle (:mod:`careless_online.simulate.laue_oracle`)
-takes under a second.  Measured with these settings: oracle CC(F) 0.919
-(deconvolved, 1,900 reflections) and 0.998 (single spots, 1,786); poly 0.831.
-The 114 reflections recorded only as harmonics of shared spots: poly CC(F)
-0.606, the oracle's deconvolution 0.444; poly on single-spot reflections of
-the same spot count and resolution 0.888.
+takes under a second.  Measured with these settings: oracle CC(F) 0.995
+(1,842 reflections, 56 of them peeled from shared spots) and 0.998 with
+single spots only (1,786); poly 0.848 on the oracle's reflections (0.831 on
+all 1,900).  The 114 reflections recorded only as harmonics of shared spots:
+poly CC(F) 0.606; poly on single-spot reflections of the same spot count
+and resolution 0.888; the oracle 0.933 on the 56 it can peel.
 """
 
 import pytest
@@ -51,28 +52,28 @@ def test_simulated_wide_band_has_harmonic_spots(wide):
 def test_oracle_divides_out_the_corrections_and_deconvolves(wide):
     truth = wide["data"].truth
     single, n_single = _cc(wide["single"], truth)
-    assert single > 0.99  # every hidden correction known: only counting noise is left
-    both = wide["single"].index[wide["single"]["N"] > 0]
-    assert _cc(wide["oracle"], truth, both)[0] > 0.99  # deconvolution keeps the single spots' estimates
-    assert _cc(wide["oracle"], truth)[1] >= n_single + 100  # and adds reflections recorded only as harmonics
+    oracle, n_oracle = _cc(wide["oracle"], truth)
+    assert single > 0.99 and oracle > 0.99  # every hidden correction known: only counting noise is left
+    table = reflection_spots(wide["data"])
+    peeled, n_peeled = _cc(wide["oracle"], truth, table.index[table["single"] == 0])
+    assert n_oracle >= n_single + 40 and n_peeled >= 40 and peeled > 0.9  # harmonics peeled off shared spots
 
 
 def test_poly_reaches_most_of_the_oracle(wide):
-    truth = wide["data"].truth
-    (poly, n), (oracle, n_oracle) = _cc(wide["poly"], truth), _cc(wide["oracle"], truth)
+    truth, oracle_table = wide["data"].truth, wide["oracle"]
+    (poly, n), (oracle, n_oracle) = _cc(wide["poly"], truth, oracle_table.index), _cc(oracle_table, truth)
     print(f"CC(F) poly {poly:.3f}, oracle {oracle:.3f}")
-    assert n == n_oracle and poly >= 0.85 * oracle, (poly, oracle)
+    assert n == n_oracle and poly >= 0.8 * oracle, (poly, oracle)
 
 
 def test_reflections_recorded_only_as_harmonics_are_recovered(wide):
     truth, table = wide["data"].truth, reflection_spots(wide["data"])
     only = table[table["single"] == 0]
     alike = resolution_matched(only, table[table["single"] == table["spots"]])
-    (poly, n), (oracle, _) = _cc(wide["poly"], truth, only.index), _cc(wide["oracle"], truth, only.index)
-    singles, _ = _cc(wide["poly"], truth, alike)
-    print(f"harmonic-only CC(F): poly {poly:.3f}, oracle {oracle:.3f} ({n}); single spots alike {singles:.3f}")
+    (poly, n), (singles, _) = _cc(wide["poly"], truth, only.index), _cc(wide["poly"], truth, alike)
+    print(f"harmonic-only CC(F): poly {poly:.3f} ({n}); single spots alike {singles:.3f}")
     assert n == len(only) >= 100  # all estimated: a harmonic-blind merge has none of them
-    assert poly > 0.5 and poly >= oracle and poly >= 0.6 * singles, (poly, oracle, singles)
+    assert poly > 0.5 and poly >= 0.6 * singles, (poly, singles)
 
 
 def test_poly_merges_a_narrow_band(tmp_path):

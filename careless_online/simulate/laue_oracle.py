@@ -11,27 +11,25 @@ that multiplies ``|F_h|^2`` in the expected counts of harmonic ``j`` (index
 (image scale and B, spectrum, Lorentz factor; the constant
 ``mean_counts / <|F|^2>`` is left out, it rescales every reflection alike).
 A spot records the sum of its harmonics, ``E[I_s] = sum_{j in s} c_j J_{h_j}``
-with ``J_h = |F_h|^2``, so the oracle solves the weighted least-squares problem
+with ``J_h = |F_h|^2``.  The oracle deconvolves as far as the corrections
+allow, without any prior:
 
-.. math::
+1. spots with one harmonic: ``J_h`` is the inverse-variance weighted mean of
+   ``I_s / c_j`` (variance ``sigma_s^2 / c_j^2``);
+2. then, repeatedly, every shared spot with exactly one harmonic still
+   unknown gives it ``(I_s - sum_{k known} c_k J_k) / c_j``, with variance
+   ``(sigma_s^2 + sum_k c_k^2 SIGJ_k^2) / c_j^2`` (merged by the same mean),
+   until no spot adds a reflection.
 
-    \\hat J = \\arg\\min_J \\sum_s \\Big( \\frac{I_s - \\sum_{j \\in s} c_j J_{h_j}}{\\sigma_s} \\Big)^2
-
-over the unique reflections (Friedel mates apart), which deconvolves
-harmonic spots as far as the data determine them (``J`` of a reflection
-recorded only on spots shared with other orders comes from the spread of
-their wavelength ratios over images).  For spots of one harmonic it is the
-inverse-variance weighted mean of ``I_s / c_j``.  ``SIGJ_h = (sum_s c_{h,s}^2
-/ sigma_s^2)^{-1/2}``, the diagonal of the normal matrix: exact for single
-spots, a lower bound where spots are shared.  ``single_only`` merges only
-the spots with one harmonic.  Amplitudes by French-Wilson, as the mono
-oracle (:mod:`careless_online.simulate.oracle`).
+Reflections only on spots with two or more unknowns are left out (a
+weighted least-squares solve over all spots is ill-conditioned there: the
+harmonics' wavelength ratio hardly changes between images).
+``single_only`` stops after step 1.  Amplitudes by French-Wilson, as the
+mono oracle (:mod:`careless_online.simulate.oracle`).
 """
 
 import numpy as np
 import pandas as pd
-import scipy.sparse
-import scipy.sparse.linalg
 
 from careless_online.io import writers
 from careless_online.io.harmonics import expand_harmonics
@@ -66,13 +64,60 @@ def harmonic_rows(data):
     return {**rows, "d": d, "correction": correction, "n_harmonics": n_harmonics}
 
 
-def deconvolve(rows, intensity, sigma, ids, n):
-    """Weighted least-squares ``J`` of ``n`` reflections from spots that sum harmonics.
+def weighted_mean(ids, values, variances, n):
+    """Inverse-variance weighted mean per reflection: ``(mean, sd, count)``, NaN where none."""
+    weight = 1.0 / variances
+    total = np.bincount(ids, weight, minlength=n)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return (np.bincount(ids, weight * values, minlength=n) / total, 1.0 / np.sqrt(total),
+                np.bincount(ids, minlength=n))
+
+
+def peel(rows, intensity, variance, ids, known):
+    """Estimates from the spots with one harmonic of unknown ``J``: the known ones subtracted.
 
     Parameters
     ----------
     rows : dict of numpy.ndarray
-        :func:`harmonic_rows` (``spot``, ``correction``).
+        ``spot`` and ``correction`` of each harmonic row.
+    intensity, variance : numpy.ndarray
+        ``I_s`` and ``sigma_s^2`` of every spot.
+    ids : numpy.ndarray of int
+        Reflection of each row.
+    known : (numpy.ndarray, numpy.ndarray)
+        ``J`` and ``SIGJ`` of every reflection, NaN where unknown.
+
+    Returns
+    -------
+    (numpy.ndarray, numpy.ndarray, numpy.ndarray)
+        Rows whose reflection is the one unknown of its spot, their ``J``
+        estimates ``(I_s - sum_k c_k J_k) / c_j`` and variances
+        ``(sigma_s^2 + sum_k c_k^2 SIGJ_k^2) / c_j^2``.
+    """
+    j, sigj = known
+    spot, c = rows["spot"], rows["correction"]
+    unknown = ~np.isfinite(j[ids])
+    n_spots = len(intensity)
+    alone = np.bincount(spot, unknown, minlength=n_spots)[spot] == 1
+    target = unknown & alone
+    contribution = np.bincount(spot, np.where(unknown, 0.0, c * j[ids]), minlength=n_spots)
+    spread = np.bincount(spot, np.where(unknown, 0.0, np.square(c * sigj[ids])), minlength=n_spots)
+    s = spot[target]
+    return target, (intensity[s] - contribution[s]) / c[target], (variance[s] + spread[s]) / np.square(c[target])
+
+
+def deconvolve(rows, intensity, sigma, ids, n):
+    """``J`` of ``n`` reflections from spots that sum harmonics, their corrections known.
+
+    Single spots first (inverse-variance mean of ``I_s / c``); then, as long
+    as that adds reflections, every shared spot with exactly one reflection
+    still unknown gives it ``(I_s - sum_k c_k J_k) / c_j`` (:func:`peel`).
+    Reflections only on spots with two or more unknowns stay unknown.
+
+    Parameters
+    ----------
+    rows : dict of numpy.ndarray
+        :func:`harmonic_rows` (``spot``, ``correction``, ``n_harmonics``).
     intensity, sigma : numpy.ndarray
         ``I_s`` and ``sigma_s`` of every spot.
     ids : numpy.ndarray of int
@@ -82,19 +127,19 @@ def deconvolve(rows, intensity, sigma, ids, n):
     Returns
     -------
     (numpy.ndarray, numpy.ndarray, numpy.ndarray)
-        ``J``, ``SIGJ`` (NaN where unobserved) and the spots of each reflection.
+        ``J``, ``SIGJ`` (NaN where unknown) and the spots that gave each.
     """
-    spots, row_spot = np.unique(rows["spot"], return_inverse=True)
-    weight = 1.0 / sigma[spots]
-    design = scipy.sparse.csr_matrix((rows["correction"] * weight[row_spot], (row_spot, ids)),
-                                     shape=(len(spots), n))
-    information = np.asarray(design.multiply(design).sum(axis=0)).ravel()
-    observed = information > 0
-    column_scale = np.where(observed, 1.0 / np.sqrt(np.where(observed, information, 1.0)), 0.0)
-    solution = scipy.sparse.linalg.lsqr(design @ scipy.sparse.diags(column_scale), intensity[spots] * weight,
-                                        atol=1e-10, btol=1e-10, iter_lim=5000)[0]
-    return (np.where(observed, solution * column_scale, np.nan), np.where(observed, column_scale, np.nan),
-            np.bincount(ids, minlength=n))
+    variance = np.square(sigma)
+    single = rows["n_harmonics"] == 1
+    s, c = rows["spot"][single], rows["correction"][single]
+    j, sigj, counts = weighted_mean(ids[single], intensity[s] / c, variance[s] / np.square(c), n)
+    while True:
+        target, values, variances = peel(rows, intensity, variance, ids, (j, sigj))
+        if not target.any():
+            return j, sigj, counts
+        new_j, new_sigj, new_counts = weighted_mean(ids[target], values, variances, n)
+        found = np.isfinite(new_j)
+        j[found], sigj[found], counts[found] = new_j[found], new_sigj[found], new_counts[found]
 
 
 def laue_oracle_merge(data, anomalous=True, single_only=False):
