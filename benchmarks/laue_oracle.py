@@ -121,6 +121,8 @@ def main(argv=None):
     p.add_argument("--steps", type=int, default=2000)
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--careless-iterations", type=int, default=None,
+                   help="careless's iterations (default: those that fill careless_online's wall time, from a probe)")
     p.add_argument("--skip-careless", action="store_true", help="leave careless 0.5.4 out")
     p.add_argument("--reuse", action="store_true", help="score the merges of an earlier run in --out again "
                    "(its runs.json) instead of running them")
@@ -140,8 +142,8 @@ def main(argv=None):
         run = careless_online_poly(spots, args.out / "careless_online", args)
         runs["careless_online poly"] = {**run, "steps": args.steps, "images_s": args.steps * args.batch_size / run["wall_s"]}
     if not args.skip_careless and "careless 0.5.4 poly" not in runs:
-        iterations, _ = equal_wall_iterations(spots, args.out, runs["careless_online poly"]["wall_s"],
-                                              THERMOLYSIN["band"])
+        iterations = args.careless_iterations or equal_wall_iterations(
+            spots, args.out, runs["careless_online poly"]["wall_s"], THERMOLYSIN["band"])[0]
         done = careless_poly(spots, args.out / "careless", iterations, THERMOLYSIN["band"])
         runs["careless 0.5.4 poly"] = {**done, "steps": iterations, "images_s": iterations * args.images / done["wall_s"]}
     (args.out / "runs.json").write_text(json.dumps(runs, indent=1, default=str))
