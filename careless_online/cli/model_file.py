@@ -16,7 +16,6 @@ import zipfile
 import gemmi
 
 from careless_online.errors import InputError
-from careless_online.training.checkpoint import latest
 
 
 def saved_settings(path):
@@ -85,8 +84,13 @@ def check_resume_kind(out, laue):
         The output prefix, whose ``<out>_<i>.ckpt`` folders hold the checkpoints.
     laue : bool
     """
-    for folder in sorted(glob.glob(glob.escape(out) + "_*.ckpt")):
-        unit = latest(folder) if os.path.isdir(folder) else None
+    folders = [f for f in sorted(glob.glob(glob.escape(out) + "_*.ckpt")) if os.path.isdir(f)]
+    if not folders:
+        return
+    from careless_online.training.checkpoint import latest  # only with checkpoints: its package imports the readers
+
+    for folder in folders:
+        unit = latest(folder)
         if unit is not None:
             check_model_kind(unit.model_path, saved_settings(unit.model_path), laue, flag="--resume")
 

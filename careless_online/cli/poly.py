@@ -15,7 +15,6 @@ from careless_online.cli import mono
 from careless_online.cli.checks import input_format
 from careless_online.cli.parser import Parser, positive_float
 from careless_online.errors import InputError
-from careless_online.io.laue import LaueOptions, data_band
 
 
 def add_arguments(parser):
@@ -63,7 +62,10 @@ def laue_fields(args):
     """The ``laue`` :class:`~careless_online.io.table.TableOptions` field of the flags.
 
     The band is ``--wavelength-range``, else the range of the inputs' wavelengths.
+    Imported here: the argument checks end before any reader is imported.
     """
+    from careless_online.io.laue import LaueOptions, data_band
+
     band = args.wavelength_range
     if band is None:
         band = data_band(args.inputs, args.wavelength_key)
