@@ -1,13 +1,22 @@
-"""``careless_online poly`` on the real Laue file: end to end, its flags and its one-line errors."""
+"""``careless_online poly`` on the real Laue file: end to end, its flags and its one-line errors.
 
+One short merge (module fixture) serves every assertion about outputs and
+saved models; the flags' effects are measured on the observation table they
+build (no training).
+"""
+
+import json
 import os
+import shutil
 import subprocess
 import sys
+import zipfile
 
 import numpy as np
 import pytest
 import reciprocalspaceship as rs
 
+from careless_online.cli import poly
 from careless_online.cli.main import main
 from careless_online.io.cache import build_cache
 from careless_online.io.laue import LaueOptions
@@ -71,11 +80,19 @@ def test_pyp_predictions_carry_the_harmonics(pyp_merge, pyp):
         assert np.allclose(wavelength_times_order, wavelength_times_order[0], rtol=1e-5)  # lambda_1 = n lambda_n
 
 
+def _harmonic_rows(argv, folder):
+    """Rows (harmonics) of the observation table that ``poly`` builds from a command line."""
+    args = poly.build_parser().parse_args(argv)
+    options = TableOptions(**poly.laue_fields(args))
+    return build_cache(args.inputs, options, str(folder)).n_obs
+
+
 def test_wavelength_range_adds_harmonics(pyp, pyp_merge, tmp_path):
-    # the data span 1.02-1.18 A; a band down to 0.5 A lets orders up to twice as high add up on the spots
-    main(["poly", *QUICK, "-l", "0.5", "1.2", "--no-predictions", "dHKL,Wavelength", pyp, str(tmp_path / "m")])
-    own, wide = (int(rs.read_mtz(f"{base}_0.mtz")["N"].sum()) for base in (pyp_merge, tmp_path / "m"))
-    assert own == 167 and wide >= own + 10  # 166 spots, one with two harmonics in the file's own band
+    # 166 spots, one with two harmonics in the file's own band (1.02-1.18 A): 167 rows, all in the merge
+    assert int(rs.read_mtz(f"{pyp_merge}_0.mtz")["N"].sum()) == 167
+    assert _harmonic_rows(["dHKL", pyp, "m"], tmp_path / "own") == 167
+    # a band down to 0.5 A lets orders up to twice as high add up on the spots
+    assert _harmonic_rows(["-l", "0.5", "1.2", "dHKL", pyp, "m"], tmp_path / "wide") >= 177
 
 
 def test_wavelength_key_names_the_column(pyp, tmp_path, capsys):
@@ -83,8 +100,7 @@ def test_wavelength_key_names_the_column(pyp, tmp_path, capsys):
     line = _error(capsys, ["poly", *QUICK, "dHKL", renamed, str(tmp_path / "a" / "m")])
     assert line.endswith(f"{renamed}: no wavelength column 'Wavelength' (columns: H, K, L, X, Y, LAMBDA, I, SigI, "
                          "BATCH, M/ISYM); name it with --wavelength-key")
-    main(["poly", *QUICK, "-w", "LAMBDA", "--no-predictions", "dHKL,LAMBDA", renamed, str(tmp_path / "b" / "m")])
-    assert len(rs.read_mtz(str(tmp_path / "b" / "m_0.mtz"))) > 50
+    assert _harmonic_rows(["-w", "LAMBDA", "dHKL,LAMBDA", renamed, "m"], tmp_path / "b") == 167
 
 
 def test_spots_outside_the_range_are_refused_or_dropped(pyp, tmp_path, capsys):
@@ -121,3 +137,36 @@ def test_bad_input_exits_2_without_traceback(pyp, tmp_path):
     assert done.stderr.strip().splitlines()[-1].endswith(
         f"error: {pyp}: no wavelength column 'NOPE' (columns: H, K, L, X, Y, Wavelength, I, SigI, BATCH, M/ISYM); "
         "name it with --wavelength-key")
+
+
+def _as_mono_model(keras_path, folder):
+    """A copy of a saved poly model that says it is a mono model (its class name rewritten)."""
+    copy = str(folder / "mono_0.keras")
+    with zipfile.ZipFile(keras_path) as source, zipfile.ZipFile(copy, "w") as target:
+        for item in source.infolist():
+            data = source.read(item)
+            if item.filename == "config.json":
+                config = json.loads(data)
+                config["class_name"] = "MergingModel"
+                data = json.dumps(config).encode()
+            target.writestr(item, data)
+    return copy
+
+
+def test_model_in_of_the_other_kind_is_one_line(pyp, pyp_merge, tmp_path, capsys):
+    laue_model = f"{pyp_merge}_0.keras"
+    line = _error(capsys, ["mono", "--model-in", laue_model, "dHKL,Wavelength", pyp, str(tmp_path / "a" / "m")])
+    assert line.endswith(f"{laue_model}: --model-in: the model was trained by poly on Laue data and cannot merge "
+                         "monochromatic data (run poly, or start a new model)")
+    mono_model = _as_mono_model(laue_model, tmp_path)
+    line = _error(capsys, ["poly", "--model-in", mono_model, "dHKL,Wavelength", pyp, str(tmp_path / "b" / "m")])
+    assert line.endswith("--model-in: the model was trained by mono on monochromatic data and cannot merge "
+                         "Laue data (run mono, or start a new model)")
+
+
+def test_resume_of_the_other_kind_is_one_line(pyp, pyp_merge, tmp_path, capsys):
+    out = tmp_path / "pyp"
+    shutil.copytree(f"{pyp_merge}_0.ckpt", f"{out}_0.ckpt")
+    line = _error(capsys, ["mono", "--resume", *QUICK, "dHKL,Wavelength", pyp, str(out)])
+    assert "--resume: the model was trained by poly on Laue data and cannot merge monochromatic data" in line
+    assert "step_00000003" in line

@@ -12,7 +12,7 @@ import re
 import gemmi
 
 from careless_online.ambiguity.operators import MODES, candidate_operators
-from careless_online.cli.model_file import check_model_in
+from careless_online.cli.model_file import check_model_in, check_resume_kind
 from careless_online.cli.overwrite import check_outputs_spare_inputs
 from careless_online.errors import InputError
 from careless_online.io.columns import available_keys
@@ -315,10 +315,17 @@ def mono_arguments(args):
     existing_folder(args.cache_dir, "--cache-dir")
     if args.model_in is not None:
         readable_file(args.model_in, what="saved model (.keras)")
-        check_model_in(args.model_in, keys, groups)
+        check_model_in(args.model_in, keys, groups, laue=laue_command(args))
+    if getattr(args, "resume", False):
+        check_resume_kind(args.out, laue_command(args))
     naive_alone(args)
     keys_in_inputs(keys, args.inputs)
     return keys, groups
+
+
+def laue_command(args):
+    """Whether the parsed arguments are ``poly``'s (Laue data): its parser alone has ``--wavelength-key``."""
+    return getattr(args, "wavelength_key", None) is not None
 
 
 def keys_in_inputs(keys, paths):

@@ -42,6 +42,7 @@ from careless_online.io.reflections import map_to_asu, pack_hkl
 from careless_online.simulate.api import make_crystal
 from careless_online.simulate.config import SimulationConfig
 from careless_online.simulate.geometry import random_rotation, reciprocal_basis
+from careless_online.simulate.structure import write_model
 
 
 @dataclass(frozen=True)
@@ -110,12 +111,13 @@ class LaueConfig:
 
 @dataclass
 class LaueData:
-    """A simulated Laue set: ``spots`` (unmerged, one row per spot), ``truth`` (merged) and ``images``."""
+    """A simulated Laue set: ``spots`` (unmerged, one row per spot), ``truth`` (merged), ``images`` and ``model``."""
 
     spots: rs.DataSet
     truth: rs.DataSet
     images: pd.DataFrame
     config: LaueConfig
+    model: object = None
 
 
 def sphere_reflections(truth, cell, spacegroup, dmin):
@@ -193,12 +195,15 @@ def image_spots(hkl, f2, d, config, cell, rng):
     return spots, scale, b_factor
 
 
-def simulate_laue(config=None, **params):
+def simulate_laue(config=None, crystal=None, **params):
     """Simulate a Laue data set.
 
     Parameters
     ----------
     config : LaueConfig, optional
+    crystal : careless_online.simulate.api.Crystal, optional
+        The crystal (default: :func:`~careless_online.simulate.make_crystal` of
+        the configuration), e.g. the light state of a dark/light pair.
     **params
         :class:`LaueConfig` fields overriding ``config``.
 
@@ -207,7 +212,7 @@ def simulate_laue(config=None, **params):
     LaueData
     """
     config = LaueConfig(**{**(config.__dict__ if config else {}), **params})
-    crystal = make_crystal(config.crystal_config())
+    crystal = crystal if crystal is not None else make_crystal(config.crystal_config())
     hkl, f2 = sphere_reflections(crystal.truth, crystal.cell, crystal.spacegroup, config.dmin)
     f2 = f2 / np.mean(f2)
     d = crystal.cell.calculate_d_array(hkl)
@@ -217,7 +222,7 @@ def simulate_laue(config=None, **params):
         frames.append(pd.DataFrame(spots).assign(BATCH=i + 1))
         images.append({"BATCH": i + 1, "scale": scale, "B": b_factor, "n_spots": len(spots["I"])})
     return LaueData(_spot_table(pd.concat(frames, ignore_index=True), crystal), crystal.truth,
-                    pd.DataFrame(images), config)
+                    pd.DataFrame(images), config, crystal.model)
 
 
 def _spot_table(frame, crystal):
@@ -231,11 +236,14 @@ def _spot_table(frame, crystal):
 def write_laue(data, base, truth_columns=False):
     """Write ``<base>.mtz`` (spots), ``<base>_truth.mtz`` and ``<base>_images.csv``; returns the three paths.
 
-    ``truth_columns``: keep the simulator's ``n_harmonics`` column in the spots file.
+    ``truth_columns``: keep the simulator's ``n_harmonics`` column in the spots file.  With a
+    model, ``<base>_model.pdb`` (the atoms of the asymmetric unit) is written too.
     """
     spots = data.spots if truth_columns else data.spots.drop(columns=["n_harmonics"])
     paths = (f"{base}.mtz", f"{base}_truth.mtz", f"{base}_images.csv")
     spots.write_mtz(paths[0])
     data.truth.write_mtz(paths[1])
     data.images.to_csv(paths[2], index=False, float_format="%.8g")
+    if data.model is not None:
+        write_model(data.model, f"{base}_model.pdb")
     return paths

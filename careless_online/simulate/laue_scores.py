@@ -1,6 +1,7 @@
 """Quality of a merge of simulated data against the truth: CC(F) and CCanom."""
 
 import numpy as np
+import pandas as pd
 
 
 def _joined(merged, truth, columns, truth_columns):
@@ -38,3 +39,26 @@ def cc_anom(merged, truth):
     measured = joined["F(+)"] - joined["F(-)"]
     true = joined["F(+)_true"] - joined["F(-)_true"]
     return float(np.corrcoef(measured, true)[0, 1]), len(joined)
+
+
+def resolution_matched(targets, pool, per_target=3):
+    """Reflections of ``pool`` like ``targets``: the same spot count, the nearest resolutions.
+
+    Parameters
+    ----------
+    targets, pool : pandas.DataFrame
+        :func:`~careless_online.simulate.laue_oracle.reflection_spots` rows (``spots``, ``d``).
+    per_target : int
+        Pool reflections taken per target (each at most once in the result).
+
+    Returns
+    -------
+    pandas.Index
+        Of ``pool``'s H, K, L: for every target, the ``per_target`` reflections
+        with as many spots whose ``|d - d_target|`` is smallest.
+    """
+    chosen = []
+    for _, target in targets.iterrows():
+        same = pool[pool["spots"] == target["spots"]]
+        chosen.extend(same.index[np.argsort(np.abs(same["d"].to_numpy() - target["d"]))[:per_target]])
+    return pd.Index(list(dict.fromkeys(chosen)))

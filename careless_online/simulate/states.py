@@ -187,6 +187,27 @@ def _simulate_crystal(crystal, config, n_images):
                          block.image_table(), config, crystal.anomalous, crystal.model)
 
 
+def light_state(dark_crystal, config, change):
+    """The light crystal of a dark one: :func:`changed_model` with the seed's own generator, its truth.
+
+    Parameters
+    ----------
+    dark_crystal : careless_online.simulate.api.Crystal
+    config : careless_online.simulate.SimulationConfig
+    change : StateChange
+
+    Returns
+    -------
+    (Crystal, numpy.ndarray, numpy.ndarray)
+        The light crystal, the changed atoms and their new fractional positions.
+    """
+    rng = np.random.default_rng([config.seed, 2 ** 32 - 2])
+    light_model, chosen, moved = changed_model(dark_crystal.model, change, rng)
+    light_truth = structure.truth_table(light_model, config.dmin, dark_crystal.anomalous,
+                                         solvent_terms(config))
+    return type(dark_crystal)(light_truth, config, dark_crystal.anomalous, light_model), chosen, moved
+
+
 def simulate_states(n_images=100, seed=None, config=None, change=None, **params):
     """Simulate a dark and a light dataset of one crystal.
 
@@ -208,11 +229,7 @@ def simulate_states(n_images=100, seed=None, config=None, change=None, **params)
     _check_n_images(n_images)
     change = (change or StateChange()).validated()
     dark_crystal = make_crystal(config)
-    rng = np.random.default_rng([config.seed, 2 ** 32 - 2])
-    light_model, chosen, moved = changed_model(dark_crystal.model, change, rng)
-    light_truth = structure.truth_table(light_model, config.dmin, dark_crystal.anomalous,
-                                         solvent_terms(config))
-    light_crystal = type(dark_crystal)(light_truth, config, dark_crystal.anomalous, light_model)
+    light_crystal, chosen, moved = light_state(dark_crystal, config, change)
     dark = _simulate_crystal(dark_crystal, config, n_images)
     light = _simulate_crystal(light_crystal, config.replace(seed=config.seed + 1), n_images)
     return States(dark, light, true_difference(dark.truth, light.truth), chosen, moved, change)
