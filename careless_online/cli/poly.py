@@ -15,6 +15,7 @@ from careless_online.cli import mono
 from careless_online.cli.checks import input_format
 from careless_online.cli.parser import Parser, positive_float
 from careless_online.errors import InputError
+from careless_online.io.sources import is_pattern
 
 
 def add_arguments(parser):
@@ -41,15 +42,23 @@ def build_parser(prog="careless_online poly"):
 
 #: What ``poly`` cannot do (yet), by the flag that asks for it.
 _UNSUPPORTED = (
-    ("--live", lambda args: args.live),
     ("--strategy other than single", lambda args: args.strategy != "single"),
     ("--reindexing-ops other than none", lambda args: args.reindexing_ops.strip().lower() != "none"),
 )
 
 
 def check_laue_arguments(args):
-    """Refuse inputs and flags ``poly`` does not handle; one line each (before TensorFlow)."""
+    """Refuse inputs and flags ``poly`` does not handle; one line each (before TensorFlow).
+
+    With ``--live`` a folder or glob pattern is followed for the MTZ files
+    arriving there, and the band must be given (``-l``): the wavelengths of
+    files still to come are unknown.
+    """
+    if args.live and args.wavelength_range is None:
+        raise InputError("poly --live needs -l/--wavelength-range LO HI: the band of files still to come is unknown")
     for path in args.inputs:
+        if args.live and is_pattern(path):
+            continue  # followed for the MTZ files that arrive (io.live.followed_formats)
         if input_format(path) != "mtz":
             raise InputError("poly reads unmerged MTZ files with a per-spot wavelength column (streams and DIALS "
                              "files are refused, as by careless poly)", path)

@@ -7,7 +7,9 @@ an unmerged MTZ file or a DIALS ``.expt``/``.refl`` pair is *ready* once it
 has kept the same size and modification time over one poll (for a DIALS pair:
 both files present, both unchanged).  Each ready file is handed out once.  A
 file that is ready but cannot be read is handed out again only after it
-changes (a writer that paused mid-file and then finished).
+changes (a writer that paused mid-file and then finished).  A source may be
+limited to some formats (a Laue merge follows only MTZ files): the files of
+other formats it names are passed over.
 """
 
 import glob
@@ -44,10 +46,14 @@ class Arrivals:
         that does not exist yet is searched once it appears, see
         :func:`careless_online.io.sources.is_pattern`).  An existing file
         with an unknown extension is refused (``InputError``).
+    formats : collection of str, optional
+        The formats followed (``mtz``, ``stream``, ``dials``; default: all);
+        files of other formats named by a folder or pattern are passed over.
     """
 
-    def __init__(self, sources):
+    def __init__(self, sources, formats=None):
         self.sources = [str(s) for s in sources]
+        self.formats = None if formats is None else frozenset(formats)
         for source in self.sources:
             if not is_pattern(source):
                 readers.file_format(source)
@@ -67,10 +73,14 @@ class Arrivals:
         for number, source in enumerate(self.sources):
             for path in _named_by(source):
                 key = _key(path)
-                if key not in keys:
+                if key not in keys and self._followed(key):
                     keys[key] = number
                     self._source_of.setdefault(key, number)
         return list(keys)
+
+    def _followed(self, key):
+        """Whether a file of this name is of a format followed."""
+        return self.formats is None or readers.file_format(key) in self.formats
 
     def _pair_signature(self, key):
         """Signature of everything a key is read from; None if anything is missing or empty."""

@@ -2,7 +2,8 @@
 
 :class:`LiveCache` follows its sources (see :mod:`careless_online.io.arrivals`):
 growing CrystFEL streams, and folders or glob patterns into which unmerged MTZ
-files or DIALS stills pairs keep arriving.  :meth:`LiveCache.poll` converts
+files or DIALS stills pairs keep arriving (for Laue data, unmerged MTZ files
+with a per-spot wavelength only: :func:`followed_formats`).  :meth:`LiveCache.poll` converts
 what completed since the last look (the chunks of each stream that have their
 ``End chunk`` line, the files that are ready) into new shards and returns the
 number of new images; :attr:`LiveCache.manifest` is a
@@ -42,6 +43,11 @@ MAX_IMAGE_ID = 2**31 - 1
 LOOK_IMAGES = 5000
 
 
+def followed_formats(options):
+    """The input formats a live cache follows: MTZ files only for Laue data (``options.laue``), else all."""
+    return ("mtz",) if options.laue is not None else None
+
+
 class LiveCache:
     """Incrementally converted inputs.
 
@@ -75,7 +81,7 @@ class LiveCache:
             raise ValueError(f"max_images must be at least 1, got {max_images}")
         self.max_images = None if max_images is None else int(max_images)
         self.backlog = {"files": 0, "stream_chunks": 0}
-        self.arrivals = Arrivals(sources)
+        self.arrivals = Arrivals(sources, formats=followed_formats(options))
         self.paths = list(self.arrivals.sources)
         self.options = options
         self.folder = folder
