@@ -216,9 +216,12 @@ def test_report_draws_only_within_its_cost_bound(tmp_path):
     status = _update(report, index, 200, 10.5, seed=1)  # at once: drawing again would cost far over 10 %
     assert report.drawings == 1 and status["images"] == 200
     assert (tmp_path / "live" / "index.html").read_text() == first_page
+    report.mark_phase("finishing")
     report.finish()  # the end of the merge is always drawn
     assert report.drawings == 2 and "200 images" in (tmp_path / "live" / "index.html").read_text()
     assert len(report.trend.points) == 2
+    status = json.loads((tmp_path / "live" / "status.json").read_text())
+    assert status["finished"] is True and status["phase"] == "finishing"  # the redraw keeps the latest phase
 
 
 def _page_share(page):

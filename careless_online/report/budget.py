@@ -125,6 +125,19 @@ class BudgetedReport:
         """Time of the latest update."""
         return self.budget.last_seconds
 
+    def _redraw_last(self, redraw):
+        """Call ``redraw()`` if the cost bound skipped the last round's drawing, keeping the merge's ``phase``.
+
+        (A redraw rebuilds the status from that round's progress, whose phase
+        is older than the one :meth:`mark_phase` wrote since, e.g. "finishing".)
+        """
+        if self._last[-1]:
+            return
+        phase = self._status.get("phase")
+        redraw()
+        if phase is not None:
+            self._status["phase"] = phase
+
     def _close_round(self, status, elapsed_seconds, started, drawing):
         """Add the report's time and share to ``status``, write page (if drawn) and status, book the cost."""
         # one figure of the report's share, on the page and in status.json alike (the panels' time included)

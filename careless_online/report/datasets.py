@@ -322,9 +322,8 @@ class DatasetsReport(BudgetedReport):
         """
         if self._last is None:
             return self._status
-        if not self._last[-1]:
-            progress, rounds, history_path, _ = self._last
-            self.update(progress, rounds, history_path, final=True)
+        progress, rounds, history_path, _ = self._last
+        self._redraw_last(lambda: self.update(progress, rounds, history_path, final=True))
         for report in self.reports:
             report.finish()
         self._status["finished"] = True

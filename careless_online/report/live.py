@@ -294,9 +294,8 @@ class LiveReport(BudgetedReport):
         """
         if self._last is None:
             return self._status
-        if not self._last[-1]:
-            *arguments, observations, _ = self._last
-            self.update(*arguments, observations=observations, final=True)
+        *arguments, observations, _ = self._last
+        self._redraw_last(lambda: self.update(*arguments, observations=observations, final=True))
         self._status["finished"] = True
         self._write(self._status)
         self._write_page(self._status)
