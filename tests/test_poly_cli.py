@@ -121,12 +121,14 @@ def test_bad_range_is_one_line(pyp, tmp_path, capsys, band, message):
     assert message in line
 
 
-def test_streams_and_unsupported_flags_are_refused(pyp, tmp_path, capsys):
+def test_streams_unsupported_flags_and_live_without_a_band_are_refused(pyp, tmp_path, capsys):
     stream = os.path.join(os.path.dirname(__file__), "..", "examples", "example.stream")
     line = _error(capsys, ["poly", "dHKL", stream, str(tmp_path / "m")])
     assert "poly reads unmerged MTZ files" in line and "example.stream" in line
-    for flags, what in ((["--live", "--dmin", "3"], "--live"), (["--reindexing-ops", "auto"], "--reindexing-ops")):
-        assert what in _error(capsys, ["poly", *flags, "dHKL", pyp, str(tmp_path / "m")])
+    assert "poly does not support --reindexing-ops" in _error(
+        capsys, ["poly", "--reindexing-ops", "auto", "dHKL", pyp, str(tmp_path / "m")])
+    assert "needs -l/--wavelength-range" in _error(capsys, ["poly", "--live", "--dmin", "3", "dHKL", pyp,
+                                                            str(tmp_path / "m")])
 
 
 def test_bad_input_exits_2_without_traceback(pyp, tmp_path):
