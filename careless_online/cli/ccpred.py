@@ -10,23 +10,33 @@ from careless_online.stats.predictions import PREDICTION_COLUMNS, ccpred_table
 PREDICTIONS_FILE = "predictions MTZ file (<base>_predictions_<i>.mtz)"
 
 
+def predictions_parser(prog, description, method, **options):
+    """The parser of a command reading one predictions file (``stats_parser`` options, a ``--method``)."""
+    parser = stats_parser(prog, description, **options)
+    parser.add_argument("predictions", help="predictions file, <base>_predictions_<i>.mtz")
+    add_method(parser, default=method, both=False)
+    return parser
+
+
+def read_predictions(path):
+    """The predictions file at ``path``, checked for the columns CCpred needs."""
+    return read_mtz(path, required=PREDICTION_COLUMNS, what=PREDICTIONS_FILE)
+
+
 def build_parser():
     """The command's argument parser."""
-    parser = stats_parser(
+    return predictions_parser(
         "careless_online.ccpred",
         "CCpred per resolution shell: correlation between observed (Iobs) and predicted "
         "(Ipred) intensities, separately for training (test=0) and held-out (test=1) images.",
-        overall="print only the overall CCpred")
-    parser.add_argument("predictions", help="predictions file, <base>_predictions_<i>.mtz")
-    add_method(parser, default="pearson", both=False)
-    return parser
+        "pearson", overall="print only the overall CCpred")
 
 
 @user_errors_exit
 def main(argv=None):
     """Run ``careless_online.ccpred``."""
     args = build_parser().parse_args(argv)
-    predictions = read_mtz(args.predictions, required=PREDICTION_COLUMNS, what=PREDICTIONS_FILE)
+    predictions = read_predictions(args.predictions)
     with about(args.predictions):
         table = ccpred_table(predictions, bins=args.bins, method=args.method)
     emit(table, args, figure=lambda t: shell_figure(t, ["CCpred_train", "CCpred_test"],

@@ -2,33 +2,29 @@
 
 import sys
 
-from careless_online.cli.ccpred import PREDICTIONS_FILE
+from careless_online.cli.ccpred import predictions_parser, read_predictions
 from careless_online.cli.common import user_errors_exit
-from careless_online.cli.stats_args import about, add_method, emit, stats_parser
-from careless_online.stats.inputs import read_mtz
+from careless_online.cli.stats_args import about, emit
 from careless_online.stats.plots import data_name, image_cc_figure
-from careless_online.stats.predictions import PREDICTION_COLUMNS, image_cc_summary, image_cc_table
+from careless_online.stats.predictions import image_cc_summary, image_cc_table
 
 
 def build_parser():
     """The command's argument parser."""
-    parser = stats_parser(
+    return predictions_parser(
         "careless_online.image_ccpred",
         "Per-image correlation between observed (Iobs) and predicted (Ipred) intensities. "
         "Prints one row per image (file_id, image_id, test, n, cc) followed by '#' comment "
         "lines with the mean and median over training and held-out images.",
-        shells=False,
+        "spearman", shells=False,
         overall="print only the summary table (images, mean and median CC per split)")
-    parser.add_argument("predictions", help="predictions file, <base>_predictions_<i>.mtz")
-    add_method(parser, default="spearman", both=False)
-    return parser
 
 
 @user_errors_exit
 def main(argv=None):
     """Run ``careless_online.image_ccpred``."""
     args = build_parser().parse_args(argv)
-    predictions = read_mtz(args.predictions, required=PREDICTION_COLUMNS, what=PREDICTIONS_FILE)
+    predictions = read_predictions(args.predictions)
     with about(args.predictions):
         per_image = image_cc_table(predictions, method=args.method)
     summary = image_cc_summary(per_image)
