@@ -41,7 +41,9 @@ def merged(simulated):
     folder, paths = simulated
     out = folder / "out"
     common = ["--anomalous", "--spacegroups", SG, "--cache-dir", folder / "cache"]
-    assert mono(*common, "--iterations", 900, "--validation-frequency", 300, KEYS, paths["stream"], out / "m") == 0
+    # 450 steps (measured: CC to the truth 0.994 against the naive 0.947, CCanom 0.50 against 0.16, the held-out
+    # CCpred rising 0.924 -> 0.926 -> 0.931 at the three evaluations); 900 steps added nothing the tests assert
+    assert mono(*common, "--iterations", 450, "--validation-frequency", 150, KEYS, paths["stream"], out / "m") == 0
     assert mono(*common, "--naive", KEYS, paths["stream"], out / "naive") == 0
     return out, paths
 
@@ -91,7 +93,7 @@ def test_outputs_have_careless_columns(merged):
     assert per_refl.sum() == int(ds["N"].sum())
     np.testing.assert_array_equal(per_refl.loc[ds.index].to_numpy(), ds["N"].to_numpy())
     history = pd.read_csv(out / "m_history.csv")
-    assert list(history["step"]) == [300, 600, 900]
+    assert list(history["step"]) == [150, 300, 450]
     assert history["ccpred_test"].iloc[-1] > history["ccpred_test"].iloc[0]
     assert history["loss"].iloc[-1] < history["loss"].iloc[0]
 

@@ -41,6 +41,16 @@ def _trainer(manifest, standardizer, steps, path=None, batch_images=4):
     return Trainer(model, train, None, config, checkpoint_path=path, monitor=train), model, train
 
 
+@pytest.fixture(scope="module")
+def trained(data, tmp_path_factory):
+    """One model trained 15 steps with checkpoints (``m.keras``), read by the save, --model-in and damage tests."""
+    _, _, manifest, standardizer = data
+    path = str(tmp_path_factory.mktemp("trained") / "m.keras")
+    trainer, model, train = _trainer(manifest, standardizer, steps=15, path=path)
+    trainer.run()
+    return path, model, train
+
+
 def test_step_is_traced_once_for_all_batch_shapes(data):
     _, _, manifest, standardizer = data
     trainer, _, train = _trainer(manifest, standardizer, steps=12)
@@ -88,11 +98,8 @@ def test_loss_terms_and_kl_weights(data):
     assert float(terms["KL_Sigma"]) > 0 and float(terms["n_obs"]) == len(batch["I"])
 
 
-def test_save_and_load_round_trip(data, tmp_path):
-    _, _, manifest, standardizer = data
-    path = str(tmp_path / "m.keras")
-    trainer, model, train = _trainer(manifest, standardizer, steps=15, path=path)
-    trainer.run()
+def test_save_and_load_round_trip(trained):
+    path, model, train = trained
     loaded = load_model(latest(folder(path)).model_path, restore_optimizer=True)
     np.testing.assert_allclose(loaded.structure_factors.mean().numpy(), model.structure_factors.mean().numpy())
     assert int(loaded.optimizer.iterations.numpy()) == 15
@@ -117,12 +124,11 @@ def _damage_config(path):
 
 
 @pytest.mark.parametrize("damage", ["truncate", "garbage", "config"])
-def test_corrupt_checkpoint_is_a_clear_error(data, tmp_path, damage):
-    _, _, manifest, standardizer = data
+def test_corrupt_checkpoint_is_a_clear_error(trained, tmp_path, damage):
     path = str(tmp_path / "m.keras")
-    trainer, _, _ = _trainer(manifest, standardizer, steps=2, path=path)
-    trainer.run()
-    blob = open(path, "rb").read()
+    blob = open(trained[0], "rb").read()  # a copy of a trained model's file, damaged below
+    open(path, "wb").write(blob)
+    assert load_model(path) is not None  # the undamaged copy loads
     if damage == "config":
         _damage_config(path)
     else:
@@ -131,12 +137,9 @@ def test_corrupt_checkpoint_is_a_clear_error(data, tmp_path, damage):
         load_model(path)
 
 
-def test_model_in_gets_a_fresh_optimizer_from_the_flags(data, tmp_path):
+def test_model_in_gets_a_fresh_optimizer_from_the_flags(trained):
     """Issue 15: a model loaded for --model-in is trained with the new run's optimizer settings."""
-    _, _, manifest, standardizer = data
-    path = str(tmp_path / "m.keras")
-    trainer, _, train = _trainer(manifest, standardizer, steps=3, path=path)
-    trainer.run()
+    path, _, train = trained
     config = TrainConfig(steps=2, learning_rate=0.05, lr_decay=0.0, beta_2=0.5, global_clipnorm=3.0,
                          eval_every=2, eval_images=8, progress=False)
     again = Trainer(load_model(path), train, None, config, monitor=train)
@@ -146,7 +149,7 @@ def test_model_in_gets_a_fresh_optimizer_from_the_flags(data, tmp_path):
     assert int(again.optimizer.iterations.numpy()) == 0
     resumed = Trainer(load_model(latest(folder(path)).model_path, restore_optimizer=True), train, None, config)
     assert float(resumed.optimizer.beta_2) == pytest.approx(0.99)  # --resume keeps the run's own optimizer
-    assert int(resumed.optimizer.iterations.numpy()) == 3
+    assert int(resumed.optimizer.iterations.numpy()) == 15  # the 15 steps of the run that saved it
 
 
 @pytest.mark.parametrize("option, value", [

@@ -16,9 +16,15 @@ from careless_online.stats.plots import save_figure
 KEYS = "dHKL,XDET,YDET,ewald_offset"
 
 
-def _merge(mtz, base):
+#: Steps of the clean and the noise merges.  Measured (80 images, seed 3): clean CC1/2 0.978 after 500 steps, 0.969
+#: after 350 (asserted > 0.95), CCanom 0.34 / 0.20 (noise 0.01 / 0.001), CCpred 0.994 / 0.991; the noise merge's
+#: CC1/2 stays near 0 (0.02 after 500 steps, 0.05 after 200; asserted < 0.15), so it takes fewer steps.
+CLEAN_STEPS, NOISE_STEPS = 350, 200
+
+
+def _merge(mtz, base, steps):
     # the posterior's own SIGF: the statistics commands are tested here, not the calibration (test_start_and_calibration)
-    assert main(["mono", "--disable-progress-bar", "--anomalous", "--iterations", "500", "--merge-half-datasets",
+    assert main(["mono", "--disable-progress-bar", "--anomalous", "--iterations", str(steps), "--merge-half-datasets",
                  "--validation-frequency", "100", "--no-sigf-calibration", KEYS, str(mtz), str(base)]) == 0
 
 
@@ -27,7 +33,7 @@ def merges(tmp_path_factory):
     folder = tmp_path_factory.mktemp("stats")
     clean = simulate_to_files(str(folder / "clean"), n_images=80, seed=3, formats=("mtz",),
                               mean_counts=1e5, background=0.0)
-    _merge(clean["mtz"], folder / "out" / "clean")
+    _merge(clean["mtz"], folder / "out" / "clean", CLEAN_STEPS)
     noise = rs.read_mtz(clean["mtz"])
     rng = np.random.default_rng(0)
     # pure noise: a constant sigma (real sigmas would carry the true intensities) and a positive mean
@@ -36,7 +42,7 @@ def merges(tmp_path_factory):
     noise["I"] = (sigma * (2.0 + rng.normal(size=len(noise)))).astype(np.float32)
     noise = noise.astype({"I": "J", "SIGI": "Q"})
     noise.write_mtz(str(folder / "noise.mtz"))
-    _merge(folder / "noise.mtz", folder / "out" / "noise")
+    _merge(folder / "noise.mtz", folder / "out" / "noise", NOISE_STEPS)
     return folder / "out"
 
 
