@@ -1,6 +1,7 @@
 """``--embed``: an interactive Python shell on a trained merge, after its outputs are written."""
 
 import code
+import importlib.util
 import sys
 
 #: What the shell's banner lists (the names in its namespace).
@@ -29,28 +30,26 @@ def open_shell(namespace, stdin=None):
         Read instead of ``sys.stdin`` (tests).
     """
     stream = sys.stdin if stdin is None else stdin
-    if stdin is None and stream.isatty() and _has_ipython():
+    terminal = stdin is None and stream.isatty()
+    if terminal and _has_ipython():
         from IPython import embed
 
         embed(user_ns=dict(namespace), banner1=banner(namespace), colors="neutral")
         return
-    console = code.InteractiveConsole(locals=dict(namespace))
-    readline = stream.readline
+    code.interact(banner=banner(namespace), readfunc=None if terminal else _line_reader(stream),
+                  local=dict(namespace), exitmsg="careless_online --embed: shell closed")
 
+
+def _line_reader(stream):
+    """``input()`` for a stream that is not a terminal: one line per call, EOFError at its end, no prompt."""
     def read(prompt=""):
-        line = readline()
+        line = stream.readline()
         if not line:
             raise EOFError
         return line.rstrip("\n")
-
-    console.raw_input = read
-    console.interact(banner=banner(namespace), exitmsg="careless_online --embed: shell closed")
+    return read
 
 
 def _has_ipython():
-    """Whether IPython can be imported."""
-    try:
-        import IPython  # noqa: F401
-    except ImportError:
-        return False
-    return True
+    """Whether IPython is installed."""
+    return importlib.util.find_spec("IPython") is not None

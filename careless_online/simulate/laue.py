@@ -37,6 +37,7 @@ import numpy as np
 import pandas as pd
 import reciprocalspaceship as rs
 
+from careless_online.checks import integer_at_least, non_negative, positive
 from careless_online.io.harmonics import primary_rays
 from careless_online.io.reflections import map_to_asu, pack_hkl
 from careless_online.simulate.api import make_crystal
@@ -89,13 +90,10 @@ class LaueConfig:
         if not 0 < low < high:
             raise ValueError(f"band must be 0 < lo < hi, got {self.band}")
         for name in ("spectrum_width", "dmin", "mean_counts", "detector_distance"):
-            if not float(getattr(self, name)) > 0:
-                raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
+            positive(name, getattr(self, name))
         for name in ("scale_spread", "image_b_sd", "background"):
-            if not float(getattr(self, name)) >= 0:
-                raise ValueError(f"{name} must be non-negative, got {getattr(self, name)}")
-        if int(self.n_images) < 1:
-            raise ValueError(f"n_images must be at least 1, got {self.n_images}")
+            non_negative(name, getattr(self, name))
+        integer_at_least("n_images", self.n_images, 1)
 
     @property
     def centre(self):
