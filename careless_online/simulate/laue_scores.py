@@ -3,12 +3,13 @@
 import numpy as np
 import pandas as pd
 
+from careless_online.stats.reference import cc_to_reference
 
-def _joined(merged, truth, columns, truth_columns):
-    """Rows of both tables (by H, K, L) with finite values in ``columns`` and ``truth_columns``."""
-    joined = merged[columns].join(truth[truth_columns].add_suffix("_true"), how="inner")
-    joined = joined.astype(float)
-    return joined[np.isfinite(joined.to_numpy()).all(axis=1)]
+
+def _overall(merged, truth, anomalous, cc="CC", n="n"):
+    """The overall row of :func:`careless_online.stats.reference.cc_to_reference` in one shell: (CC, count)."""
+    row = cc_to_reference(merged, truth, anomalous=anomalous, bins=1).loc["overall"]
+    return float(row[cc]), int(row[n])
 
 
 def cc_f(merged, truth):
@@ -17,7 +18,7 @@ def cc_f(merged, truth):
     Parameters
     ----------
     merged : rs.DataSet
-        A merge with an ``F`` column (the Friedel mean with ``--output-columns ccp4``).
+        A merge with an ``F`` column (internal names, :func:`careless_online.io.layout.to_internal`).
     truth : rs.DataSet
         The simulator's truth (``F``).
 
@@ -26,19 +27,12 @@ def cc_f(merged, truth):
     (float, int)
         The CC and the number of reflections.
     """
-    joined = _joined(merged, truth, ["F"], ["F"])
-    return float(np.corrcoef(joined["F"], joined["F_true"])[0, 1]), len(joined)
+    return _overall(merged, truth, anomalous=False)
 
 
 def cc_anom(merged, truth):
     """Pearson CC of the merged ``F(+) - F(-)`` with the true ``F(+) - F(-)`` (acentric pairs both measured)."""
-    joined = _joined(merged, truth, ["F(+)", "F(-)"], ["F(+)", "F(-)"])
-    if len(joined):
-        centric = merged.loc[joined.index].label_centrics()["CENTRIC"].to_numpy()
-        joined = joined[~centric]
-    measured = joined["F(+)"] - joined["F(-)"]
-    true = joined["F(+)_true"] - joined["F(-)_true"]
-    return float(np.corrcoef(measured, true)[0, 1]), len(joined)
+    return _overall(merged, truth, anomalous=True, cc="CCanom", n="n_anom")
 
 
 def resolution_matched(targets, pool, per_target=3):
