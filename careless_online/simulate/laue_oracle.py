@@ -36,6 +36,7 @@ from careless_online.io.harmonics import expand_harmonics
 from careless_online.io.reflections import ReflectionIndex, map_to_asu
 from careless_online.model.naive import french_wilson
 from careless_online.simulate.laue import lorentz, spectrum
+from careless_online.simulate.oracle import weighted_mean
 
 
 def harmonic_rows(data):
@@ -62,15 +63,6 @@ def harmonic_rows(data):
                   * lorentz(rows["wavelength"], d, config))
     n_harmonics = np.bincount(rows["spot"], minlength=len(spots))[rows["spot"]]
     return {**rows, "d": d, "correction": correction, "n_harmonics": n_harmonics}
-
-
-def weighted_mean(ids, values, variances, n):
-    """Inverse-variance weighted mean per reflection: ``(mean, sd, count)``, NaN where none."""
-    weight = 1.0 / variances
-    total = np.bincount(ids, weight, minlength=n)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return (np.bincount(ids, weight * values, minlength=n) / total, 1.0 / np.sqrt(total),
-                np.bincount(ids, minlength=n))
 
 
 def peel(rows, intensity, variance, ids, known):

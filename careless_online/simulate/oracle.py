@@ -88,12 +88,19 @@ def oracle_intensities(observations, index):
     ids, c = ids[keep], c[keep]
     intensity = observations["I"].to_numpy(np.float64)[keep]
     sigma = observations["SIGI"].to_numpy(np.float64)[keep]
-    weight = np.square(c / sigma)
-    n = len(index)
-    num = np.bincount(ids, weight * intensity / c, minlength=n)
-    den = np.bincount(ids, weight, minlength=n)
+    return weighted_mean(ids, intensity / c, np.square(sigma / c), len(index))
+
+
+def weighted_mean(ids, values, variances, n):
+    """Inverse-variance weighted mean per reflection id: ``(mean, sd, count)``, each ``[n]``, NaN where none.
+
+    ``mean_h = Σ_i w_i x_i / Σ_i w_i``, ``sd_h = (Σ_i w_i)^-1/2``, ``w_i = 1 / variance_i``.
+    """
+    weight = 1.0 / variances
+    total = np.bincount(ids, weight, minlength=n)
     with np.errstate(invalid="ignore", divide="ignore"):
-        return num / den, 1.0 / np.sqrt(den), np.bincount(ids, minlength=n)
+        return (np.bincount(ids, weight * values, minlength=n) / total, 1.0 / np.sqrt(total),
+                np.bincount(ids, minlength=n))
 
 
 def oracle_merge(observations, dmin=None, anomalous=True):
