@@ -243,6 +243,8 @@ class _LiveMerge:
                               settings)
         self.report.first_look(*self.data.first_look(clock() - self.started))
         self.rounds = _Round(self.model, standardizer, settings, live, self.paths["history"], self.paths["model"])
+        settings.log(f"first look: {self.manifest.n_images} images ({self.arrived - self.started:.1f} s after the "
+                     "start); training starts")
 
     def round(self, finish=0):
         """Train one round (or the ``finish`` steps of the decay), write the outputs and the report.
