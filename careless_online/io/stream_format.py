@@ -37,14 +37,13 @@ import re
 from dataclasses import dataclass
 
 import numpy as np
+import reciprocalspaceship as rs
 
 #: Columns of a parsed reflection row, in order.
 COLUMNS = ("H", "K", "L", "I", "SigI", "peak", "background", "XDET", "YDET",
            "s1x", "s1y", "s1z", "ewald_offset", "angular_ewald_offset")
 #: Largest |h|, |k|, |l| accepted (the reflection index packs them in 10 bits).
 MAX_MILLER = 511
-#: hc in eV * Angstrom (photon energy to wavelength).
-HC_EV_ANGSTROM = 12398.419843320026
 
 CHUNK_BEGIN = re.compile(rb"----- Begin chunk -----")
 CHUNK_END = re.compile(rb"----- End chunk -----")
@@ -196,7 +195,7 @@ def _wavelength(text, wavelength):
     energy = _floats(match.group(1), 1, "photon energy")[0]
     if energy <= 0:
         raise DamagedChunk(f"non-positive photon energy {energy}")
-    return HC_EV_ANGSTROM / energy
+    return float(rs.utils.ev2angstroms(energy))
 
 
 def _crystal_texts(text):

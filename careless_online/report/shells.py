@@ -23,6 +23,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from careless_online.distributions.double_wilson import resolution_shells
+
 #: Fewest reflections from which a shell's CC is estimated (NaN below).
 MIN_REFLECTIONS = 10
 
@@ -42,9 +44,10 @@ def pearson(x, y):
     finite = np.isfinite(x) & np.isfinite(y)
     if finite.sum() < MIN_REFLECTIONS:
         return float("nan")
-    x, y = x[finite] - x[finite].mean(), y[finite] - y[finite].mean()
-    norm = np.sqrt(np.sum(x * x) * np.sum(y * y))
-    return float(np.sum(x * y) / norm) if norm > 0 else float("nan")
+    x, y = x[finite], y[finite]
+    if np.ptp(x) == 0 or np.ptp(y) == 0:  # no spread: np.corrcoef would warn and divide by zero
+        return float("nan")
+    return float(np.corrcoef(x, y)[0, 1])
 
 
 @dataclass
@@ -94,10 +97,8 @@ class ShellLayout:
         minus = np.flatnonzero(~index.plus)
         if len(minus):
             partner[index.lookup(index.hkl[minus], np.ones(len(minus), dtype=bool))] = minus
-        rank = np.empty(len(unique), dtype=np.int64)
-        rank[np.argsort(-d[unique], kind="stable")] = np.arange(len(unique))
         shell = np.empty(len(index), dtype=np.int64)
-        shell[unique] = rank * n_shells // len(unique)
+        shell[unique] = resolution_shells(1.0 / np.square(d[unique]), n_shells)
         shell[minus] = shell[index.lookup(index.hkl[minus], np.ones(len(minus), dtype=bool))]
         d_max = np.array([d[unique][shell[unique] == s].max() for s in range(n_shells)])
         d_min = np.array([d[unique][shell[unique] == s].min() for s in range(n_shells)])
