@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import gemmi
 
 from careless_online.errors import InputError
+from careless_online.io.table import parse_spacegroup
 
 #: Default crystal: lysozyme-like, a space group with screw axes and centric zones.
 DEFAULT_CELL = (79.1, 79.1, 38.0, 90.0, 90.0, 90.0)
@@ -269,14 +270,6 @@ def element(symbol):
     return el
 
 
-def spacegroup(symbol):
-    """Return the gemmi.SpaceGroup named ``symbol`` (name or number), or raise InputError."""
-    try:
-        return gemmi.SpaceGroup(str(symbol).strip())
-    except (ValueError, RuntimeError):
-        raise InputError(f"unknown space group {symbol!r}") from None
-
-
 def resolve_cell(cell, symbol):
     """Build and check a gemmi cell and space group.
 
@@ -291,7 +284,7 @@ def resolve_cell(cell, symbol):
     -------
     tuple of (gemmi.UnitCell, gemmi.SpaceGroup)
     """
-    sg = symbol if isinstance(symbol, gemmi.SpaceGroup) else spacegroup(symbol)
+    sg = symbol if isinstance(symbol, gemmi.SpaceGroup) else parse_spacegroup(symbol)
     values = [float(v) for v in cell]
     if len(values) != 6 or min(values[:3]) <= 0 or not all(0 < v < 180 for v in values[3:]):
         raise InputError(f"bad unit cell {tuple(cell)}: give a b c > 0 and angles in (0, 180)")

@@ -17,6 +17,7 @@ import pandas as pd
 import reciprocalspaceship as rs
 
 from careless_online.errors import InputError
+from careless_online.io.table import parse_spacegroup
 
 #: careless.xds2mtz's names of the XDS items.
 RENAMED = {"IOBS": "I", "SIGMA(IOBS)": "SIGI", "XD": "XDET", "YD": "YDET", "ZD": "ZDET"}
@@ -85,10 +86,7 @@ def read_xds_ascii(path, spacegroup=None, cell=None):
         table = pd.read_csv(io.StringIO(body), sep=r"\s+", header=None, names=names, dtype=np.float64)
     except (ValueError, pd.errors.ParserError) as err:
         raise InputError(f"unreadable reflection lines ({str(err).splitlines()[0]})", path) from None
-    try:
-        group = gemmi.SpaceGroup(spacegroup or file_group)
-    except (ValueError, RuntimeError):
-        raise InputError(f"unknown space group {spacegroup or file_group!r}", path) from None
+    group = parse_spacegroup(spacegroup or file_group, path)
     rejected = table["SIGMA(IOBS)"].to_numpy() <= 0
     table = table[~rejected].rename(columns=RENAMED)
     table["BATCH"] = np.round(table["ZDET"].to_numpy())
