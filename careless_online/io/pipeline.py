@@ -52,7 +52,10 @@ class Standardizer:
     """Zero-mean, unit-variance scaling of metadata columns.
 
     Statistics are fit once and saved with the model so that data added later
-    are transformed identically.  ``dHKL`` is used as 1/d^2.
+    are transformed identically.  ``dHKL`` is used as 1/d^2.  (Keras'
+    ``Normalization.adapt`` would need a ``tf.data`` pass over every column
+    in float32; here float64 moments are accumulated shard by shard, reading
+    only the metadata columns of the cache.)
 
     Parameters
     ----------

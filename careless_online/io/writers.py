@@ -126,7 +126,13 @@ def merged_table(index, f_mean, f_std, counts, i_mean=None, i_std=None):
 
 
 def _friedel_pairs(frame, index):
-    """One row per ASU reflection with (+)/(-) columns and the combined F, I, N."""
+    """One row per ASU reflection with (+)/(-) columns and the combined F, I, N.
+
+    The reflection index keeps both Friedel mates under the ASU ``hkl`` with a
+    ``plus`` flag, so the pairing is one join on ``hkl``;
+    ``rs.DataSet.unstack_anomalous`` expects the minus mates at ``-hkl`` and
+    would need them written there and mapped back first.
+    """
     keys = ["H", "K", "L"]
     columns = ["F", "SIGF", "I", "SIGI", "N"]
     plus = index.plus[frame.index.to_numpy()]

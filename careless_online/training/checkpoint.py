@@ -13,6 +13,9 @@ manifest last, and then renamed into place; older units are removed after
 that.  :func:`latest` returns the newest unit whose manifest is present and
 whose files match it, so a kill at any moment leaves either the new unit or
 the previous one, never a model of one step with the state of another.
+(``tf.train.CheckpointManager`` keeps TensorFlow checkpoints of variables
+only, without the Keras model file, the loop state or a verified manifest,
+and cannot tell a complete unit from one a kill cut short.)
 :func:`write_model` replaces a ``.keras`` file atomically (temporary name,
 then ``os.replace``): the user-facing ``<out>_<i>.keras`` is either the old
 file or the new one.

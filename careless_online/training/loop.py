@@ -133,6 +133,10 @@ LR_FLOOR = 0.02
 def learning_rate_at(config, step, planned=None):
     """Learning rate of step ``step`` (0-based) under ``config``'s schedule.
 
+    A plain function of the step rather than a ``keras.optimizers.schedules``
+    object: a live merge learns the end of the run (``planned``) only when the
+    data stop, and a resumed run must give the same rate at the same step.
+
     Constant, then (with ``lr_decay``) a linear fall over the last
     ``lr_decay * planned`` steps to ``LR_FLOOR * learning_rate``, where
     ``planned`` is ``config.steps`` unless an early stop brought the end
