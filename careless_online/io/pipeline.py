@@ -69,6 +69,11 @@ class Standardizer:
         self.std = np.asarray(std, dtype=np.float64)
 
     @classmethod
+    def without_metadata(cls):
+        """A standardizer of no columns: batches for passes that read no metadata (counts, settings)."""
+        return cls([], [], [])
+
+    @classmethod
     def fit(cls, manifest, keys, enabled=True):
         """Statistics of ``keys`` over a cache (identity if not ``enabled``).
 

@@ -291,5 +291,5 @@ def output_counts(model, manifest):
     """Observations of each reflection of a cache in the model's reference setting (as indexed without a choice)."""
     if model.setting_choice is None:
         return manifest.counts()
-    return settings_pass(model, ImageBatches(manifest, Standardizer([], [], []), batch_images=64, split="all",
+    return settings_pass(model, ImageBatches(manifest, Standardizer.without_metadata(), batch_images=64, split="all",
                                              shuffle=False))[1]

@@ -83,7 +83,8 @@ class RoundWriter:
 
 def counts_by_dataset(manifest, datasets):
     """Observations of each reflection in each dataset, from one pass over the cache (list of ``[n_hkl]``)."""
-    combined = ImageBatches(manifest, Standardizer([], [], []), split="all", datasets=datasets).reflection_counts()
+    combined = ImageBatches(manifest, Standardizer.without_metadata(), split="all",
+                            datasets=datasets).reflection_counts()
     n_hkl = manifest.info["index"]["n_reflections"]
     return [dataset_block(combined, d, n_hkl) for d in range(datasets.n)]
 

@@ -158,7 +158,7 @@ def dataset_counts(manifest, datasets, dataset, image_filter=None):
     if keep is None and image_filter is None:
         return manifest.counts()
     both = _both(keep, image_filter)
-    return ImageBatches(manifest, Standardizer([], [], []), split="all", image_filter=both).reflection_counts()
+    return ImageBatches(manifest, Standardizer.without_metadata(), split="all", image_filter=both).reflection_counts()
 
 
 def _both(first, second):
@@ -222,7 +222,7 @@ def dataset_output_counts(model, manifest, datasets, dataset, image_filter=None)
     if model.setting_choice is None:
         return dataset_counts(manifest, datasets, dataset, image_filter=image_filter)
     keep = _both(dataset_filter(datasets, dataset), image_filter)
-    return reference_counts(model, ImageBatches(manifest, Standardizer([], [], []), batch_images=64, split="all",
+    return reference_counts(model, ImageBatches(manifest, Standardizer.without_metadata(), batch_images=64, split="all",
                                                 shuffle=False, image_filter=keep))
 
 
@@ -234,7 +234,7 @@ def _to_majority_setting(model, manifest, path, log):
     """
     if model.setting_choice is None:
         return
-    moved = to_majority_setting(model, ImageBatches(manifest, Standardizer([], [], []), batch_images=64,
+    moved = to_majority_setting(model, ImageBatches(manifest, Standardizer.without_metadata(), batch_images=64,
                                                     split="all", shuffle=False))
     if moved:
         log(f"most images chose the setting {model.reindexing_ops[moved]} of the reference: the merge is relabelled "
@@ -584,7 +584,7 @@ def _run_naive(manifest, settings, outputs, wavelength):
     written = {}
     for d in range(datasets.n):
         keep = dataset_filter(datasets, d)
-        batches = ImageBatches(manifest, Standardizer([], [], []), split="all", shuffle=False, image_filter=keep)
+        batches = ImageBatches(manifest, Standardizer.without_metadata(), split="all", shuffle=False, image_filter=keep)
         intensity, sigma, scales = naive_merge(batches, len(index), manifest.n_images)
         counts = dataset_counts(manifest, datasets, d)
         written[outputs.key("merged", d)] = writers.write_merged(
@@ -605,7 +605,7 @@ def _naive_half(manifest, datasets, image_filter):
     tables = []
     for d in range(datasets.n):
         keep = _both(dataset_filter(datasets, d), image_filter)
-        sub = ImageBatches(manifest, Standardizer([], [], []), split="all", shuffle=False, image_filter=keep)
+        sub = ImageBatches(manifest, Standardizer.without_metadata(), split="all", shuffle=False, image_filter=keep)
         half_i, half_sigma, _ = naive_merge(sub, len(manifest.index), manifest.n_images)
         tables.append(_naive_table(manifest.index, half_i, half_sigma, sub.reflection_counts()))
     return tables
