@@ -15,6 +15,7 @@ from careless_online.ambiguity.operators import MODES, candidate_operators
 from careless_online.cli.model_file import check_model_in, check_resume_kind
 from careless_online.cli.overwrite import check_outputs_spare_inputs
 from careless_online.errors import InputError
+from careless_online.io.cache import default_cache_dir
 from careless_online.io.columns import available_keys
 from careless_online.io.identity import file_identity, refuse_duplicates
 from careless_online.io import stream_format
@@ -274,7 +275,7 @@ def output_prefix(out):
 
 def cache_folder(args):
     """The cache folder of a run: ``--cache-dir``, else ``.careless_online_cache`` beside the outputs."""
-    return args.cache_dir or os.path.join(os.path.dirname(os.path.abspath(args.out)), ".careless_online_cache")
+    return default_cache_dir(args.out, args.cache_dir)
 
 
 def existing_folder(path, flag):

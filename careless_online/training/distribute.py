@@ -39,6 +39,7 @@ import numpy as np
 import tensorflow as tf
 
 from careless_online.errors import InputError
+from careless_online.io.cache import default_cache_dir
 from careless_online.io.shared_cache import Share
 from careless_online.training import checkpoint
 from careless_online.training.loop import Trainer
@@ -485,6 +486,5 @@ def worker_settings(settings):
     if settings.resume:
         for source in glob.glob(f"{glob.escape(settings.base)}_*.ckpt"):
             shutil.copytree(source, os.path.join(private, os.path.basename(source)))
-    cache_dir = settings.cache_dir or os.path.join(os.path.dirname(os.path.abspath(settings.base)),
-                                                   ".careless_online_cache")
+    cache_dir = default_cache_dir(settings.base, settings.cache_dir)
     return dataclasses.replace(settings, base=base, cache_dir=cache_dir, predictions=False)

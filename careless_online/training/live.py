@@ -23,6 +23,7 @@ from dataclasses import dataclass, replace
 import gemmi
 
 from careless_online.errors import InputError
+from careless_online.io.cache import default_cache_dir
 from careless_online.io.live import LiveCache
 from careless_online.io.live_groups import LiveDatasets
 from careless_online.io.pipeline import Standardizer, training_views
@@ -227,7 +228,7 @@ class _LiveMerge:
         index = model_index(model) if model is not None else None
         grouping = LiveDatasets(settings.groups, files, settings.log) if settings.groups.active else None
         structure = _check_model_pdb(live, index, settings.table_options, grouping is not None)
-        folder = os.path.join(settings.cache_dir or os.path.join(outdir, ".careless_online_cache"),
+        folder = os.path.join(default_cache_dir(settings.base, settings.cache_dir),
                               "live_" + os.path.basename(settings.base))
         self.data = _LiveData(LiveCache(files, settings.table_options, folder, index=index, log=settings.log),
                               grouping)

@@ -22,7 +22,7 @@ import numpy as np
 from careless_online.ambiguity.operators import candidate_operators
 from careless_online.errors import InputError
 from careless_online.io import writers
-from careless_online.io.cache import build_cache
+from careless_online.io.cache import build_cache, default_cache_dir
 from careless_online.io.groups import GroupSpec, assign as assign_datasets
 from careless_online.io.identity import input_contents
 from careless_online.io.layout import DEFAULT_LAYOUT, check_layout
@@ -468,7 +468,7 @@ def run_merge(files, settings, output_id=0):
     base = settings.base
     outdir = os.path.dirname(os.path.abspath(base))
     os.makedirs(outdir, exist_ok=True)
-    cache_dir = settings.cache_dir or os.path.join(outdir, ".careless_online_cache")
+    cache_dir = default_cache_dir(base, settings.cache_dir)
     checkpoint = f"{base}_{output_id}.keras"
     with variable_scope(settings.strategy):
         loaded, start, source, saved_inputs = \
