@@ -14,12 +14,12 @@ from careless_online.io.pipeline import ImageBatches, Standardizer
 from careless_online.model.datasets import dataset_block
 from careless_online.model.settings import output_counts
 from careless_online.report.datasets import DatasetRound
-from careless_online.training.merge import dataset_output_counts
+from careless_online.training.merge import dataset_output_counts, output_path
 
 
 def merged_paths(base, n_datasets):
     """``<base>_<i>.mtz`` of each dataset."""
-    return [f"{base}_{d}.mtz" for d in range(int(n_datasets))]
+    return [output_path(base, "merged", d) for d in range(int(n_datasets))]
 
 
 class RoundWriter:

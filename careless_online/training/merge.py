@@ -525,10 +525,18 @@ def _describe_data(manifest, settings):
     log_reindexing_operators(manifest.index, "none" if settings.naive else reindexing_spec(settings), settings.log)
 
 
+#: File name of each per-dataset output (careless's numbering).
+OUTPUT_FORMS = {"merged": "{base}_{i}.mtz", "predictions": "{base}_predictions_{i}.mtz",
+                "xval": "{base}_xval_{i}.mtz"}
+
+
+def output_path(base, kind, number):
+    """Path of output ``kind`` (a key of :data:`OUTPUT_FORMS`) of dataset ``number`` of a run writing ``<base>_*``."""
+    return OUTPUT_FORMS[kind].format(base=base, i=int(number))
+
+
 class _DatasetOutputs:
     """Output paths of a run: per dataset ``<base>_<kind>_<i>.mtz`` (careless's numbering), one history."""
-
-    _FORMS = {"merged": "{base}_{i}.mtz", "predictions": "{base}_predictions_{i}.mtz", "xval": "{base}_xval_{i}.mtz"}
 
     def __init__(self, base, first, datasets):
         self.base, self.first, self.datasets = base, int(first), datasets
@@ -536,7 +544,7 @@ class _DatasetOutputs:
 
     def path(self, kind, dataset):
         """Path of a per-dataset output."""
-        return self._FORMS[kind].format(base=self.base, i=self.first + int(dataset))
+        return output_path(self.base, kind, self.first + int(dataset))
 
     def key(self, kind, dataset):
         """Key of a per-dataset output in the ``written`` dict (the plain kind for one dataset)."""
