@@ -142,8 +142,7 @@ class _Round:
                 self.model, train, test, config, self.history, self.checkpoint, monitor=monitor, seed=settings.seed,
                 stop=settings.stop)
         else:
-            self.trainer.train, self.trainer.test, self.trainer.monitor = train, test, monitor
-            self.trainer.config = config
+            self.trainer.use(train, test, monitor, config)
         row = self.trainer.run(start_step=self.step, elapsed=self.trainer.elapsed,
                                skipped_steps=self.trainer.skipped_steps)
         self.step = config.steps

@@ -321,6 +321,14 @@ class Trainer:
         # view's id may be reused by the next round's (a dict keyed by id served one view's images for another)
         self._scored = weakref.WeakKeyDictionary()
 
+    def use(self, train, test, monitor, config):
+        """Go on with other data views and another configuration (a live merge's next round).
+
+        The compiled steps, the optimizer state, the elapsed time and the count
+        of skipped steps carry over.
+        """
+        self.train, self.test, self.monitor, self.config = train, test, monitor, config
+
     def step_seed(self, step, stream=0):
         """Stateless seed of a step: the same step of the same run always samples alike."""
         return tf.constant([self.seed % (2**31), (step * 4 + stream) % (2**31)], dtype=tf.int32)
