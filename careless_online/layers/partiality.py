@@ -60,7 +60,8 @@ def log_partiality(ewald_offset, inverse_d2, r, eta, tau):
         ``log P`` of each observation (the dtype of ``ewald_offset``).
     """
     e = tf.convert_to_tensor(ewald_offset)
-    r, eta, tau, q2 = (tf.cast(x, e.dtype) for x in (r, eta, tau, inverse_d2))
+    r, eta, tau, q2 = (tf.cast(x, e.dtype) if tf.is_tensor(x) else tf.convert_to_tensor(x, e.dtype)
+                       for x in (r, eta, tau, inverse_d2))
     w2 = tf.square(r) + tf.square(eta) * q2 + tf.square(tau)
     return tf.math.log(tau) - 0.5 * tf.math.log(w2) - 0.5 * tf.square(e) / w2
 
