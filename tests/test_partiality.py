@@ -140,3 +140,15 @@ def test_the_flag_changes_the_merge(tmp_path):
     assert load_model(str(tmp_path / "off_0.keras")).partiality is None
     assert load_model(str(tmp_path / "on_0.keras")).partiality is not None
     assert off.index.equals(on.index) and not np.allclose(off["F"].to_numpy(), on["F"].to_numpy())
+
+
+def test_per_image_widths_start_at_the_global_ones_and_move_each_image():
+    model = _model(partiality_prior=dict(WIDTHS, per_image=True))
+    batch = _batch()
+    np.testing.assert_allclose(model.scale_prior_mean(batch).numpy(),
+                               _model(partiality_prior=WIDTHS).scale_prior_mean(batch).numpy(), rtol=1e-6)
+    model.partiality_width.bias.assign([np.log(2.0)])  # every image twice the mosaic spread
+    wider = PartialityPrior(**dict(WIDTHS, eta=2 * WIDTHS["eta"]))
+    expected = wider(batch["ewald_offset"], tf.gather(INVERSE_D2, batch["refl_id"])).numpy()
+    np.testing.assert_allclose(model.scale_prior_mean(batch).numpy(), expected, rtol=1e-5)
+    assert MergingModel.from_config(model.get_config()).partiality.per_image

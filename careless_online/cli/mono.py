@@ -163,10 +163,11 @@ def add_arguments(parser):
     g.add_argument("--wilson-prior-b", type=number(float), default=None,
                    help="fixed Wilson B (A^2) of the amplitude prior, <F^2> ~ exp(-B/(2 d^2)); 0: flat prior "
                         "(default: the prior's resolution dependence is learned from the data)")
-    g.add_argument("--partiality-prior", choices=("off", "ewald"), default="off",
+    g.add_argument("--partiality-prior", choices=("off", "ewald", "ewald-image"), default="off",
                    help="mean of the scales' prior: 'ewald' = log of a still's physical partiality at each "
                         "observation's raw ewald_offset (Gaussian profile of width^2 = r^2 + (eta/d)^2 across an "
                         "Ewald shell of thickness tau, widths learned; off for data without that column), "
+                        "'ewald-image' = the same with each image's own mosaic spread (from the image encoder), "
                         "'off' = 0 (default: off)")
     g.add_argument("--refine-uncertainties", action="store_true",
                    help="learn an error model SigI' = a sqrt(SigI^2 + b I + (c I)^2) of the input uncertainties")

@@ -119,15 +119,20 @@ class PartialityPrior(keras.layers.Layer):
         Starting widths (positive; :func:`initial_widths` from the data).
     offset : float
         ``c``: subtracted from ``log P`` (finite).
+    per_image : bool
+        The caller gives each observation a ``log_width`` ``delta`` (its
+        image's): ``eta`` becomes ``eta exp(delta)`` (the model computes
+        ``delta`` from the image vector); saved in the config.
     """
 
-    def __init__(self, r=1e-3, eta=1e-3, tau=1e-3, offset=0.0, **kwargs):
+    def __init__(self, r=1e-3, eta=1e-3, tau=1e-3, offset=0.0, per_image=False, **kwargs):
         super().__init__(**kwargs)
         self.r0, self.eta0, self.tau0 = positive("r", r), positive("eta", eta), positive("tau", tau)
         offset = float(offset)
         if not math.isfinite(offset):
             raise ValueError(f"offset must be finite, got {offset}")
         self.offset = offset
+        self.per_image = bool(per_image)
         self.log_r = self._log_weight("log_r", self.r0)
         self.log_eta = self._log_weight("log_eta", self.eta0)
         self.log_tau = self._log_weight("log_tau", self.tau0)
@@ -142,7 +147,7 @@ class PartialityPrior(keras.layers.Layer):
         """Current ``(r, eta, tau)`` as tensors."""
         return tf.exp(self.log_r), tf.exp(self.log_eta), tf.exp(self.log_tau)
 
-    def call(self, ewald_offset, inverse_d2):
+    def call(self, ewald_offset, inverse_d2, log_width=None):
         """``log P_i - c``.
 
         Parameters
@@ -151,6 +156,8 @@ class PartialityPrior(keras.layers.Layer):
             float32 ``[n]`` raw Ewald offsets (Å⁻¹, not standardized).
         inverse_d2 : tf.Tensor
             float32 ``[n]`` 1/d² of each observation's reflection.
+        log_width : tf.Tensor, optional
+            float32 ``[n]`` ``delta_i``: the mosaic spread is ``eta exp(delta_i)``.
 
         Returns
         -------
@@ -158,9 +165,11 @@ class PartialityPrior(keras.layers.Layer):
             float32 ``[n]``.
         """
         r, eta, tau = self.widths
+        if log_width is not None:
+            eta = eta * tf.exp(log_width)
         return log_partiality(ewald_offset, inverse_d2, r, eta, tau) - self.offset
 
     def get_config(self):
         config = super().get_config()
-        config.update(r=self.r0, eta=self.eta0, tau=self.tau0, offset=self.offset)
+        config.update(r=self.r0, eta=self.eta0, tau=self.tau0, offset=self.offset, per_image=self.per_image)
         return config

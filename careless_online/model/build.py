@@ -37,7 +37,7 @@ def intensity_scale(manifest, index):
 
 
 #: Values of ``--partiality-prior``.
-PARTIALITY_PRIORS = ("off", "ewald")
+PARTIALITY_PRIORS = ("off", "ewald", "ewald-image")
 
 
 def partiality_prior_config(manifest, inverse_d2):
@@ -109,7 +109,9 @@ def new_model(manifest, standardizer, reindexing_ops="auto", f_start="data", pos
         ``--partiality-prior``: ``ewald`` puts the physical partiality of a
         still at each observation's Ewald offset into the mean of the scales'
         prior (:func:`partiality_prior_config`; off for data without an
-        ``ewald_offset`` column), ``off`` keeps the prior ``LogNormal(0, 1)``.
+        ``ewald_offset`` column), ``ewald-image`` the same with each image's
+        own mosaic spread (from its image vector), ``off`` keeps the prior
+        ``LogNormal(0, 1)``.
     **options
         Passed to :class:`MergingModel` (``d_model``, ``encoder_layers``, ...).
 
@@ -124,6 +126,9 @@ def new_model(manifest, standardizer, reindexing_ops="auto", f_start="data", pos
     inverse_d2 = 1.0 / np.square(index.dHKL.astype(np.float64))
     if partiality_prior == "ewald":
         options["partiality_prior"] = partiality_prior_config(manifest, inverse_d2)
+    elif partiality_prior == "ewald-image":
+        config = partiality_prior_config(manifest, inverse_d2)
+        options["partiality_prior"] = None if config is None else dict(config, per_image=True)
     operators = candidate_operators(reindexing_ops, index.cell, index.spacegroup)
     plain = options.pop("plain_metadata_keys", None)
     if positional_encoding_keys:

@@ -205,6 +205,10 @@ class MergingModel(keras.Model):
             raise ValueError(f"partiality_prior must be a dict of PartialityPrior parameters or None, "
                              f"got {partiality_prior!r}")
         self.partiality = (PartialityPrior(**partiality_prior, name="partiality") if partiality_prior else None)
+        self.partiality_width = None
+        if self.partiality is not None and self.partiality.per_image:
+            self.partiality_width = keras.layers.Dense(1, kernel_initializer="zeros", name="partiality_width")
+            self.partiality_width.build((None, self.d_model))
         self.kappa = self.add_weight(name="kappa", shape=(), trainable=True,
                                      initializer=keras.initializers.Constant(float(tfp.math.softplus_inverse(1.0))))
         self.kl_inverse_counts = self.add_weight(name="kl_inverse_counts",
@@ -321,27 +325,39 @@ class MergingModel(keras.Model):
         With a partiality prior the returned ``loc`` is the network's plus
         :meth:`scale_prior_mean` (so the posterior starts at the prior's mean).
         """
+        loc, scale, _ = self._scale_posterior(batch)
+        return loc, scale
+
+    def _image_vectors(self, batch, meta):
+        """The encoder's vector of each image of a batch (zeros without image scales), ``[n_images, d_model]``."""
+        if not self.image_scales:
+            return tf.zeros([batch["n_images"], self.d_model])
         k = self.k
         f_mean = tf.stop_gradient(self.structure_factors.distribution(self.reflection_ids(batch)).mean())
-        meta = self._scale_meta(batch)
         features = tf.concat([
             tf.stack([f_mean, tf.asinh(k * batch["I"]), tf.asinh(k * batch["SigI"])], axis=-1),
             meta,
         ], axis=-1)
-        if self.image_scales:
-            image_vectors = self.encoder(features, batch["image"], batch["n_images"])
-        else:
-            image_vectors = tf.zeros([batch["n_images"], self.d_model])
-        loc, scale = self.scale_head(image_vectors, batch["image"], meta)
-        if self.partiality is not None:
-            loc = loc + self.scale_prior_mean(batch)
-        return loc, scale
+        return self.encoder(features, batch["image"], batch["n_images"])
 
-    def scale_prior_mean(self, batch):
+    def _scale_posterior(self, batch):
+        """``(loc, scale)`` of ``q(Sigma)`` and the prior's mean of ``log Sigma`` (see :meth:`scale_parameters`)."""
+        meta = self._scale_meta(batch)
+        image_vectors = self._image_vectors(batch, meta)
+        loc, scale = self.scale_head(image_vectors, batch["image"], meta)
+        mean = self.scale_prior_mean(batch, image_vectors)
+        if self.partiality is not None:
+            loc = loc + mean
+        return loc, scale, mean
+
+    def scale_prior_mean(self, batch, image_vectors=None):
         """Mean of the prior of each ``log Sigma_i``: ``log P_i - c``, or 0 without a partiality prior.
 
         ``P_i`` from the batch's raw ``ewald_offset`` and the 1/d² of the
-        observation's reflection (:class:`~careless_online.layers.PartialityPrior`).
+        observation's reflection (:class:`~careless_online.layers.PartialityPrior`);
+        with per-image widths, ``eta`` of image ``b`` is ``eta exp(delta_b)``,
+        ``delta_b`` a linear function of its image vector (``image_vectors``,
+        computed here when not given) that starts at 0.
         """
         if self.partiality is None:
             return tf.zeros_like(batch["I"])
@@ -349,7 +365,13 @@ class MergingModel(keras.Model):
             raise ValueError("the model's scale prior needs each observation's Ewald offset: these data have no "
                              "ewald_offset column")
         hkl = hkl_ids(batch["refl_id"], self.n_reflections)
-        return self.partiality(batch["ewald_offset"], tf.gather(self.wilson_sigma.inverse_d2, hkl))
+        inverse_d2 = tf.gather(self.wilson_sigma.inverse_d2, hkl)
+        log_width = None
+        if self.partiality_width is not None:
+            if image_vectors is None:
+                image_vectors = self._image_vectors(batch, self._scale_meta(batch))
+            log_width = tf.gather(self.partiality_width(image_vectors)[:, 0], batch["image"])
+        return self.partiality(batch["ewald_offset"], inverse_d2, log_width)
 
     def _scale_meta(self, batch):
         """The metadata of each observation (positionally encoded, if so), with its ``s^2``.
@@ -421,10 +443,11 @@ class MergingModel(keras.Model):
         """
         batch, _ = self.in_reference_setting(batch, update=True)
         ids = self.reflection_ids(batch)
-        log_p, F, (loc, scale) = self._sampled_log_likelihood(batch, seed)
+        loc, scale, prior_mean = self._scale_posterior(batch)
+        log_p, F, _ = self._sampled_log_likelihood(batch, seed, (loc, scale))
         nll = -tf.reduce_mean(log_p, axis=0)
         kl_f = self.structure_factor_kl(ids, F, seed)
-        kl_sigma = scale_kl(loc - self.scale_prior_mean(batch), scale)
+        kl_sigma = scale_kl(loc - prior_mean, scale)
         kl_f = kl_f * tf.gather(self.kl_inverse_counts, ids)
         terms = {
             "NLL": tf.reduce_sum(nll),
@@ -510,7 +533,8 @@ class MergingModel(keras.Model):
                 if k in ("n_meta", "encoded", "kept", "low", "high", "frequencies")},
             image_scales=self.image_scales, double_wilson_reindexing_ops=self.double_wilson_reindexing_ops,
             partiality_prior=None if self.partiality is None else {
-                k: v for k, v in self.partiality.get_config().items() if k in ("r", "eta", "tau", "offset")},
+                k: v for k, v in self.partiality.get_config().items()
+                if k in ("r", "eta", "tau", "offset", "per_image")},
             **self._coupling_config(),
         )
         return config
