@@ -152,3 +152,18 @@ def test_per_image_widths_start_at_the_global_ones_and_move_each_image():
     expected = wider(batch["ewald_offset"], tf.gather(INVERSE_D2, batch["refl_id"])).numpy()
     np.testing.assert_allclose(model.scale_prior_mean(batch).numpy(), expected, rtol=1e-5)
     assert MergingModel.from_config(model.get_config()).partiality.per_image
+
+
+def test_the_data_start_divides_by_the_starting_scales():
+    from careless_online.model.start import normalized_intensity, reflection_exposure
+
+    model = _model(partiality_prior=WIDTHS)
+    arrays = {"refl_id": np.array([0, 1, 1, 3]), "ewald_offset": np.array([0.0, 4e-4, -8e-4, 1e-3], np.float32)}
+    exposure = reflection_exposure(model, _Manifest(["refl_id", "ewald_offset"], arrays), 4)
+    scales = np.exp(model.partiality(arrays["ewald_offset"], INVERSE_D2[arrays["refl_id"]]).numpy())
+    np.testing.assert_allclose(exposure, np.bincount(arrays["refl_id"], scales, minlength=4), rtol=1e-6)
+    assert reflection_exposure(_model(), _Manifest([], arrays), 4) is None
+    # exposure equal to the counts: the plain start
+    sums, counts = np.array([2.0, 6.0, 0.0, 1.0]), np.array([1.0, 2.0, 0.0, 1.0])
+    plain = normalized_intensity(model.wilson_sigma, sums, counts)
+    np.testing.assert_allclose(normalized_intensity(model.wilson_sigma, sums, counts, counts), plain)
