@@ -167,3 +167,17 @@ def test_the_data_start_divides_by_the_starting_scales():
     sums, counts = np.array([2.0, 6.0, 0.0, 1.0]), np.array([1.0, 2.0, 0.0, 1.0])
     plain = normalized_intensity(model.wilson_sigma, sums, counts)
     np.testing.assert_allclose(normalized_intensity(model.wilson_sigma, sums, counts, counts), plain)
+
+
+def test_frozen_scales_freeze_the_widths_and_a_scale_file_brings_them(tmp_path):
+    from careless_online.model.reference import copy_scales, freeze
+
+    model = _model(partiality_prior=dict(WIDTHS, per_image=True))
+    freeze(model, scales=True)
+    assert not model.partiality.trainable and not model.partiality_width.trainable
+    saved = _model(partiality_prior=dict(WIDTHS, per_image=True))
+    saved.partiality.log_tau.assign(np.log(7e-4))
+    saved.save(str(tmp_path / "s.keras"))
+    fresh = _model(partiality_prior=dict(WIDTHS, per_image=True))
+    copy_scales(fresh, str(tmp_path / "s.keras"))
+    assert np.isclose(float(fresh.partiality.widths[2]), 7e-4)

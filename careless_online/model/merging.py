@@ -145,11 +145,13 @@ class MergingModel(keras.Model):
         Per dataset, the hkl operator that gives its parent's reflection
         (:mod:`careless_online.model.parent_settings`).
     partiality_prior : dict, optional
-        Config (``r``, ``eta``, ``tau``, ``offset``) of a
+        Config (``r``, ``eta``, ``tau``, ``offset``, ``per_image``) of a
         :class:`~careless_online.layers.PartialityPrior`: the mean of the
         scales' prior and the start of their posterior is ``log P_i - c``
         (batches then carry the raw ``ewald_offset``); None: mean 0 (models
-        saved before it existed, and data without Ewald offsets).
+        saved before it existed, and data without Ewald offsets).  With
+        ``per_image`` a dense layer (``partiality_width``, zero kernel) maps
+        each image vector to ``delta_b``, its log mosaic-spread factor.
     """
 
     def __init__(self, n_reflections, n_meta, centric=None, epsilon=None, d_model=32, d_ff=None,
