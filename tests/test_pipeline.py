@@ -173,7 +173,7 @@ def test_dataset_tensors(sim_manifest, standardizer):
     batches = ImageBatches(sim_manifest, standardizer, batch_images=4, seed=5)
     expected = {"refl_id": tf.int32, "image": tf.int32, "n_images": tf.int32, "I": tf.float32,
                 "SigI": tf.float32, "meta": tf.float32, "image_id": tf.int32, "file_id": tf.int32,
-                "dataset": tf.int32}
+                "dataset": tf.int32, "ewald_offset": tf.float32}  # the raw offsets: the cache has the column
     first = next(iter(batches.batches(0)))
     for batch in batches.dataset(start_step=0).take(1):
         assert {k: v.dtype for k, v in batch.items()} == expected
@@ -183,6 +183,7 @@ def test_dataset_tensors(sim_manifest, standardizer):
         for k in ("refl_id", "image", "SigI", "image_id", "file_id"):
             assert batch[k].shape == (n,)
     assert np.array_equal(batch["refl_id"].numpy(), first["refl_id"])
+    assert 0 < np.abs(first["ewald_offset"]).max() < 0.05  # in 1/A as the file gives it, not standardized
     evaluation = list(batches.dataset())
     assert len(evaluation) == batches.steps_per_epoch
 

@@ -163,6 +163,12 @@ def add_arguments(parser):
     g.add_argument("--wilson-prior-b", type=number(float), default=None,
                    help="fixed Wilson B (A^2) of the amplitude prior, <F^2> ~ exp(-B/(2 d^2)); 0: flat prior "
                         "(default: the prior's resolution dependence is learned from the data)")
+    g.add_argument("--partiality-prior", choices=("off", "ewald", "ewald-image"), default="off",
+                   help="mean of the scales' prior: 'ewald' = log of a still's physical partiality at each "
+                        "observation's raw ewald_offset (Gaussian profile of width^2 = r^2 + (eta/d)^2 across an "
+                        "Ewald shell of thickness tau, widths learned; off for data without that column), "
+                        "'ewald-image' = the same with each image's own mosaic spread (from the image encoder), "
+                        "'off' = 0 (default: off)")
     g.add_argument("--refine-uncertainties", action="store_true",
                    help="learn an error model SigI' = a sqrt(SigI^2 + b I + (c I)^2) of the input uncertainties")
     g.add_argument("--no-sigf-calibration", action="store_true",
@@ -284,6 +290,8 @@ def settings_from_args(args, keys, groups, group_spec=None, coupling=None, table
         model_options["image_scales"] = False
     if args.structure_factor_init_scale != 1.0:
         model_options["structure_factor_init_scale"] = args.structure_factor_init_scale
+    if getattr(args, "partiality_prior", "off") != "off":
+        model_options["partiality_prior"] = args.partiality_prior
     options = TableOptions(spacegroup=groups[0], cell=cell, anomalous=args.anomalous, dmin=args.dmin,
                            isigi_cutoff=args.isigi_cutoff, cell_tolerance=args.cell_tolerance,
                            drop_invalid=args.drop_invalid, intensity_key=args.intensity_key,

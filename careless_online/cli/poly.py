@@ -44,6 +44,7 @@ def build_parser(prog="careless_online poly"):
 _UNSUPPORTED = (
     ("--strategy other than single", lambda args: args.strategy != "single"),
     ("--reindexing-ops other than none", lambda args: args.reindexing_ops.strip().lower() != "none"),
+    ("--partiality-prior other than off", lambda args: args.partiality_prior != "off"),
 )
 
 

@@ -41,5 +41,14 @@ class SpotSegments:
 
 
 def batch_extras(manifest):
-    """The extra batch entries a cache's rows call for: spot segments for a Laue cache, else none."""
-    return [SpotSegments()] if "spot" in manifest.columns else []
+    """The extra batch entries a cache's rows call for.
+
+    Spot segments for a Laue cache; the raw Ewald offsets
+    (:class:`careless_online.io.ewald.EwaldOffsets`) when the cache has the column.
+    """
+    from careless_online.io.ewald import COLUMN, EwaldOffsets
+
+    extras = [SpotSegments()] if "spot" in manifest.columns else []
+    if COLUMN in manifest.columns:
+        extras.append(EwaldOffsets())
+    return extras

@@ -36,9 +36,50 @@ def intensity_scale(manifest, index):
     return eps / mean_i
 
 
+#: Values of ``--partiality-prior``.
+PARTIALITY_PRIORS = ("off", "ewald", "ewald-image")
+
+
+def partiality_prior_config(manifest, inverse_d2):
+    """The :class:`~careless_online.layers.PartialityPrior` config of a cache, or None without Ewald offsets.
+
+    The starting widths come from the spread of the recorded offsets
+    (:func:`~careless_online.layers.partiality.initial_widths`); the offset
+    ``c`` is the mean ``log P`` of all observations at those widths, so the
+    term starts scale-neutral.
+
+    Parameters
+    ----------
+    manifest : careless_online.io.cache.Manifest
+    inverse_d2 : numpy.ndarray
+        1/d² of each reflection of the index.
+
+    Returns
+    -------
+    dict or None
+    """
+    from careless_online.io.ewald import COLUMN
+    from careless_online.layers.partiality import initial_widths, log_partiality
+
+    if COLUMN not in manifest.columns:
+        return None
+    offsets, q2 = [], []
+    for i in range(len(manifest.shards)):
+        arrays = manifest.load_shard(i, [COLUMN, "refl_id"])
+        offsets.append(arrays[COLUMN].astype(np.float64))
+        q2.append(inverse_d2[arrays["refl_id"]])
+    e, q2 = np.concatenate(offsets), np.concatenate(q2)
+    keep = np.isfinite(e)
+    if not np.any(e[keep] != 0):
+        return None
+    r, eta, tau = initial_widths(e[keep], q2[keep])
+    mean_log_p = float(np.mean(log_partiality(e[keep], q2[keep], r, eta, tau).numpy()))
+    return dict(r=r, eta=eta, tau=tau, offset=mean_log_p)
+
+
 def new_model(manifest, standardizer, reindexing_ops="auto", f_start="data", positional_encoding_keys=None,
               positional_encoding_frequencies=4, structure_factor_init_scale=1.0, double_wilson_reindexing_ops=None,
-              **options):
+              partiality_prior="off", **options):
     """A fresh :class:`MergingModel` for the data of a cache.
 
     Parameters
@@ -64,6 +105,13 @@ def new_model(manifest, standardizer, reindexing_ops="auto", f_start="data", pos
     double_wilson_reindexing_ops : list of str, optional
         Per dataset, the operator to its parent's reflections
         (:mod:`careless_online.model.parent_settings`).
+    partiality_prior : str
+        ``--partiality-prior``: ``ewald`` puts the physical partiality of a
+        still at each observation's Ewald offset into the mean of the scales'
+        prior (:func:`partiality_prior_config`; off for data without an
+        ``ewald_offset`` column), ``ewald-image`` the same with each image's
+        own mosaic spread (from its image vector), ``off`` keeps the prior
+        ``LogNormal(0, 1)``.
     **options
         Passed to :class:`MergingModel` (``d_model``, ``encoder_layers``, ...).
 
@@ -73,6 +121,14 @@ def new_model(manifest, standardizer, reindexing_ops="auto", f_start="data", pos
         A :class:`LaueMergingModel` for a Laue cache (:func:`model_class`).
     """
     index = manifest.index
+    if partiality_prior not in PARTIALITY_PRIORS:
+        raise ValueError(f"partiality_prior must be one of {', '.join(PARTIALITY_PRIORS)}, got {partiality_prior!r}")
+    inverse_d2 = 1.0 / np.square(index.dHKL.astype(np.float64))
+    if partiality_prior == "ewald":
+        options["partiality_prior"] = partiality_prior_config(manifest, inverse_d2)
+    elif partiality_prior == "ewald-image":
+        config = partiality_prior_config(manifest, inverse_d2)
+        options["partiality_prior"] = None if config is None else dict(config, per_image=True)
     operators = candidate_operators(reindexing_ops, index.cell, index.spacegroup)
     plain = options.pop("plain_metadata_keys", None)
     if positional_encoding_keys:
@@ -82,7 +138,7 @@ def new_model(manifest, standardizer, reindexing_ops="auto", f_start="data", pos
         len(index), len(standardizer.keys), centric=index.centric, epsilon=index.epsilon,
         reindexing_ops=operators.triplets,
         intensity_scale=intensity_scale(manifest, index), index_config=index.to_config(),
-        standardizer_config=standardizer.get_config(), inverse_d2=1.0 / np.square(index.dHKL.astype(np.float64)),
+        standardizer_config=standardizer.get_config(), inverse_d2=inverse_d2,
         double_wilson_reindexing_ops=double_wilson_reindexing_ops, **options,
     )
     if model.setting_choice is not None:

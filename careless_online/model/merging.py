@@ -9,6 +9,12 @@ For an observation ``i`` of unique reflection ``h(i)`` on image ``b(i)``:
   prior ``LogNormal(0, 1)``; ``z_b`` is the image vector that the
   :class:`~careless_online.layers.ImageEncoder` pools from the image's own
   observations ``(E[F_h], asinh(k I_i), asinh(k SigI_i), m_i)``;
+  with a partiality prior (``partiality_prior``, ``--partiality-prior ewald``)
+  ``mu_i = ScaleHead(...) + log P_i - c`` and the prior is
+  ``LogNormal(log P_i - c, 1)``, where ``P_i`` is the physical partiality of
+  a still at the observation's raw Ewald offset
+  (:class:`~careless_online.layers.PartialityPrior`, widths learned): the
+  KL is that of the network's residual, ``KL(N(ScaleHead_mu, s) || N(0, 1))``;
 - likelihood ``k I_i ~ Normal(Sigma_i F_h^2, k SigI_i)`` (or Student-t), where
   ``k = k0 softplus(kappa)`` is a learned positive constant and ``k0`` puts the
   intensities on the unit scale of the Wilson prior at the start.
@@ -51,7 +57,7 @@ from careless_online.distributions.wilson_scale import WilsonSigma
 from careless_online.model.datasets import dataset_reflection_ids, hkl_ids, per_dataset
 from careless_online.model.error_model import ErrorModel
 from careless_online.model.settings import SettingChoice, reindexed_batch
-from careless_online.layers import ImageEncoder, PositionalEncoding, ScaleHead
+from careless_online.layers import ImageEncoder, PartialityPrior, PositionalEncoding, ScaleHead
 
 
 #: Number of encoder input features besides the metadata.
@@ -138,6 +144,14 @@ class MergingModel(keras.Model):
     double_wilson_reindexing_ops : list of str, optional
         Per dataset, the hkl operator that gives its parent's reflection
         (:mod:`careless_online.model.parent_settings`).
+    partiality_prior : dict, optional
+        Config (``r``, ``eta``, ``tau``, ``offset``, ``per_image``) of a
+        :class:`~careless_online.layers.PartialityPrior`: the mean of the
+        scales' prior and the start of their posterior is ``log P_i - c``
+        (batches then carry the raw ``ewald_offset``); None: mean 0 (models
+        saved before it existed, and data without Ewald offsets).  With
+        ``per_image`` a dense layer (``partiality_width``, zero kernel) maps
+        each image vector to ``delta_b``, its log mosaic-spread factor.
     """
 
     def __init__(self, n_reflections, n_meta, centric=None, epsilon=None, d_model=32, d_ff=None,
@@ -148,7 +162,7 @@ class MergingModel(keras.Model):
                  resolution_feature=True,
                  n_datasets=1, double_wilson_parents=None, double_wilson_r=0.0, learn_double_wilson_r=False,
                  double_wilson_r_shells=1, reindexing_ops=None, positional_encoding=None, image_scales=True,
-                 double_wilson_reindexing_ops=None, **kwargs):
+                 double_wilson_reindexing_ops=None, partiality_prior=None, **kwargs):
         super().__init__(**kwargs)
         if intensity_features != INTENSITY_FEATURES:
             raise ValueError(f"the model feeds '{intensity_features}' intensity features to its scale network; "
@@ -189,6 +203,14 @@ class MergingModel(keras.Model):
         self.refine_uncertainties = bool(refine_uncertainties)
         self.error_model = ErrorModel(name="error_model") if self.refine_uncertainties else None
         self.wilson_sigma = self._wilson_sigma(inverse_d2, wilson_prior_b, wilson_knots, wilson_max_inverse_d2)
+        if partiality_prior is not None and not isinstance(partiality_prior, dict):
+            raise ValueError(f"partiality_prior must be a dict of PartialityPrior parameters or None, "
+                             f"got {partiality_prior!r}")
+        self.partiality = (PartialityPrior(**partiality_prior, name="partiality") if partiality_prior else None)
+        self.partiality_width = None
+        if self.partiality is not None and self.partiality.per_image:
+            self.partiality_width = keras.layers.Dense(1, kernel_initializer="zeros", name="partiality_width")
+            self.partiality_width.build((None, self.d_model))
         self.kappa = self.add_weight(name="kappa", shape=(), trainable=True,
                                      initializer=keras.initializers.Constant(float(tfp.math.softplus_inverse(1.0))))
         self.kl_inverse_counts = self.add_weight(name="kl_inverse_counts",
@@ -301,19 +323,57 @@ class MergingModel(keras.Model):
         standardized range.  Measured on the 2,000-image benchmark set:
         shell means of F against the truth flat within ±2.5 % instead of
         ±4.0 %, rms z of SIGF 2.3 instead of 4.2 (benchmarks/README.md).
+
+        With a partiality prior the returned ``loc`` is the network's plus
+        :meth:`scale_prior_mean` (so the posterior starts at the prior's mean).
         """
+        loc, scale, _ = self._scale_posterior(batch)
+        return loc, scale
+
+    def _image_vectors(self, batch, meta):
+        """The encoder's vector of each image of a batch (zeros without image scales), ``[n_images, d_model]``."""
+        if not self.image_scales:
+            return tf.zeros([batch["n_images"], self.d_model])
         k = self.k
         f_mean = tf.stop_gradient(self.structure_factors.distribution(self.reflection_ids(batch)).mean())
-        meta = self._scale_meta(batch)
         features = tf.concat([
             tf.stack([f_mean, tf.asinh(k * batch["I"]), tf.asinh(k * batch["SigI"])], axis=-1),
             meta,
         ], axis=-1)
-        if self.image_scales:
-            image_vectors = self.encoder(features, batch["image"], batch["n_images"])
-        else:
-            image_vectors = tf.zeros([batch["n_images"], self.d_model])
-        return self.scale_head(image_vectors, batch["image"], meta)
+        return self.encoder(features, batch["image"], batch["n_images"])
+
+    def _scale_posterior(self, batch):
+        """``(loc, scale)`` of ``q(Sigma)`` and the prior's mean of ``log Sigma`` (see :meth:`scale_parameters`)."""
+        meta = self._scale_meta(batch)
+        image_vectors = self._image_vectors(batch, meta)
+        loc, scale = self.scale_head(image_vectors, batch["image"], meta)
+        mean = self.scale_prior_mean(batch, image_vectors)
+        if self.partiality is not None:
+            loc = loc + mean
+        return loc, scale, mean
+
+    def scale_prior_mean(self, batch, image_vectors=None):
+        """Mean of the prior of each ``log Sigma_i``: ``log P_i - c``, or 0 without a partiality prior.
+
+        ``P_i`` from the batch's raw ``ewald_offset`` and the 1/d² of the
+        observation's reflection (:class:`~careless_online.layers.PartialityPrior`);
+        with per-image widths, ``eta`` of image ``b`` is ``eta exp(delta_b)``,
+        ``delta_b`` a linear function of its image vector (``image_vectors``,
+        computed here when not given) that starts at 0.
+        """
+        if self.partiality is None:
+            return tf.zeros_like(batch["I"])
+        if "ewald_offset" not in batch:
+            raise ValueError("the model's scale prior needs each observation's Ewald offset: these data have no "
+                             "ewald_offset column")
+        hkl = hkl_ids(batch["refl_id"], self.n_reflections)
+        inverse_d2 = tf.gather(self.wilson_sigma.inverse_d2, hkl)
+        log_width = None
+        if self.partiality_width is not None:
+            if image_vectors is None:
+                image_vectors = self._image_vectors(batch, self._scale_meta(batch))
+            log_width = tf.gather(self.partiality_width(image_vectors)[:, 0], batch["image"])
+        return self.partiality(batch["ewald_offset"], inverse_d2, log_width)
 
     def _scale_meta(self, batch):
         """The metadata of each observation (positionally encoded, if so), with its ``s^2``.
@@ -385,10 +445,11 @@ class MergingModel(keras.Model):
         """
         batch, _ = self.in_reference_setting(batch, update=True)
         ids = self.reflection_ids(batch)
-        log_p, F, (loc, scale) = self._sampled_log_likelihood(batch, seed)
+        loc, scale, prior_mean = self._scale_posterior(batch)
+        log_p, F, _ = self._sampled_log_likelihood(batch, seed, (loc, scale))
         nll = -tf.reduce_mean(log_p, axis=0)
         kl_f = self.structure_factor_kl(ids, F, seed)
-        kl_sigma = scale_kl(loc, scale)
+        kl_sigma = scale_kl(loc - prior_mean, scale)
         kl_f = kl_f * tf.gather(self.kl_inverse_counts, ids)
         terms = {
             "NLL": tf.reduce_sum(nll),
@@ -473,6 +534,9 @@ class MergingModel(keras.Model):
                 k: v for k, v in self.positional.get_config().items()
                 if k in ("n_meta", "encoded", "kept", "low", "high", "frequencies")},
             image_scales=self.image_scales, double_wilson_reindexing_ops=self.double_wilson_reindexing_ops,
+            partiality_prior=None if self.partiality is None else {
+                k: v for k, v in self.partiality.get_config().items()
+                if k in ("r", "eta", "tau", "offset", "per_image")},
             **self._coupling_config(),
         )
         return config

@@ -131,11 +131,15 @@ def _scale_parts(model):
     parts = {"encoder": model.encoder, "scale_head": model.scale_head}
     if model.error_model is not None:
         parts["error_model"] = model.error_model
+    if getattr(model, "partiality", None) is not None:
+        parts["partiality"] = model.partiality
+    if getattr(model, "partiality_width", None) is not None:
+        parts["partiality_width"] = model.partiality_width
     return parts
 
 
 def copy_scales(model, path):
-    """Copy a saved model's scale networks, ``k`` and error model into ``model``.
+    """Copy a saved model's scale networks, ``k``, error model and partiality widths into ``model``.
 
     Raises
     ------
@@ -151,8 +155,8 @@ def copy_scales(model, path):
         shapes = [tuple(w.shape) for w in layer.weights]
         if source is None or [tuple(w.shape) for w in source.weights] != shapes:
             raise InputError(f"its {name.replace('_', ' ')} does not fit this run's (use the same --mlp-width, "
-                             "--d-ff, --mlp-layers, --image-layers, metadata keys, positional encoding and "
-                             "--refine-uncertainties)", path)
+                             "--d-ff, --mlp-layers, --image-layers, metadata keys, positional encoding, "
+                             "--refine-uncertainties and --partiality-prior)", path)
         layer.set_weights(source.get_weights())
     model.kappa.assign(saved.kappa)
 
@@ -162,6 +166,9 @@ def freeze(model, structure_factors=False, scales=False):
     model.structure_factors.trainable = not structure_factors
     model.encoder.trainable = not scales and model.image_scales  # without image scales it is unused
     model.scale_head.trainable = not scales
+    for part in (getattr(model, "partiality", None), getattr(model, "partiality_width", None)):
+        if part is not None:
+            part.trainable = not scales
 
 
 def prepare(model, index, start, new=True, log=print):

@@ -24,6 +24,13 @@ partialities leave unbiased on average over its observations.  The start is
 the prior's standard deviation and ``loc_h / (2 sqrt(n_h))`` (the spread of a
 mean of ``n_h`` intensities with a relative scatter of one), never below a
 twentieth of the prior's.
+
+With a partiality prior (:class:`~careless_online.layers.PartialityPrior`)
+the scales start at ``P_i' = exp(log P_i - c)``, not 1, so the means above
+are ratio estimates ``sum_i I_i / sum_i P_i'`` (each reflection's, each
+shell's, the prior's knots'): the start of ``q(F)`` then leaves out the
+partiality that the scales' start already holds, instead of counting it
+twice.
 """
 
 import numpy as np
@@ -47,7 +54,27 @@ def reflection_sums(manifest, n_reflections):
     return total, np.asarray(manifest.counts(), dtype=np.float64)
 
 
-def normalized_intensity(sigma, intensity_sum, counts):
+def reflection_exposure(model, manifest, n_reflections):
+    """Sum of the starting scales ``exp(log P_i - c)`` over each reflection's observations.
+
+    None without a partiality prior (every scale starts at 1: the exposure
+    is the count of observations).
+    """
+    layer = getattr(model, "partiality", None)
+    if layer is None:
+        return None
+    from careless_online.io.ewald import COLUMN
+
+    inverse_d2 = model.wilson_sigma.inverse_d2.numpy()
+    total = np.zeros(n_reflections)
+    for i in range(len(manifest.shards)):
+        part = manifest.load_shard(i, ["refl_id", COLUMN])
+        scale = np.exp(layer(part[COLUMN].astype(np.float32), inverse_d2[part["refl_id"]]).numpy())
+        total += np.bincount(part["refl_id"], scale.astype(np.float64), minlength=n_reflections)
+    return total
+
+
+def normalized_intensity(sigma, intensity_sum, counts, exposure=None):
     """``r~_h``: each reflection's mean ``I/eps`` over its shell's, shrunk towards 1.
 
     Parameters
@@ -58,11 +85,19 @@ def normalized_intensity(sigma, intensity_sum, counts):
         Sum of ``I/eps`` over each reflection's observations.
     counts : array of float
         Observations of each reflection.
+    exposure : array of float, optional
+        Sum of the starting scales over each reflection's observations
+        (:func:`reflection_exposure`; default ``counts``): the means are
+        ``intensity_sum / exposure``.
     """
     weights = sigma.knot_weights(sigma.inverse_d2.numpy())
-    knot_mean = weights.T @ intensity_sum / np.maximum(weights.T @ counts, 1e-12)
+    if exposure is None:
+        exposure, floor = counts, 1.0
+    else:
+        floor = 1e-12
+    knot_mean = weights.T @ intensity_sum / np.maximum(weights.T @ exposure, 1e-12)
     shell_mean = weights @ knot_mean
-    mean = intensity_sum / np.maximum(counts, 1.0)
+    mean = np.where(counts > 0, intensity_sum / np.maximum(exposure, floor), 0.0)
     ratio = np.where(shell_mean > 0, mean / np.where(shell_mean > 0, shell_mean, 1.0), 1.0)
     return (counts * ratio + PRIOR_OBSERVATIONS) / (counts + PRIOR_OBSERVATIONS)
 
@@ -115,8 +150,9 @@ def start_posterior(model, manifest, index, mode="data"):
         return
     total, counts = reflection_sums(manifest, len(index))
     intensity = total / index.epsilon
+    exposure = reflection_exposure(model, manifest, len(index))
     if sigma.learned:
-        sigma.fit_moments(sigma.inverse_d2.numpy(), intensity, counts)
+        sigma.fit_moments(sigma.inverse_d2.numpy(), intensity, counts if exposure is None else exposure)
     hkl = np.tile(np.arange(len(index), dtype=np.int32), model.n_datasets)  # every dataset starts alike
     prior = q.prior(sigma=sigma(hkl))
     if mode == "prior":
@@ -124,5 +160,6 @@ def start_posterior(model, manifest, index, mode="data"):
         return
     if index.anomalous:
         intensity, counts = pooled_over_mates(intensity, index.hkl), pooled_over_mates(counts, index.hkl)
-    ratio = np.tile(normalized_intensity(sigma, intensity, counts), model.n_datasets)
+        exposure = None if exposure is None else pooled_over_mates(exposure, index.hkl)
+    ratio = np.tile(normalized_intensity(sigma, intensity, counts, exposure), model.n_datasets)
     q.set_initial(*data_start(prior, ratio, np.tile(counts, model.n_datasets)))

@@ -28,7 +28,7 @@ FLAGS = {
     "wilson_knots": "--wilson-prior-knots", "refine_uncertainties": "--refine-uncertainties",
     "reindexing_ops": "--reindexing-ops", "double_wilson_parents": "--double-wilson-parents",
     "double_wilson_r": "--double-wilson-r", "learn_double_wilson_r": "--optimize-double-wilson-r",
-    "double_wilson_r_shells": "--double-wilson-r-shells",
+    "double_wilson_r_shells": "--double-wilson-r-shells", "partiality_prior": "--partiality-prior",
     "metadata_keys": "metadata keys", "standardize": "--disable-metadata-standardization",
     "spacegroup": "--spacegroups", "cell": "--cell", "anomalous": "--anomalous", "dmin": "--dmin",
     "isigi_cutoff": "--isigi-cutoff", "cell_tolerance": "--cell-tolerance", "drop_invalid": "--drop-invalid",
