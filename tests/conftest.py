@@ -46,3 +46,20 @@ def sim_manifest(sim_files, tmp_path_factory):
 
     options = TableOptions(spacegroup=SIM_SPACEGROUP)
     return build_cache([sim_files["stream"]], options, str(tmp_path_factory.mktemp("cache")), shard_images=8)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(config, items):
+    """Keep the tests that share a module-scoped fixture on one xdist worker.
+
+    With ``--dist loadgroup`` (setup.cfg) the tests marked ``xdist_group`` run
+    on one worker; the others are spread one by one as with ``--dist load``.
+    Without it, a module's tests were spread over both workers and each built
+    the module's fixtures (most of them train a model: a minute or two each).
+    """
+    for item in items:
+        fixtures = getattr(item, "_fixtureinfo", None)
+        if fixtures is None:
+            continue
+        if any(d.scope == "module" for defs in fixtures.name2fixturedefs.values() for d in defs):
+            item.add_marker(pytest.mark.xdist_group(item.module.__name__))
