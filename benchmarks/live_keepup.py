@@ -1,16 +1,18 @@
 """Keeping up with the beam: a live merge following a stream written at a fixed rate.
 
-For each rate R (images/s) a writer thread appends the chunks of a simulated
-CrystFEL stream (the benchmark dataset ``--dataset``, default ``2k``) to a new
-file at R images per second, in bursts every ``--tick`` seconds, and records
-when each image was written; ``careless_online mono --live`` follows the file
-with default flags.  The merge says in its log when newly converted images
+For each rate R (images/s) ``careless_online mono --live`` (default flags)
+follows a new CrystFEL stream that starts with ``--prefill`` images of the
+benchmark dataset ``--dataset`` (default ``2k``); once the merge has trained
+its first round (start-up, model building and the first drawing of the
+report are over), a writer thread appends the dataset's next images at R
+images per second, in bursts every ``--tick`` seconds, and records when each
+image was written.  The merge says in its log when newly converted images
 join the training (``N new images (M in all)``): from that moment its
-gradient steps use them.  The **lag** of an image is the time from its write
-to that line (images of the first look: to the line ``first look: N images ...;
-training starts``).  Lag is *bounded* at a rate when the lag of the last images written
-is not larger than ``--bound`` times the median lag of the first third
-(it grows without end once conversion and training fall behind).
+gradient steps use them.  The **lag** of an image written at the rate is the
+time from its write to that line.  Lag is *bounded* at a rate when the lag of
+the last tenth of the images is not larger than ``--bound`` times the median
+lag of the first third (it grows without end once conversion and training
+fall behind).
 
 After the writer has finished the merge trains on (its ``--live-timeout``),
 ends with the learning-rate decay of an offline merge and writes its MTZ.
@@ -56,6 +58,7 @@ def parse_args(argv=None):
     parser.add_argument("--max-seconds", type=float, default=60.0,
                         help="longest writing time per rate (fewer images than the dataset's at low rates)")
     parser.add_argument("--tick", type=float, default=0.25, help="seconds between appends")
+    parser.add_argument("--prefill", type=int, default=200, help="images in the stream before the merge starts")
     parser.add_argument("--iterations", type=int, default=None, help="--iterations of the live merge (default its own)")
     parser.add_argument("--live-timeout", type=float, default=10.0, help="--live-timeout of the live merge")
     parser.add_argument("--bound", type=float, default=2.0,
@@ -75,20 +78,21 @@ def split_stream(path):
 
 
 class Writer(threading.Thread):
-    """Appends chunks to ``target`` at ``rate`` images/s; ``written[i]`` is image i's write time."""
+    """Appends chunks to ``target`` at ``rate`` images/s; ``written[i]`` is image i's write time.
 
-    def __init__(self, header, parts, target, rate, tick, clock):
+    The first ``done`` chunks are in the file already (their times stay NaN).
+    """
+
+    def __init__(self, parts, target, rate, tick, clock, done):
         super().__init__(daemon=True)
-        self.header, self.parts, self.target = header, parts, target
+        self.parts, self.target, self.done = parts, target, int(done)
         self.rate, self.tick, self.clock = float(rate), float(tick), clock
         self.written = np.full(len(parts), np.nan)
 
     def run(self):
-        with open(self.target, "w") as handle:
-            handle.write(self.header)
-        start, done = self.clock(), 0
+        start, done = self.clock(), self.done
         while done < len(self.parts):
-            due = min(len(self.parts), int((self.clock() - start) * self.rate) + 1)
+            due = min(len(self.parts), self.done + int((self.clock() - start) * self.rate) + 1)
             if due > done:
                 with open(self.target, "a") as handle:
                     handle.write("".join(self.parts[done:due]))
@@ -97,47 +101,55 @@ class Writer(threading.Thread):
             time.sleep(self.tick)
 
 
-def follow_log(process, clock, events, log_path):
-    """Read the merge's output line by line; record (time, images in training) when images join."""
+def follow_log(process, clock, events, log_path, trained):
+    """Read the merge's output line by line; record (time, images in training) when images join.
+
+    ``trained`` is set once the first round's line is there.
+    """
     with open(log_path, "w") as log:
         for line in process.stdout:
             now = clock()
             log.write(line)
+            log.flush()
+            if ROUND.match(line):
+                trained.set()
             joined = NEW_IMAGES.search(line) or (FIRST.match(line) if not events else None)
             if joined:
                 events.append((now, int(joined.groups()[-1])))
 
 
 def lags(written, events):
-    """Per image, seconds from its write to the first event whose image count includes it."""
+    """Per image written at the rate, seconds from its write to the first event whose image count includes it."""
     out = np.full(len(written), np.nan)
     for when, count in events:
         todo = np.isnan(out[:count])
         out[:count][todo] = when - written[:count][todo]
-    return out
+    return out[np.isfinite(written)]
 
 
 def live_run(args, info, rate, work):
     """One live merge of a stream written at ``rate``; returns its row."""
     header, parts = split_stream(info["paths"]["stream"])
-    parts = parts[:max(1, min(len(parts), int(rate * args.max_seconds)))]
+    parts = parts[:min(len(parts), args.prefill + max(1, int(rate * args.max_seconds)))]
     stream, out = work / "growing.stream", work / "merge" / "live"
+    stream.write_text(header + "".join(parts[:args.prefill]))
     command = ["careless_online", "mono", "--live", "--anomalous", "--dmin", str(info["dmin"]),
                "--spacegroups", info["spacegroup"], "--live-timeout", str(args.live_timeout),
                "--disable-progress-bar", METADATA, str(stream), str(out)]
     if args.iterations:
         command[2:2] = ["--iterations", str(args.iterations)]
     clock = time.monotonic
-    writer = Writer(header, parts, stream, rate, args.tick, clock)
-    writer.start()
-    while not stream.exists():
-        time.sleep(0.05)
-    started = clock()
-    events = []
+    events, trained = [], threading.Event()
     merger = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                               env=quiet_env())
-    reader = threading.Thread(target=follow_log, args=(merger, clock, events, work / "live.log"))
+    reader = threading.Thread(target=follow_log, args=(merger, clock, events, work / "live.log", trained))
     reader.start()
+    while not trained.wait(0.5):
+        if merger.poll() is not None:
+            break
+    writer = Writer(parts, stream, rate, args.tick, clock, args.prefill)
+    started = clock()
+    writer.start()
     writer.join()
     writing = clock() - started
     merger.wait()
@@ -156,7 +168,6 @@ def _row(rate, written, events, writing, wall, bound, out, parts, work):
             "lag_median_s": float(np.nanmedian(lag)), "lag_first_third_s": float(early),
             "lag_last_tenth_max_s": float(late), "lag_max_s": float(np.nanmax(lag)),
             "bounded": bool(late <= bound * max(early, 1.0)), "steps": steps,
-            "images_per_second_converted": n / max(events[-1][0] - events[0][0], 1e-9) if len(events) > 1 else None,
             "merged": f"{out}_0.mtz", "n_chunks": len(parts)}
 
 
@@ -170,7 +181,7 @@ def offline_compare(args, info, row, work):
     """Merge the live run's images offline with its steps; CC(F)/CCanom of both to the truth."""
     header, parts = split_stream(info["paths"]["stream"])
     stream = work / "offline.stream"
-    stream.write_text(header + "".join(parts[:row["images"]]))
+    stream.write_text(header + "".join(parts[:row["n_chunks"]]))
     out = work / "offline" / "off"
     out.parent.mkdir(parents=True, exist_ok=True)
     command = ["careless_online", "mono", "--anomalous", "--dmin", str(info["dmin"]), "--spacegroups",
@@ -200,7 +211,7 @@ def main(argv=None):
         rows.append(row)
         print(f"[live_keepup] {rate:g} images/s: median lag {row['lag_median_s']:.1f} s, "
               f"last {row['lag_last_tenth_max_s']:.1f} s, bounded {row['bounded']}", file=sys.stderr)
-    columns = [("rate", "images/s", 0), ("images", "images"), ("writing_s", "writing s", 1),
+    columns = [("rate", "images/s", 0), ("images", "images at the rate"), ("n_chunks", "images in all"), ("writing_s", "writing s", 1),
                ("lag_first_third_s", "median lag, first third s", 1), ("lag_median_s", "median lag s", 1),
                ("lag_last_tenth_max_s", "max lag, last tenth s", 1), ("lag_max_s", "max lag s", 1),
                ("bounded", "bounded"), ("steps", "steps"), ("wall_s", "wall s", 0)]
