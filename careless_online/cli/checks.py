@@ -15,12 +15,11 @@ from careless_online.ambiguity.operators import MODES, candidate_operators
 from careless_online.cli.model_file import check_model_in, check_resume_kind
 from careless_online.cli.overwrite import check_outputs_spare_inputs
 from careless_online.errors import InputError
-from careless_online.io.cache import default_cache_dir
+from careless_online.io.cache_location import default_cache_dir
 from careless_online.io.columns import available_keys
 from careless_online.io.identity import file_identity, refuse_duplicates
 from careless_online.io import stream_format
 from careless_online.io.sources import is_pattern
-from careless_online.io.table import parse_cell
 
 #: File name endings of the readable inputs, and their formats.
 FORMATS = {".mtz": "mtz", ".stream": "stream", ".expt": "dials", ".refl": "dials"}
@@ -182,10 +181,14 @@ def cell(text, groups=()):
     """Check ``--cell``: six positive numbers, angles below 180 degrees, fitting each space group of ``groups``."""
     if text is None:
         return
+    words = [w for w in re.split(r"[,\s]+", text.strip()) if w]
     try:
-        unit_cell = parse_cell(text)
-    except InputError:
-        raise InputError(f"--cell: expected 'a,b,c,alpha,beta,gamma' (Å, degrees), got {text!r}") from None
+        values = [float(w) for w in words]
+    except ValueError:
+        values = []
+    if len(values) != 6 or not all(v > 0 for v in values) or not all(v < 180 for v in values[3:]):
+        raise InputError(f"--cell: expected 'a,b,c,alpha,beta,gamma' (Å, degrees), got {text!r}")
+    unit_cell = gemmi.UnitCell(*values)  # not io.table.parse_cell: these checks run before the readers are imported
     for name in dict.fromkeys(g for g in groups if g):
         group = gemmi.SpaceGroup(name)
         if not unit_cell.is_compatible_with_spacegroup(group):

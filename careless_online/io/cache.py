@@ -28,6 +28,7 @@ import shutil
 from careless_online.errors import InputError
 from careless_online.io import readers
 from careless_online.io.convert import convert
+from careless_online.io.cache_location import default_cache_dir
 from careless_online.io.identity import cache_key, file_identity, refuse_duplicates
 from careless_online.io.manifest import CACHE_VERSION, CORE_COLUMNS, Manifest, load_manifest
 from careless_online.io.parallel import default_workers
@@ -36,17 +37,6 @@ from careless_online.io.shared_cache import build_shared
 
 __all__ = ["build_cache", "default_cache_dir", "input_groups", "load_manifest", "Manifest", "CACHE_VERSION",
            "CORE_COLUMNS", "_ShardWriter", "default_workers"]
-
-#: Name of the cache folder beside the outputs when no ``cache_dir`` is given.
-DEFAULT_CACHE_FOLDER = ".careless_online_cache"
-
-
-def default_cache_dir(base, cache_dir=None):
-    """The cache folder of a run writing ``<base>_*``.
-
-    ``cache_dir`` when given, else :data:`DEFAULT_CACHE_FOLDER` beside the outputs.
-    """
-    return cache_dir or os.path.join(os.path.dirname(os.path.abspath(base)), DEFAULT_CACHE_FOLDER)
 
 
 def input_groups(paths):

@@ -37,7 +37,6 @@ import re
 from dataclasses import dataclass
 
 import numpy as np
-import reciprocalspaceship as rs
 
 #: Columns of a parsed reflection row, in order.
 COLUMNS = ("H", "K", "L", "I", "SigI", "peak", "background", "XDET", "YDET",
@@ -195,6 +194,8 @@ def _wavelength(text, wavelength):
     energy = _floats(match.group(1), 1, "photon energy")[0]
     if energy <= 0:
         raise DamagedChunk(f"non-positive photon energy {energy}")
+    import reciprocalspaceship as rs  # here, not at the top: the CLI's checks import this module before any reader
+
     return float(rs.utils.ev2angstroms(energy))
 
 

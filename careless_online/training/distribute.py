@@ -39,7 +39,7 @@ import numpy as np
 import tensorflow as tf
 
 from careless_online.errors import InputError
-from careless_online.io.cache import default_cache_dir
+from careless_online.io.cache_location import default_cache_dir
 from careless_online.io.shared_cache import Share
 from careless_online.training import checkpoint
 from careless_online.training.loop import Trainer

@@ -23,7 +23,7 @@ from dataclasses import dataclass, replace
 import gemmi
 
 from careless_online.errors import InputError
-from careless_online.io.cache import default_cache_dir
+from careless_online.io.cache_location import default_cache_dir
 from careless_online.io.live import LiveCache
 from careless_online.io.live_groups import LiveDatasets
 from careless_online.io.pipeline import Standardizer, training_views

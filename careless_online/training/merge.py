@@ -22,7 +22,8 @@ import numpy as np
 from careless_online.ambiguity.operators import candidate_operators
 from careless_online.errors import InputError
 from careless_online.io import writers
-from careless_online.io.cache import build_cache, default_cache_dir
+from careless_online.io.cache import build_cache
+from careless_online.io.cache_location import default_cache_dir
 from careless_online.io.groups import GroupSpec, assign as assign_datasets
 from careless_online.io.identity import input_contents
 from careless_online.io.layout import DEFAULT_LAYOUT, check_layout
