@@ -290,7 +290,7 @@ def settings_from_args(args, keys, groups, group_spec=None, coupling=None, table
         model_options["image_scales"] = False
     if args.structure_factor_init_scale != 1.0:
         model_options["structure_factor_init_scale"] = args.structure_factor_init_scale
-    if getattr(args, "partiality_prior", "off") != "off":
+    if args.partiality_prior != "off":
         model_options["partiality_prior"] = args.partiality_prior
     options = TableOptions(spacegroup=groups[0], cell=cell, anomalous=args.anomalous, dmin=args.dmin,
                            isigi_cutoff=args.isigi_cutoff, cell_tolerance=args.cell_tolerance,

@@ -28,15 +28,14 @@ import shutil
 from careless_online.errors import InputError
 from careless_online.io import readers
 from careless_online.io.convert import convert
-from careless_online.io.cache_location import default_cache_dir
 from careless_online.io.identity import cache_key, file_identity, refuse_duplicates
 from careless_online.io.manifest import CACHE_VERSION, CORE_COLUMNS, Manifest, load_manifest
 from careless_online.io.parallel import default_workers
 from careless_online.io.shards import _ShardWriter, npy_bytes, write_atomic
 from careless_online.io.shared_cache import build_shared
 
-__all__ = ["build_cache", "default_cache_dir", "input_groups", "load_manifest", "Manifest", "CACHE_VERSION",
-           "CORE_COLUMNS", "_ShardWriter", "default_workers"]
+__all__ = ["build_cache", "input_groups", "load_manifest", "Manifest", "CACHE_VERSION", "CORE_COLUMNS",
+           "_ShardWriter", "default_workers"]
 
 
 def input_groups(paths):

@@ -124,11 +124,10 @@ def new_model(manifest, standardizer, reindexing_ops="auto", f_start="data", pos
     if partiality_prior not in PARTIALITY_PRIORS:
         raise ValueError(f"partiality_prior must be one of {', '.join(PARTIALITY_PRIORS)}, got {partiality_prior!r}")
     inverse_d2 = 1.0 / np.square(index.dHKL.astype(np.float64))
-    if partiality_prior == "ewald":
-        options["partiality_prior"] = partiality_prior_config(manifest, inverse_d2)
-    elif partiality_prior == "ewald-image":
+    if partiality_prior != "off":
         config = partiality_prior_config(manifest, inverse_d2)
-        options["partiality_prior"] = None if config is None else dict(config, per_image=True)
+        options["partiality_prior"] = (dict(config, per_image=True) if config and partiality_prior == "ewald-image"
+                                       else config)
     operators = candidate_operators(reindexing_ops, index.cell, index.spacegroup)
     plain = options.pop("plain_metadata_keys", None)
     if positional_encoding_keys:
